@@ -1,0 +1,756 @@
+//! The embedded local store: the default backend, an S3 look-alike under one root
+//! directory.
+//!
+//! Keys never become file paths. An SQLite index (WAL mode, synchronous=FULL) maps
+//! `(bucket, key)` to a row of metadata and the name of an immutable blob file;
+//! blob names are random hex, so any valid S3 key works — `a` beside `a/b`, `..`,
+//! 1024-byte keys, any unicode byte for byte — and no key can reach outside the root.
+//! Keys are stored as BLOBs so SQLite orders them by bytes, which is S3's order.
+//!
+//! A write streams into `tmp/`, is fsynced, renamed into `blobs/` and only then
+//! committed to the index; the old blob is removed after the commit. A crash at any
+//! point leaves either the old object or the new one, never a torn one (at worst an
+//! orphan blob file that no row points at).
+//!
+//! Why SQLite rather than redb: several `stor` processes may share one root (two CLI
+//! runs at once); SQLite's WAL takes concurrent readers and serialises writers across
+//! processes, while redb allows one process per database file.
+//!
+//! ```text
+//! <root>/stor.sqlite3      index: buckets, objects
+//! <root>/blobs/<32 hex>    object bytes, immutable
+//! <root>/tmp/              writes in progress
+//! ```
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::memory::{info_from_opts, slice_range};
+use super::{list_sorted, Backend, Body, CompletedPart, GetResponse, PendingUpload};
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::{ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, UploadOptions};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS buckets (
+    name    TEXT PRIMARY KEY,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    bucket              TEXT NOT NULL,
+    key                 BLOB NOT NULL,
+    size                INTEGER NOT NULL,
+    etag                TEXT NOT NULL,
+    modified_ms         INTEGER NOT NULL,
+    content_type        TEXT,
+    cache_control       TEXT,
+    content_disposition TEXT,
+    content_encoding    TEXT,
+    storage_class       TEXT,
+    metadata            TEXT NOT NULL,
+    blob                TEXT NOT NULL,
+    PRIMARY KEY (bucket, key)
+) WITHOUT ROWID;
+";
+
+/// The local backend.
+pub struct LocalBackend {
+    root: PathBuf,
+    db: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for LocalBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBackend")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> Error {
+    let kind = match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            ErrorKind::Transient
+        }
+        _ => ErrorKind::Io,
+    };
+    Error::new(kind, format!("local store index: {e}")).with_source(e)
+}
+
+fn no_bucket(bucket: &str) -> Error {
+    Error::new(
+        ErrorKind::BucketNotFound,
+        format!("the bucket {bucket:?} does not exist (create it with `stor mb local://{bucket}`)"),
+    )
+}
+
+fn no_key() -> Error {
+    Error::new(ErrorKind::KeyNotFound, "the key does not exist")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn new_blob_name() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Fails unless `p` is a real directory (not a symlink to one elsewhere).
+fn ensure_real_dir(p: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_dir() => Ok(()),
+        Ok(_) => Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "{} is not a plain directory (a symlink or file was planted there); \
+                 the local store refuses to write through it",
+                p.display()
+            ),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(p)
+            .map_err(|e| Error::io(format!("creating {}", p.display()), e)),
+        Err(e) => Err(Error::io(format!("checking {}", p.display()), e)),
+    }
+}
+
+struct Row {
+    info: ObjectInfo,
+    blob: String,
+}
+
+fn row_to_info(bucket: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let key: Vec<u8> = r.get("key")?;
+    let key = String::from_utf8(key).unwrap_or_default();
+    let mut info = ObjectInfo::new(bucket, &key, r.get::<_, i64>("size")? as u64);
+    info.etag = Some(r.get("etag")?);
+    info.last_modified =
+        Some(UNIX_EPOCH + Duration::from_millis(r.get::<_, i64>("modified_ms")? as u64));
+    info.content_type = r.get("content_type")?;
+    info.cache_control = r.get("cache_control")?;
+    info.content_disposition = r.get("content_disposition")?;
+    info.content_encoding = r.get("content_encoding")?;
+    info.storage_class = r.get("storage_class")?;
+    let meta: String = r.get("metadata")?;
+    info.metadata = serde_json::from_str(&meta).unwrap_or_default();
+    Ok(Row {
+        info,
+        blob: r.get("blob")?,
+    })
+}
+
+const SELECT_ROW: &str = "SELECT key, size, etag, modified_ms, content_type, cache_control, \
+    content_disposition, content_encoding, storage_class, metadata, blob FROM objects";
+
+impl LocalBackend {
+    /// Opens (creating when needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<LocalBackend> {
+        let root: PathBuf = root.into();
+        std::fs::create_dir_all(&root)
+            .map_err(|e| Error::io(format!("creating local store root {}", root.display()), e))?;
+        ensure_real_dir(&root.join("blobs"))?;
+        ensure_real_dir(&root.join("tmp"))?;
+        let db_path = root.join("stor.sqlite3");
+        if std::fs::symlink_metadata(&db_path)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+        {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("{} is a symlink; refusing to use it", db_path.display()),
+            ));
+        }
+        let conn = Connection::open(&db_path).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        Ok(LocalBackend {
+            root,
+            db: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blob_path(&self, name: &str) -> PathBuf {
+        self.root.join("blobs").join(name)
+    }
+
+    /// Runs `f` on the index connection off the async runtime.
+    async fn with_db<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Other, format!("local store task failed: {e}")))?
+    }
+
+    async fn require_bucket(&self, bucket: &str) -> Result<()> {
+        let b = bucket.to_owned();
+        let exists = self
+            .with_db(move |c| {
+                c.query_row("SELECT 1 FROM buckets WHERE name = ?1", [&b], |_| Ok(()))
+                    .optional()
+                    .map_err(db_err)
+            })
+            .await?;
+        exists.ok_or_else(|| no_bucket(bucket))
+    }
+
+    async fn lookup(&self, bucket: &str, key: &str) -> Result<Row> {
+        let (b, k) = (bucket.to_owned(), key.as_bytes().to_vec());
+        let row = self
+            .with_db(move |c| {
+                let bucket_exists = c
+                    .query_row("SELECT 1 FROM buckets WHERE name = ?1", [&b], |_| Ok(()))
+                    .optional()
+                    .map_err(db_err)?
+                    .is_some();
+                if !bucket_exists {
+                    return Ok(Err(no_bucket(&b)));
+                }
+                let row = c
+                    .query_row(
+                        &format!("{SELECT_ROW} WHERE bucket = ?1 AND key = ?2"),
+                        params![b, k],
+                        |r| row_to_info(&b, r),
+                    )
+                    .optional()
+                    .map_err(db_err)?;
+                Ok(row.ok_or_else(no_key))
+            })
+            .await?;
+        row
+    }
+
+    /// Writes `body` to a new blob file; returns (blob name, size, md5 hex).
+    async fn write_blob(&self, body: Body) -> Result<(String, u64, String)> {
+        let tmp_dir = self.root.join("tmp");
+        ensure_real_dir(&tmp_dir)?;
+        ensure_real_dir(&self.root.join("blobs"))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".put-")
+            .tempfile_in(&tmp_dir)
+            .map_err(|e| Error::io("creating a temp file in the local store", e))?;
+        let (std_file, tmp_path) = tmp.into_parts();
+        let mut file = tokio::fs::File::from_std(std_file);
+        let mut md5 = Md5::new();
+        let mut size = 0u64;
+        let write = async {
+            use tokio::io::AsyncWriteExt;
+            match body {
+                Body::Bytes(b) => {
+                    md5.update(&b);
+                    size = b.len() as u64;
+                    file.write_all(&b)
+                        .await
+                        .map_err(|e| Error::io("writing to the local store", e))?;
+                }
+                Body::File { path, offset, len } => {
+                    let mut src = tokio::fs::File::open(&path)
+                        .await
+                        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                    src.seek(std::io::SeekFrom::Start(offset))
+                        .await
+                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                    let mut src = src.take(len);
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = src
+                            .read(&mut buf)
+                            .await
+                            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                        if n == 0 {
+                            break;
+                        }
+                        md5.update(&buf[..n]);
+                        size += n as u64;
+                        file.write_all(&buf[..n])
+                            .await
+                            .map_err(|e| Error::io("writing to the local store", e))?;
+                    }
+                    if size != len {
+                        return Err(Error::new(
+                            ErrorKind::Integrity,
+                            format!(
+                                "{} changed size while it was being uploaded \
+                                 (expected {len} bytes, read {size})",
+                                path.display()
+                            ),
+                        ));
+                    }
+                }
+                Body::Stream(mut s) => {
+                    while let Some(chunk) = s.next().await {
+                        let chunk = chunk?;
+                        md5.update(&chunk);
+                        size += chunk.len() as u64;
+                        file.write_all(&chunk)
+                            .await
+                            .map_err(|e| Error::io("writing to the local store", e))?;
+                    }
+                }
+            }
+            file.flush()
+                .await
+                .map_err(|e| Error::io("writing to the local store", e))?;
+            file.sync_data()
+                .await
+                .map_err(|e| Error::io("syncing the local store", e))?;
+            Ok::<_, Error>(())
+        };
+        // On error the TempPath is dropped and the temp file removed.
+        write.await?;
+        let name = new_blob_name();
+        let dest = self.blob_path(&name);
+        let blobs = self.root.join("blobs");
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            tmp_path
+                .persist(&dest)
+                .map_err(|e| Error::io("moving a blob into the local store", e.error))?;
+            // Make the rename durable before the index points at it.
+            if let Ok(d) = std::fs::File::open(&blobs) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Other, format!("local store task failed: {e}")))??;
+        Ok((name, size, hex::encode(md5.finalize())))
+    }
+
+    fn remove_blob(&self, name: &str) {
+        let _ = std::fs::remove_file(self.blob_path(name));
+    }
+
+    /// Points `(bucket, key)` at a stored blob; returns the replaced blob's name.
+    async fn commit(&self, info: ObjectInfo, blob: String) -> Result<()> {
+        let bucket = info.bucket.clone();
+        let new_blob = blob.clone();
+        let res = self
+            .with_db(move |c| {
+                let tx = c.transaction().map_err(db_err)?;
+                let exists = tx
+                    .query_row(
+                        "SELECT 1 FROM buckets WHERE name = ?1",
+                        [&info.bucket],
+                        |_| Ok(()),
+                    )
+                    .optional()
+                    .map_err(db_err)?;
+                if exists.is_none() {
+                    return Ok(Err(no_bucket(&info.bucket)));
+                }
+                let old: Option<String> = tx
+                    .query_row(
+                        "SELECT blob FROM objects WHERE bucket = ?1 AND key = ?2",
+                        params![info.bucket, info.key.as_bytes()],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db_err)?;
+                let modified = info
+                    .last_modified
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or_else(now_ms);
+                tx.execute(
+                    "INSERT OR REPLACE INTO objects (bucket, key, size, etag, modified_ms, \
+                     content_type, cache_control, content_disposition, content_encoding, \
+                     storage_class, metadata, blob) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    params![
+                        info.bucket,
+                        info.key.as_bytes(),
+                        info.size as i64,
+                        info.etag.unwrap_or_default(),
+                        modified,
+                        info.content_type,
+                        info.cache_control,
+                        info.content_disposition,
+                        info.content_encoding,
+                        info.storage_class,
+                        serde_json::to_string(&info.metadata).unwrap_or_else(|_| "{}".into()),
+                        blob,
+                    ],
+                )
+                .map_err(db_err)?;
+                tx.commit().map_err(db_err)?;
+                Ok(Ok(old))
+            })
+            .await;
+        match res {
+            Ok(Ok(old)) => {
+                if let Some(old) = old {
+                    self.remove_blob(&old);
+                }
+                Ok(())
+            }
+            Ok(Err(e)) | Err(e) => {
+                self.remove_blob(&new_blob);
+                Err(e.with_location(&bucket, ""))
+            }
+        }
+    }
+
+    fn unsupported_multipart() -> Error {
+        Error::new(
+            ErrorKind::Unsupported,
+            "the local store writes whole objects; multipart uploads are not needed",
+        )
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn scheme(&self) -> &'static str {
+        "local"
+    }
+
+    fn accepts_streams(&self) -> bool {
+        true
+    }
+
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let b = bucket.to_owned();
+        self.with_db(move |c| {
+            let n = c
+                .execute(
+                    "INSERT OR IGNORE INTO buckets (name, created) VALUES (?1, ?2)",
+                    params![b, now_ms()],
+                )
+                .map_err(db_err)?;
+            if n == 0 {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("the bucket {b:?} already exists"),
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        let b = bucket.to_owned();
+        self.with_db(move |c| {
+            let tx = c.transaction().map_err(db_err)?;
+            let exists = tx
+                .query_row("SELECT 1 FROM buckets WHERE name = ?1", [&b], |_| Ok(()))
+                .optional()
+                .map_err(db_err)?;
+            if exists.is_none() {
+                return Err(no_bucket(&b));
+            }
+            let any = tx
+                .query_row(
+                    "SELECT 1 FROM objects WHERE bucket = ?1 LIMIT 1",
+                    [&b],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map_err(db_err)?;
+            if any.is_some() {
+                return Err(Error::new(
+                    ErrorKind::BucketNotEmpty,
+                    format!("the bucket {b:?} is not empty; delete its objects first"),
+                ));
+            }
+            tx.execute("DELETE FROM buckets WHERE name = ?1", [&b])
+                .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        match self.require_bucket(bucket).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::BucketNotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<String>> {
+        self.with_db(|c| {
+            let mut st = c
+                .prepare("SELECT name FROM buckets ORDER BY name")
+                .map_err(db_err)?;
+            let names = st
+                .query_map([], |r| r.get(0))
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(db_err)?;
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Body,
+        opts: &UploadOptions,
+    ) -> Result<Option<String>> {
+        self.require_bucket(bucket).await?;
+        let (blob, size, md5) = self.write_blob(body).await?;
+        let mut info = info_from_opts(bucket, key, size, opts);
+        info.etag = Some(md5.clone());
+        self.commit(info, blob).await?;
+        Ok(Some(md5))
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+        if_match: Option<&str>,
+    ) -> Result<GetResponse> {
+        // A concurrent overwrite may remove the blob between lookup and open: look again.
+        for _ in 0..5 {
+            let row = self.lookup(bucket, key).await?;
+            if let Some(m) = if_match {
+                if row.info.etag.as_deref() != Some(m) {
+                    return Err(Error::new(
+                        ErrorKind::PreconditionFailed,
+                        "the object changed",
+                    ));
+                }
+            }
+            let path = self.blob_path(&row.blob);
+            let file = match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("opening a blob of the local store", e)),
+            };
+            let (start, end) = slice_range(row.info.size, range)?;
+            let mut file = tokio::fs::File::from_std(file);
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(|e| Error::io("reading the local store", e))?;
+            let reader = file.take(end - start);
+            let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)
+                .map(|r| r.map_err(|e| Error::io("reading the local store", e)));
+            return Ok(GetResponse {
+                info: row.info,
+                content_length: end - start,
+                body: Box::pin(stream),
+            });
+        }
+        Err(Error::new(
+            ErrorKind::Transient,
+            "the object kept changing while being opened",
+        ))
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        Ok(self.lookup(bucket, key).await?.info)
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        self.delete_objects(bucket, &[key.to_owned()]).await?;
+        Ok(())
+    }
+
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<DeleteResult>> {
+        let b = bucket.to_owned();
+        let ks = keys.to_vec();
+        let blobs = self
+            .with_db(move |c| {
+                let tx = c.transaction().map_err(db_err)?;
+                let exists = tx
+                    .query_row("SELECT 1 FROM buckets WHERE name = ?1", [&b], |_| Ok(()))
+                    .optional()
+                    .map_err(db_err)?;
+                if exists.is_none() {
+                    return Err(no_bucket(&b));
+                }
+                let mut blobs = Vec::new();
+                for k in &ks {
+                    let old: Option<String> = tx
+                        .query_row(
+                            "DELETE FROM objects WHERE bucket = ?1 AND key = ?2 RETURNING blob",
+                            params![b, k.as_bytes()],
+                            |r| r.get(0),
+                        )
+                        .optional()
+                        .map_err(db_err)?;
+                    blobs.extend(old);
+                }
+                tx.commit().map_err(db_err)?;
+                Ok(blobs)
+            })
+            .await?;
+        for blob in blobs {
+            self.remove_blob(&blob);
+        }
+        Ok(keys
+            .iter()
+            .map(|k| DeleteResult {
+                key: k.clone(),
+                error: None,
+            })
+            .collect())
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        max_keys: u32,
+        continuation: Option<&str>,
+        start_after: Option<&str>,
+    ) -> Result<ListPage> {
+        self.require_bucket(bucket).await?;
+        let (b, p) = (bucket.to_owned(), prefix.to_owned());
+        let d = delimiter.map(str::to_owned);
+        let (ct, sa) = (
+            continuation.map(str::to_owned),
+            start_after.map(str::to_owned),
+        );
+        self.with_db(move |c| {
+            let mut fetch = |prefix: &[u8], lower: &[u8], inclusive: bool, limit: usize| {
+                let op = if inclusive { ">=" } else { ">" };
+                // Keys under a prefix are one contiguous range in byte order.
+                let upper = super::listing_upper_bound(prefix);
+                let sql = match upper {
+                    Some(_) => format!(
+                        "{SELECT_ROW} WHERE bucket = ?1 AND key {op} ?2 AND key < ?3 \
+                         ORDER BY key LIMIT ?4"
+                    ),
+                    None => format!(
+                        "{SELECT_ROW} WHERE bucket = ?1 AND key {op} ?2 AND ?3 IS NULL \
+                         ORDER BY key LIMIT ?4"
+                    ),
+                };
+                let mut st = c.prepare_cached(&sql).map_err(db_err)?;
+                let rows = st
+                    .query_map(params![b, lower, upper, limit as i64], |r| {
+                        row_to_info(&b, r)
+                    })
+                    .map_err(db_err)?;
+                let mut out = Vec::new();
+                for r in rows {
+                    let row = r.map_err(db_err)?;
+                    if row.info.key.as_bytes().starts_with(prefix) {
+                        out.push(row.info);
+                    }
+                }
+                Ok(out)
+            };
+            list_sorted(
+                &mut fetch,
+                &p,
+                d.as_deref(),
+                max_keys,
+                ct.as_deref(),
+                sa.as_deref(),
+            )
+        })
+        .await
+    }
+
+    async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<&UploadOptions>,
+    ) -> Result<Option<String>> {
+        let src = self.lookup(src_bucket, src_key).await?;
+        self.require_bucket(dst_bucket).await?;
+        // Blobs are immutable, so a hard link is a safe, O(1) copy.
+        let name = new_blob_name();
+        let (from, to) = (self.blob_path(&src.blob), self.blob_path(&name));
+        if std::fs::hard_link(&from, &to).is_err() {
+            let tmp_src = Body::File {
+                path: from,
+                offset: 0,
+                len: src.info.size,
+            };
+            let (blob, _, _) = self.write_blob(tmp_src).await?;
+            std::fs::rename(self.blob_path(&blob), &to)
+                .map_err(|e| Error::io("copying in the local store", e))?;
+        }
+        let mut info = match replace {
+            Some(o) => info_from_opts(dst_bucket, dst_key, src.info.size, o),
+            None => src.info.clone(),
+        };
+        info.bucket = dst_bucket.to_owned();
+        info.key = dst_key.to_owned();
+        info.etag = src.info.etag.clone();
+        info.last_modified = Some(SystemTime::now());
+        let etag = info.etag.clone();
+        self.commit(info, name).await?;
+        Ok(etag)
+    }
+
+    async fn create_multipart(&self, _: &str, _: &str, _: &UploadOptions) -> Result<String> {
+        Err(Self::unsupported_multipart())
+    }
+
+    async fn upload_part(&self, _: &str, _: &str, _: &str, _: i32, _: Body) -> Result<String> {
+        Err(Self::unsupported_multipart())
+    }
+
+    async fn complete_multipart(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &[CompletedPart],
+    ) -> Result<Option<String>> {
+        Err(Self::unsupported_multipart())
+    }
+
+    async fn abort_multipart(&self, _: &str, _: &str, _: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn list_multipart_uploads(&self, bucket: &str, _: &str) -> Result<Vec<PendingUpload>> {
+        self.require_bucket(bucket).await?;
+        Ok(Vec::new())
+    }
+
+    async fn presign(&self, _: &str, _: &str, _: &PresignOptions) -> Result<String> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "the local store has no HTTP endpoint to presign for; presign needs an s3:// URL",
+        ))
+    }
+}

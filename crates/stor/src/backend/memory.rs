@@ -1,0 +1,473 @@
+//! In-process memory store, for tests and examples. Behaves like S3 for every
+//! operation except presigning (there is no HTTP server to sign for).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use md5::{Digest, Md5};
+
+use super::{list_sorted, Backend, Body, ByteStream, CompletedPart, GetResponse, PendingUpload};
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::{ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, UploadOptions};
+
+#[derive(Clone)]
+struct Object {
+    data: Bytes,
+    info: ObjectInfo,
+}
+
+struct Upload {
+    bucket: String,
+    key: String,
+    opts: UploadOptions,
+    parts: BTreeMap<i32, Bytes>,
+    initiated: SystemTime,
+}
+
+#[derive(Default)]
+struct State {
+    // Keys as bytes: BTreeMap order is then S3's byte order.
+    buckets: BTreeMap<String, BTreeMap<Vec<u8>, Object>>,
+    uploads: HashMap<String, Upload>,
+}
+
+/// The memory backend.
+#[derive(Default)]
+pub struct MemoryBackend {
+    state: Mutex<State>,
+    next_upload: AtomicU64,
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryBackend")
+    }
+}
+
+impl MemoryBackend {
+    /// An empty store.
+    pub fn new() -> MemoryBackend {
+        MemoryBackend::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn no_bucket(bucket: &str) -> Error {
+    Error::new(
+        ErrorKind::BucketNotFound,
+        format!("the bucket {bucket:?} does not exist"),
+    )
+}
+
+fn no_key() -> Error {
+    Error::new(ErrorKind::KeyNotFound, "the key does not exist")
+}
+
+pub(crate) fn etag_of(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
+
+pub(crate) fn info_from_opts(
+    bucket: &str,
+    key: &str,
+    size: u64,
+    opts: &UploadOptions,
+) -> ObjectInfo {
+    let mut info = ObjectInfo::new(bucket, key, size);
+    info.content_type = opts.content_type.clone();
+    info.metadata = opts.metadata.clone();
+    info.cache_control = opts.cache_control.clone();
+    info.content_disposition = opts.content_disposition.clone();
+    info.content_encoding = opts.content_encoding.clone();
+    info.storage_class = Some(
+        opts.storage_class
+            .clone()
+            .unwrap_or_else(|| "STANDARD".into()),
+    );
+    info.last_modified = Some(SystemTime::now());
+    info
+}
+
+pub(crate) async fn collect_body(body: Body) -> Result<Bytes> {
+    match body {
+        Body::Bytes(b) => Ok(b),
+        Body::File { path, offset, len } => {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            let mut f = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+            f.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let mut buf = Vec::with_capacity(len as usize);
+            f.take(len)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            if buf.len() as u64 != len {
+                return Err(Error::new(
+                    ErrorKind::Integrity,
+                    format!("{} changed size while it was being read", path.display()),
+                ));
+            }
+            Ok(buf.into())
+        }
+        Body::Stream(mut s) => {
+            let mut buf = BytesMut::new();
+            while let Some(chunk) = s.next().await {
+                buf.extend_from_slice(&chunk?);
+            }
+            Ok(buf.freeze())
+        }
+    }
+}
+
+pub(crate) fn slice_range(size: u64, range: Option<ByteRange>) -> Result<(u64, u64)> {
+    match range {
+        None => Ok((0, size)),
+        Some(r) if r.start >= size && !(r.start == 0 && size == 0) || r.end <= r.start => {
+            Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "range {}..{} is not satisfiable for {size} bytes",
+                    r.start, r.end
+                ),
+            ))
+        }
+        Some(r) => Ok((r.start, r.end.min(size))),
+    }
+}
+
+fn once_stream(b: Bytes) -> ByteStream {
+    Box::pin(futures::stream::once(async move { Ok(b) }))
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn scheme(&self) -> &'static str {
+        "memory"
+    }
+
+    fn accepts_streams(&self) -> bool {
+        true
+    }
+
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let mut st = self.lock();
+        if st.buckets.contains_key(bucket) {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("the bucket {bucket:?} already exists"),
+            ));
+        }
+        st.buckets.insert(bucket.to_owned(), BTreeMap::new());
+        Ok(())
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        let mut st = self.lock();
+        match st.buckets.get(bucket) {
+            None => Err(no_bucket(bucket)),
+            Some(objs) if !objs.is_empty() => Err(Error::new(
+                ErrorKind::BucketNotEmpty,
+                format!("the bucket {bucket:?} is not empty; delete its objects first"),
+            )),
+            Some(_) => {
+                st.buckets.remove(bucket);
+                Ok(())
+            }
+        }
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        Ok(self.lock().buckets.contains_key(bucket))
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<String>> {
+        Ok(self.lock().buckets.keys().cloned().collect())
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Body,
+        opts: &UploadOptions,
+    ) -> Result<Option<String>> {
+        if !self.lock().buckets.contains_key(bucket) {
+            return Err(no_bucket(bucket));
+        }
+        let data = collect_body(body).await?;
+        let mut info = info_from_opts(bucket, key, data.len() as u64, opts);
+        let etag = etag_of(&data);
+        info.etag = Some(etag.clone());
+        let mut st = self.lock();
+        let objs = st
+            .buckets
+            .get_mut(bucket)
+            .ok_or_else(|| no_bucket(bucket))?;
+        objs.insert(key.as_bytes().to_vec(), Object { data, info });
+        Ok(Some(etag))
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+        if_match: Option<&str>,
+    ) -> Result<GetResponse> {
+        let obj = {
+            let st = self.lock();
+            let objs = st.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?;
+            objs.get(key.as_bytes()).cloned().ok_or_else(no_key)?
+        };
+        if let Some(m) = if_match {
+            if obj.info.etag.as_deref() != Some(m) {
+                return Err(Error::new(
+                    ErrorKind::PreconditionFailed,
+                    "the object changed",
+                ));
+            }
+        }
+        let (start, end) = slice_range(obj.info.size, range)?;
+        let body = obj.data.slice(start as usize..end as usize);
+        Ok(GetResponse {
+            info: obj.info,
+            content_length: end - start,
+            body: once_stream(body),
+        })
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        let st = self.lock();
+        let objs = st.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?;
+        Ok(objs.get(key.as_bytes()).ok_or_else(no_key)?.info.clone())
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let mut st = self.lock();
+        let objs = st
+            .buckets
+            .get_mut(bucket)
+            .ok_or_else(|| no_bucket(bucket))?;
+        objs.remove(key.as_bytes());
+        Ok(())
+    }
+
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<DeleteResult>> {
+        let mut st = self.lock();
+        let objs = st
+            .buckets
+            .get_mut(bucket)
+            .ok_or_else(|| no_bucket(bucket))?;
+        Ok(keys
+            .iter()
+            .map(|k| {
+                objs.remove(k.as_bytes());
+                DeleteResult {
+                    key: k.clone(),
+                    error: None,
+                }
+            })
+            .collect())
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        max_keys: u32,
+        continuation: Option<&str>,
+        start_after: Option<&str>,
+    ) -> Result<ListPage> {
+        let st = self.lock();
+        let objs = st.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?;
+        let mut fetch = |prefix: &[u8], lower: &[u8], inclusive: bool, limit: usize| {
+            use std::ops::Bound;
+            let lo = if inclusive {
+                Bound::Included(lower.to_vec())
+            } else {
+                Bound::Excluded(lower.to_vec())
+            };
+            Ok(objs
+                .range((lo, Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .take(limit)
+                .map(|(_, o)| o.info.clone())
+                .collect())
+        };
+        list_sorted(
+            &mut fetch,
+            prefix,
+            delimiter,
+            max_keys,
+            continuation,
+            start_after,
+        )
+    }
+
+    async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<&UploadOptions>,
+    ) -> Result<Option<String>> {
+        let mut st = self.lock();
+        let src = st
+            .buckets
+            .get(src_bucket)
+            .ok_or_else(|| no_bucket(src_bucket))?
+            .get(src_key.as_bytes())
+            .cloned()
+            .ok_or_else(no_key)?;
+        let dst = st
+            .buckets
+            .get_mut(dst_bucket)
+            .ok_or_else(|| no_bucket(dst_bucket))?;
+        let mut info = match replace {
+            Some(o) => info_from_opts(dst_bucket, dst_key, src.info.size, o),
+            None => src.info.clone(),
+        };
+        info.bucket = dst_bucket.to_owned();
+        info.key = dst_key.to_owned();
+        info.last_modified = Some(SystemTime::now());
+        info.etag = src.info.etag.clone();
+        let etag = info.etag.clone();
+        dst.insert(
+            dst_key.as_bytes().to_vec(),
+            Object {
+                data: src.data,
+                info,
+            },
+        );
+        Ok(etag)
+    }
+
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: &UploadOptions,
+    ) -> Result<String> {
+        let mut st = self.lock();
+        if !st.buckets.contains_key(bucket) {
+            return Err(no_bucket(bucket));
+        }
+        let id = format!("mem-{}", self.next_upload.fetch_add(1, Ordering::Relaxed));
+        st.uploads.insert(
+            id.clone(),
+            Upload {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                opts: opts.clone(),
+                parts: BTreeMap::new(),
+                initiated: SystemTime::now(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Body,
+    ) -> Result<String> {
+        let data = collect_body(body).await?;
+        let etag = etag_of(&data);
+        let mut st = self.lock();
+        let up = st
+            .uploads
+            .get_mut(upload_id)
+            .ok_or_else(|| Error::new(ErrorKind::KeyNotFound, "no such multipart upload"))?;
+        up.parts.insert(part_number, data);
+        Ok(etag)
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<Option<String>> {
+        let mut st = self.lock();
+        let up = st
+            .uploads
+            .remove(upload_id)
+            .ok_or_else(|| Error::new(ErrorKind::KeyNotFound, "no such multipart upload"))?;
+        let mut data = BytesMut::new();
+        let mut md5s = Vec::new();
+        for p in parts {
+            let part = up.parts.get(&p.part_number).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("part {} was not uploaded", p.part_number),
+                )
+            })?;
+            md5s.extend_from_slice(&Md5::digest(part));
+            data.extend_from_slice(part);
+        }
+        let etag = format!("{}-{}", hex::encode(Md5::digest(&md5s)), parts.len());
+        let mut info = info_from_opts(&up.bucket, &up.key, data.len() as u64, &up.opts);
+        info.etag = Some(etag.clone());
+        let objs = st
+            .buckets
+            .get_mut(bucket)
+            .ok_or_else(|| no_bucket(bucket))?;
+        objs.insert(
+            key.as_bytes().to_vec(),
+            Object {
+                data: data.freeze(),
+                info,
+            },
+        );
+        Ok(Some(etag))
+    }
+
+    async fn abort_multipart(&self, _bucket: &str, _key: &str, upload_id: &str) -> Result<()> {
+        self.lock().uploads.remove(upload_id);
+        Ok(())
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<PendingUpload>> {
+        let st = self.lock();
+        let mut v: Vec<PendingUpload> = st
+            .uploads
+            .iter()
+            .filter(|(_, u)| u.bucket == bucket && u.key.starts_with(prefix))
+            .map(|(id, u)| PendingUpload {
+                key: u.key.clone(),
+                upload_id: id.clone(),
+                initiated: Some(u.initiated),
+            })
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key).then(a.upload_id.cmp(&b.upload_id)));
+        Ok(v)
+    }
+
+    async fn presign(&self, _bucket: &str, _key: &str, _opts: &PresignOptions) -> Result<String> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "the memory backend has no HTTP endpoint to presign for; use an S3 backend",
+        ))
+    }
+}

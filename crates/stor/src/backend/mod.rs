@@ -1,0 +1,221 @@
+//! Backends: the small trait every store implements, and the stores.
+//!
+//! A backend does one request per call and nothing more: no retries, no
+//! validation, no metrics, no multipart chunking. The service layer
+//! ([`crate::Storage`]) does those once for all backends. Every backend module has
+//! the same shape: a struct, its constructor, and the [`Backend`] impl.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::error::Result;
+use crate::types::{ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, UploadOptions};
+
+mod listing;
+pub mod local;
+pub mod memory;
+pub mod s3;
+
+pub(crate) use listing::{list_sorted, successor as listing_upper_bound};
+
+/// A stream of body chunks.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// The body of a single PUT or one part.
+pub enum Body {
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// `len` bytes of a file from `offset`; re-opened on each attempt.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// First byte.
+        offset: u64,
+        /// Bytes to send.
+        len: u64,
+    },
+    /// A stream of unknown length. Only for backends that
+    /// [`Backend::accepts_streams`]; never retried.
+    Stream(ByteStream),
+}
+
+impl Body {
+    /// Length when known.
+    pub fn len(&self) -> Option<u64> {
+        match self {
+            Body::Bytes(b) => Some(b.len() as u64),
+            Body::File { len, .. } => Some(*len),
+            Body::Stream(_) => None,
+        }
+    }
+
+    /// Whether the body is known to be empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+
+    /// A copy for another attempt (streams cannot be replayed).
+    pub(crate) fn try_clone(&self) -> Option<Body> {
+        match self {
+            Body::Bytes(b) => Some(Body::Bytes(b.clone())),
+            Body::File { path, offset, len } => Some(Body::File {
+                path: path.clone(),
+                offset: *offset,
+                len: *len,
+            }),
+            Body::Stream(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
+            Body::File { path, offset, len } => {
+                write!(f, "Body::File({}, {offset}+{len})", path.display())
+            }
+            Body::Stream(_) => f.write_str("Body::Stream"),
+        }
+    }
+}
+
+/// A GET's answer: what the object is, and its bytes.
+pub struct GetResponse {
+    /// The object's info (size is the whole object's size).
+    pub info: ObjectInfo,
+    /// Bytes of the requested range (or the whole object).
+    pub body: ByteStream,
+    /// Length of `body`.
+    pub content_length: u64,
+}
+
+/// A part of a multipart upload that was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    /// 1-based part number.
+    pub part_number: i32,
+    /// The part's ETag as returned by the server.
+    pub etag: String,
+}
+
+/// A multipart upload that was started and not completed or aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    /// Key of the upload.
+    pub key: String,
+    /// Upload id.
+    pub upload_id: String,
+    /// When it was started.
+    pub initiated: Option<std::time::SystemTime>,
+}
+
+/// The operations every store offers. One request per call; see the module docs.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Short name used in URLs and messages: `s3`, `local`, `memory`.
+    fn scheme(&self) -> &'static str;
+
+    /// Whether [`Body::Stream`] bodies are accepted by `put_object`.
+    fn accepts_streams(&self) -> bool {
+        false
+    }
+
+    /// Whether large uploads should use the multipart primitives.
+    fn supports_multipart(&self) -> bool {
+        false
+    }
+
+    /// Creates a bucket.
+    async fn create_bucket(&self, bucket: &str) -> Result<()>;
+    /// Deletes an empty bucket.
+    async fn delete_bucket(&self, bucket: &str) -> Result<()>;
+    /// Whether a bucket exists (and is accessible).
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool>;
+    /// Names of all buckets.
+    async fn list_buckets(&self) -> Result<Vec<String>>;
+
+    /// Stores an object in one request; returns its ETag.
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Body,
+        opts: &UploadOptions,
+    ) -> Result<Option<String>>;
+    /// Reads an object or a range of it.
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+        if_match: Option<&str>,
+    ) -> Result<GetResponse>;
+    /// An object's info.
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo>;
+    /// Deletes an object; absent keys are not an error (as in S3).
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<()>;
+    /// Deletes up to 1000 keys in one request; per-key results.
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<DeleteResult>>;
+    /// One page of keys.
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        max_keys: u32,
+        continuation: Option<&str>,
+        start_after: Option<&str>,
+    ) -> Result<ListPage>;
+    /// Copies an object inside the store without moving bytes through the client.
+    /// `replace` replaces headers and metadata instead of copying them.
+    async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<&UploadOptions>,
+    ) -> Result<Option<String>>;
+
+    /// Starts a multipart upload; returns its id.
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: &UploadOptions,
+    ) -> Result<String>;
+    /// Stores one part; returns its ETag.
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Body,
+    ) -> Result<String>;
+    /// Completes a multipart upload from its parts in order; returns the ETag.
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<Option<String>>;
+    /// Aborts a multipart upload and frees its parts.
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
+    /// Multipart uploads started under `prefix` and not finished.
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<PendingUpload>>;
+
+    /// A presigned URL, for backends reachable over HTTP.
+    async fn presign(&self, bucket: &str, key: &str, opts: &PresignOptions) -> Result<String>;
+}

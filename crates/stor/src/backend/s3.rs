@@ -1,0 +1,798 @@
+//! AWS S3 and S3-compatible engines (MinIO, Ceph, SeaweedFS, R2, Garage) on the
+//! official `aws-sdk-s3`.
+//!
+//! One [`aws_sdk_s3::Client`] — one connection pool — serves every bucket. The SDK's
+//! own retries are turned off: stor has exactly one retry layer, in the service
+//! (see `retry.rs`), which knows which errors can heal. For custom endpoints, request
+//! checksums and response validation are "when required": the SDK's default CRC32
+//! trailers double upload CPU and break several S3-compatible engines.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::{ByteStream as SdkStream, Length};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart as SdkPart, Delete, MetadataDirective,
+    ObjectIdentifier, ServerSideEncryption, StorageClass,
+};
+use aws_sdk_s3::Client;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::{Backend, Body, CompletedPart, GetResponse, PendingUpload};
+use crate::config::{StorageConfig, DEFAULT_REGION};
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::{
+    ByteRange, DeleteResult, Encryption, ListPage, ObjectInfo, PresignMethod, PresignOptions,
+    UploadOptions,
+};
+
+/// The S3 backend.
+#[derive(Clone)]
+pub struct S3Backend {
+    client: Client,
+    endpoint: Option<String>,
+    region: String,
+}
+
+impl std::fmt::Debug for S3Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Backend")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+impl S3Backend {
+    /// Builds the client from config, filling the rest from the AWS environment.
+    pub async fn new(cfg: &StorageConfig) -> Result<S3Backend> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(cfg.connect_timeout))
+                    .read_timeout(Duration::from_secs(cfg.read_timeout))
+                    .build(),
+            );
+        if let Some(p) = &cfg.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &cfg.region_name {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(u) = &cfg.endpoint_url {
+            loader = loader.endpoint_url(u);
+        }
+        if let (Some(id), Some(secret)) = (&cfg.aws_access_key_id, &cfg.aws_secret_access_key) {
+            let creds = Credentials::new(
+                id,
+                secret.expose(),
+                cfg.aws_session_token
+                    .as_ref()
+                    .map(|t| t.expose().to_owned()),
+                None,
+                "stor-config",
+            );
+            loader = loader.credentials_provider(creds);
+        }
+        let sdk = loader.load().await;
+        let endpoint = sdk.endpoint_url().map(str::to_owned);
+        let custom = endpoint.is_some();
+        let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(cfg.force_path_style.unwrap_or(custom));
+        let region = match sdk.region() {
+            Some(r) => r.to_string(),
+            None => {
+                b = b.region(Region::new(DEFAULT_REGION));
+                DEFAULT_REGION.to_owned()
+            }
+        };
+        if custom {
+            b = b
+                .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        }
+        Ok(S3Backend {
+            client: Client::from_conf(b.build()),
+            endpoint,
+            region,
+        })
+    }
+
+    /// The underlying SDK client, for operations stor does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The region in use.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The custom endpoint, when one is in use.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+}
+
+/// Converts any SDK error into a stor error: S3 code and HTTP status through the one
+/// table in `error.rs`; network failures as transient or timeout.
+fn sdk_err<E>(e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &e {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let err = se.err();
+            Error::s3(err.code(), Some(status), err.message())
+        }
+        SdkError::TimeoutError(_) => Error::new(ErrorKind::Timeout, "the request timed out"),
+        SdkError::DispatchFailure(df) => {
+            if df.is_timeout() {
+                Error::new(ErrorKind::Timeout, "the connection timed out")
+            } else if df.is_io() {
+                Error::new(
+                    ErrorKind::Transient,
+                    format!("connection failed: {}", chain(&e)),
+                )
+            } else {
+                let msg = chain(&e);
+                let kind = if msg.contains("certificate") || msg.contains("tls") {
+                    ErrorKind::AccessDenied
+                } else {
+                    ErrorKind::Transient
+                };
+                Error::new(kind, format!("request could not be sent: {msg}"))
+            }
+        }
+        SdkError::ResponseError(_) => Error::new(
+            ErrorKind::Transient,
+            format!("the response could not be read: {}", chain(&e)),
+        ),
+        SdkError::ConstructionFailure(_) => Error::new(
+            ErrorKind::InvalidInput,
+            format!("the request could not be built: {}", chain(&e)),
+        ),
+        _ => Error::new(ErrorKind::Other, chain(&e)),
+    }
+}
+
+/// The error and its causes in one line (the SDK's Display is terse).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn unquote(etag: &str) -> String {
+    etag.trim_matches('"').to_owned()
+}
+
+fn to_time(t: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+}
+
+// Header values must be ASCII on the wire. Non-ASCII metadata values are sent as
+// RFC 2047 encoded words (as AWS documents) and decoded on the way back, so any
+// value round-trips on every engine.
+fn encode_meta_value(v: &str) -> String {
+    if v.is_ascii() {
+        v.to_owned()
+    } else {
+        format!("=?UTF-8?B?{}?=", aws_smithy_types::base64::encode(v))
+    }
+}
+
+fn decode_meta_value(v: &str) -> String {
+    if let Some(inner) = v
+        .strip_prefix("=?UTF-8?B?")
+        .and_then(|s| s.strip_suffix("?="))
+    {
+        if let Ok(bytes) = aws_smithy_types::base64::decode(inner) {
+            if let Ok(s) = String::from_utf8(bytes) {
+                return s;
+            }
+        }
+    }
+    v.to_owned()
+}
+
+fn decode_metadata(
+    m: Option<&std::collections::HashMap<String, String>>,
+) -> BTreeMap<String, String> {
+    m.map(|m| {
+        m.iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), decode_meta_value(v)))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+// Everything but unreserved characters and '/' is escaped in x-amz-copy-source.
+const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+fn copy_source(bucket: &str, key: &str) -> String {
+    format!("{}/{}", bucket, utf8_percent_encode(key, COPY_SOURCE))
+}
+
+async fn to_sdk_stream(body: Body) -> Result<SdkStream> {
+    match body {
+        Body::Bytes(b) => Ok(SdkStream::from(b)),
+        Body::File { path, offset, len } => SdkStream::read_from()
+            .path(&path)
+            .offset(offset)
+            .length(Length::Exact(len))
+            .buffer_size(256 * 1024)
+            .build()
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Io, format!("reading {}: {e}", path.display())).with_source(e)
+            }),
+        Body::Stream(_) => Err(Error::new(
+            ErrorKind::Unsupported,
+            "S3 needs a known length per request; stream bodies go through multipart",
+        )),
+    }
+}
+
+/// Applies upload options to a PutObject / CreateMultipartUpload / CopyObject builder.
+macro_rules! apply_upload_opts {
+    ($req:expr, $opts:expr) => {{
+        let o: &UploadOptions = $opts;
+        let mut r = $req;
+        if let Some(ct) = &o.content_type {
+            r = r.content_type(ct);
+        }
+        for (k, v) in &o.metadata {
+            r = r.metadata(k, encode_meta_value(v));
+        }
+        if let Some(v) = &o.cache_control {
+            r = r.cache_control(v);
+        }
+        if let Some(v) = &o.content_disposition {
+            r = r.content_disposition(v);
+        }
+        if let Some(v) = &o.content_encoding {
+            r = r.content_encoding(v);
+        }
+        if let Some(v) = &o.storage_class {
+            r = r.storage_class(StorageClass::from(v.as_str()));
+        }
+        match &o.encryption {
+            Some(Encryption::Aes256) => {
+                r = r.server_side_encryption(ServerSideEncryption::Aes256);
+            }
+            Some(Encryption::Kms { key_id }) => {
+                r = r.server_side_encryption(ServerSideEncryption::AwsKms);
+                if let Some(k) = key_id {
+                    r = r.ssekms_key_id(k);
+                }
+            }
+            None => {}
+        }
+        r
+    }};
+}
+
+#[async_trait]
+impl Backend for S3Backend {
+    fn scheme(&self) -> &'static str {
+        "s3"
+    }
+
+    fn supports_multipart(&self) -> bool {
+        true
+    }
+
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let mut req = self.client.create_bucket().bucket(bucket);
+        // us-east-1 takes no location constraint; everywhere else needs one on AWS.
+        if self.endpoint.is_none() && self.region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                        self.region.as_str(),
+                    ))
+                    .build(),
+            );
+        }
+        req.send().await.map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        self.client
+            .delete_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| match sdk_err(e) {
+                e if e.status() == Some(404) && e.code().is_none() => {
+                    e.with_kind(ErrorKind::BucketNotFound)
+                }
+                e => e,
+            })?;
+        Ok(())
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        match self.client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = sdk_err(e);
+                if e.status() == Some(404) {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<String>> {
+        let out = self.client.list_buckets().send().await.map_err(sdk_err)?;
+        let mut names: Vec<String> = out
+            .buckets()
+            .iter()
+            .filter_map(|b| b.name().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Body,
+        opts: &UploadOptions,
+    ) -> Result<Option<String>> {
+        let len = body.len();
+        let stream = to_sdk_stream(body).await?;
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(stream);
+        if let Some(len) = len {
+            req = req.content_length(len as i64);
+        }
+        let req = apply_upload_opts!(req, opts);
+        let out = req.send().await.map_err(sdk_err)?;
+        Ok(out.e_tag().map(unquote))
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+        if_match: Option<&str>,
+    ) -> Result<GetResponse> {
+        let mut req = self.client.get_object().bucket(bucket).key(key);
+        if let Some(r) = range {
+            if r.end <= r.start {
+                return Err(Error::invalid(format!(
+                    "empty range {}..{}",
+                    r.start, r.end
+                )));
+            }
+            req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        if let Some(m) = if_match {
+            req = req.if_match(format!("\"{m}\""));
+        }
+        let out = req.send().await.map_err(sdk_err)?;
+        let content_length = out.content_length().unwrap_or(0).max(0) as u64;
+        // The whole object's size: from Content-Range on ranged reads.
+        let size = out
+            .content_range()
+            .and_then(|cr| cr.rsplit('/').next())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(content_length);
+        let mut info = ObjectInfo::new(bucket, key, size);
+        info.etag = out.e_tag().map(unquote);
+        info.last_modified = to_time(out.last_modified());
+        info.content_type = out.content_type().map(str::to_owned);
+        info.metadata = decode_metadata(out.metadata());
+        info.storage_class = out.storage_class().map(|s| s.as_str().to_owned());
+        info.cache_control = out.cache_control().map(str::to_owned);
+        info.content_disposition = out.content_disposition().map(str::to_owned);
+        info.content_encoding = out.content_encoding().map(str::to_owned);
+        let body = out.body;
+        let stream = futures::stream::unfold(body, |mut body| async move {
+            match body.next().await {
+                None => None,
+                Some(Ok(b)) => Some((Ok(b), body)),
+                Some(Err(e)) => Some((
+                    Err(Error::new(
+                        ErrorKind::Transient,
+                        format!("the download was interrupted: {}", chain(&e)),
+                    )),
+                    body,
+                )),
+            }
+        });
+        Ok(GetResponse {
+            info,
+            content_length,
+            body: Box::pin(stream),
+        })
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        let out = match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let e = sdk_err(e);
+                // HEAD answers carry no body: tell a missing bucket from a missing key.
+                if e.status() == Some(404) && !self.bucket_exists(bucket).await.unwrap_or(true) {
+                    return Err(e.with_kind(ErrorKind::BucketNotFound));
+                }
+                return Err(e);
+            }
+        };
+        let mut info =
+            ObjectInfo::new(bucket, key, out.content_length().unwrap_or(0).max(0) as u64);
+        info.etag = out.e_tag().map(unquote);
+        info.last_modified = to_time(out.last_modified());
+        info.content_type = out.content_type().map(str::to_owned);
+        info.metadata = decode_metadata(out.metadata());
+        info.storage_class = Some(
+            out.storage_class()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_else(|| "STANDARD".into()),
+        );
+        info.cache_control = out.cache_control().map(str::to_owned);
+        info.content_disposition = out.content_disposition().map(str::to_owned);
+        info.content_encoding = out.content_encoding().map(str::to_owned);
+        Ok(info)
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(())
+    }
+
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<DeleteResult>> {
+        let ids = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::invalid(format!("building the delete request: {e}")))?;
+        let delete = Delete::builder()
+            .set_objects(Some(ids))
+            .quiet(true)
+            .build()
+            .map_err(|e| Error::invalid(format!("building the delete request: {e}")))?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        let mut failed: BTreeMap<&str, String> = BTreeMap::new();
+        for e in out.errors() {
+            if let Some(k) = e.key() {
+                failed.insert(
+                    k,
+                    format!(
+                        "{}: {}",
+                        e.code().unwrap_or("Error"),
+                        e.message().unwrap_or("not deleted")
+                    ),
+                );
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| DeleteResult {
+                key: k.clone(),
+                error: failed.get(k.as_str()).cloned(),
+            })
+            .collect())
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        max_keys: u32,
+        continuation: Option<&str>,
+        start_after: Option<&str>,
+    ) -> Result<ListPage> {
+        let mut req = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .max_keys(max_keys as i32);
+        if !prefix.is_empty() {
+            req = req.prefix(prefix);
+        }
+        if let Some(d) = delimiter {
+            req = req.delimiter(d);
+        }
+        if let Some(c) = continuation {
+            req = req.continuation_token(c);
+        }
+        if let Some(s) = start_after {
+            req = req.start_after(s);
+        }
+        let out = req.send().await.map_err(sdk_err)?;
+        let objects = out
+            .contents()
+            .iter()
+            .map(|o| {
+                let mut info = ObjectInfo::new(
+                    bucket,
+                    o.key().unwrap_or_default(),
+                    o.size().unwrap_or(0).max(0) as u64,
+                );
+                info.etag = o.e_tag().map(unquote);
+                info.last_modified = to_time(o.last_modified());
+                info.storage_class = o.storage_class().map(|s| s.as_str().to_owned());
+                info
+            })
+            .collect();
+        let common_prefixes = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(str::to_owned))
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            out.next_continuation_token().map(str::to_owned)
+        } else {
+            None
+        };
+        Ok(ListPage {
+            objects,
+            common_prefixes,
+            next_continuation_token: next,
+        })
+    }
+
+    async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<&UploadOptions>,
+    ) -> Result<Option<String>> {
+        let mut req = self
+            .client
+            .copy_object()
+            .copy_source(copy_source(src_bucket, src_key))
+            .bucket(dst_bucket)
+            .key(dst_key);
+        if let Some(opts) = replace {
+            req = req.metadata_directive(MetadataDirective::Replace);
+            req = apply_upload_opts!(req, opts);
+        }
+        let out = req.send().await.map_err(sdk_err)?;
+        Ok(out
+            .copy_object_result()
+            .and_then(|r| r.e_tag())
+            .map(unquote))
+    }
+
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: &UploadOptions,
+    ) -> Result<String> {
+        let req = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key);
+        let req = apply_upload_opts!(req, opts);
+        let out = req.send().await.map_err(sdk_err)?;
+        out.upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::new(ErrorKind::Other, "the server returned no upload id"))
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Body,
+    ) -> Result<String> {
+        let len = body.len();
+        let stream = to_sdk_stream(body).await?;
+        let mut req = self
+            .client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .body(stream);
+        if let Some(len) = len {
+            req = req.content_length(len as i64);
+        }
+        let out = req.send().await.map_err(sdk_err)?;
+        out.e_tag()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::new(ErrorKind::Other, "the server returned no part ETag"))
+    }
+
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<Option<String>> {
+        let parts = parts
+            .iter()
+            .map(|p| {
+                SdkPart::builder()
+                    .part_number(p.part_number)
+                    .e_tag(&p.etag)
+                    .build()
+            })
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        Ok(out.e_tag().map(unquote))
+    }
+
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = sdk_err(e);
+                // Already gone is what we wanted.
+                if e.code() == Some("NoSuchUpload") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<PendingUpload>> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let mut req = self.client.list_multipart_uploads().bucket(bucket);
+            if !prefix.is_empty() {
+                req = req.prefix(prefix);
+            }
+            if let Some(k) = &key_marker {
+                req = req.key_marker(k);
+            }
+            if let Some(i) = &id_marker {
+                req = req.upload_id_marker(i);
+            }
+            let page = req.send().await.map_err(sdk_err)?;
+            for u in page.uploads() {
+                out.push(PendingUpload {
+                    key: u.key().unwrap_or_default().to_owned(),
+                    upload_id: u.upload_id().unwrap_or_default().to_owned(),
+                    initiated: to_time(u.initiated()),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(out);
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn presign(&self, bucket: &str, key: &str, opts: &PresignOptions) -> Result<String> {
+        let cfg = PresigningConfig::expires_in(opts.expires_in)
+            .map_err(|e| Error::invalid(format!("invalid presign expiry: {e}")))?;
+        let req = match opts.method {
+            PresignMethod::Get => self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .presigned(cfg)
+                .await
+                .map_err(sdk_err)?,
+            PresignMethod::Put => {
+                let mut r = self.client.put_object().bucket(bucket).key(key);
+                if let Some(ct) = &opts.content_type {
+                    r = r.content_type(ct);
+                }
+                r.presigned(cfg).await.map_err(sdk_err)?
+            }
+        };
+        Ok(req.uri().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_values_round_trip_through_ascii_headers() {
+        for v in ["plain", "한국어 뉴스", "emoji 🚀", ""] {
+            let enc = encode_meta_value(v);
+            assert!(enc.is_ascii());
+            assert_eq!(decode_meta_value(&enc), v);
+        }
+    }
+
+    #[test]
+    fn copy_source_escapes_keys() {
+        assert_eq!(copy_source("b", "a b/%c"), "b/a%20b/%25c");
+        assert_eq!(copy_source("b", "é"), "b/%C3%A9");
+    }
+}

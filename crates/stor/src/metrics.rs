@@ -1,0 +1,165 @@
+//! Counters of what a [`crate::Storage`] did: the original service's metrics
+//! (operations, successes, failures, bytes and time up and down, last operation)
+//! plus retries and throttling, and connection health.
+//!
+//! Bytes are counted once per successful transfer, never per attempt, so retries
+//! do not inflate them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// A point-in-time copy of the counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MetricsSnapshot {
+    /// Operations started (= successes + failures once they finish).
+    pub operations: u64,
+    /// Operations that succeeded.
+    pub successes: u64,
+    /// Operations that failed.
+    pub failures: u64,
+    /// Bytes uploaded by successful uploads.
+    pub bytes_uploaded: u64,
+    /// Bytes downloaded by successful downloads.
+    pub bytes_downloaded: u64,
+    /// Total seconds spent in uploads.
+    pub upload_seconds: f64,
+    /// Total seconds spent in downloads.
+    pub download_seconds: f64,
+    /// Requests retried.
+    pub retries: u64,
+    /// Throttling answers received (503 SlowDown, 429, …).
+    pub throttled: u64,
+    /// When the last operation finished.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub last_operation: Option<SystemTime>,
+}
+
+fn ser_opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&crate::types::format_time(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Whether the backend answered, as seen by the last operations.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthReport {
+    /// `s3`, `local` or `memory`.
+    pub backend: String,
+    /// The endpoint in use (custom S3 endpoint), if any.
+    pub endpoint: Option<String>,
+    /// Whether the probe succeeded.
+    pub healthy: bool,
+    /// How long the probe took.
+    #[serde(serialize_with = "ser_duration")]
+    pub latency: Duration,
+    /// Why it is unhealthy, when it is.
+    pub error: Option<String>,
+    /// Failures in a row of the operations before the probe (network, timeout, 5xx).
+    pub consecutive_failures: u64,
+    /// When an operation last succeeded.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub last_success: Option<SystemTime>,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Which way the bytes of an operation went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Up,
+    Down,
+    None,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    operations: AtomicU64,
+    successes: AtomicU64,
+    failures: AtomicU64,
+    bytes_uploaded: AtomicU64,
+    bytes_downloaded: AtomicU64,
+    upload_micros: AtomicU64,
+    download_micros: AtomicU64,
+    consecutive_failures: AtomicU64,
+    last_operation: Mutex<Option<SystemTime>>,
+    last_success: Mutex<Option<SystemTime>>,
+}
+
+impl Metrics {
+    pub fn start(&self) {
+        self.operations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn finish(
+        &self,
+        ok: bool,
+        connection_fault: bool,
+        dir: Direction,
+        bytes: u64,
+        took: Duration,
+    ) {
+        let now = SystemTime::now();
+        if ok {
+            self.successes.fetch_add(1, Ordering::Relaxed);
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            *self.last_success.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+        } else {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            if connection_fault {
+                self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let micros = took.as_micros() as u64;
+        match dir {
+            Direction::Up => {
+                if ok {
+                    self.bytes_uploaded.fetch_add(bytes, Ordering::Relaxed);
+                }
+                self.upload_micros.fetch_add(micros, Ordering::Relaxed);
+            }
+            Direction::Down => {
+                if ok {
+                    self.bytes_downloaded.fetch_add(bytes, Ordering::Relaxed);
+                }
+                self.download_micros.fetch_add(micros, Ordering::Relaxed);
+            }
+            Direction::None => {}
+        }
+        *self
+            .last_operation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(now);
+    }
+
+    pub fn consecutive_failures(&self) -> u64 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn last_success(&self) -> Option<SystemTime> {
+        *self.last_success.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn snapshot(&self, retries: u64, throttled: u64) -> MetricsSnapshot {
+        MetricsSnapshot {
+            operations: self.operations.load(Ordering::Relaxed),
+            successes: self.successes.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
+            bytes_downloaded: self.bytes_downloaded.load(Ordering::Relaxed),
+            upload_seconds: self.upload_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            download_seconds: self.download_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            retries,
+            throttled,
+            last_operation: *self
+                .last_operation
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The data that goes in and out of operations: object info, listing pages,
+//! options structs (one per call, `Default` + setters) and results.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// What S3 knows about an object (HEAD, or one entry of a listing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectInfo {
+    /// The object's bucket.
+    pub bucket: String,
+    /// The object's key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modified time.
+    #[serde(serialize_with = "ser_time")]
+    pub last_modified: Option<SystemTime>,
+    /// Entity tag without quotes.
+    pub etag: Option<String>,
+    /// Content-Type (not returned by listings).
+    pub content_type: Option<String>,
+    /// User metadata (not returned by listings).
+    pub metadata: BTreeMap<String, String>,
+    /// Storage class, when the backend reports one.
+    pub storage_class: Option<String>,
+    /// Cache-Control, when set.
+    pub cache_control: Option<String>,
+    /// Content-Disposition, when set.
+    pub content_disposition: Option<String>,
+    /// Content-Encoding, when set.
+    pub content_encoding: Option<String>,
+}
+
+impl ObjectInfo {
+    pub(crate) fn new(bucket: &str, key: &str, size: u64) -> ObjectInfo {
+        ObjectInfo {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            size,
+            last_modified: None,
+            etag: None,
+            content_type: None,
+            metadata: BTreeMap::new(),
+            storage_class: None,
+            cache_control: None,
+            content_disposition: None,
+            content_encoding: None,
+        }
+    }
+}
+
+/// Formats a time as RFC 3339 UTC with seconds (`2026-11-26T12:00:00Z`).
+pub fn format_time(t: SystemTime) -> String {
+    let dt = time::OffsetDateTime::from(t);
+    let dt = dt.replace_nanosecond(0).unwrap_or(dt);
+    dt.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn ser_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_time(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Server-side encryption of an uploaded object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encryption {
+    /// SSE-S3 (`AES256`).
+    Aes256,
+    /// SSE-KMS, with an optional key id (the account's default key when `None`).
+    Kms {
+        /// KMS key id or ARN.
+        key_id: Option<String>,
+    },
+}
+
+/// Options of an upload. Content-Type is guessed from the file name or key when unset.
+///
+/// ```
+/// let opts = stor::UploadOptions::default()
+///     .content_type("application/json")
+///     .metadata("source", "crawler")
+///     .cache_control("max-age=60");
+/// assert_eq!(opts.metadata["source"], "crawler");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct UploadOptions {
+    /// Content-Type; guessed when `None`.
+    pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*`).
+    pub metadata: BTreeMap<String, String>,
+    /// Cache-Control.
+    pub cache_control: Option<String>,
+    /// Content-Disposition.
+    pub content_disposition: Option<String>,
+    /// Content-Encoding.
+    pub content_encoding: Option<String>,
+    /// Storage class (`STANDARD`, `STANDARD_IA`, `GLACIER_IR`, …).
+    pub storage_class: Option<String>,
+    /// Server-side encryption.
+    pub encryption: Option<Encryption>,
+}
+
+impl UploadOptions {
+    /// Sets Content-Type.
+    pub fn content_type(mut self, v: impl Into<String>) -> Self {
+        self.content_type = Some(v.into());
+        self
+    }
+    /// Adds one user metadata entry.
+    pub fn metadata(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.metadata.insert(k.into(), v.into());
+        self
+    }
+    /// Replaces all user metadata.
+    pub fn metadata_map(mut self, m: BTreeMap<String, String>) -> Self {
+        self.metadata = m;
+        self
+    }
+    /// Sets Cache-Control.
+    pub fn cache_control(mut self, v: impl Into<String>) -> Self {
+        self.cache_control = Some(v.into());
+        self
+    }
+    /// Sets Content-Disposition.
+    pub fn content_disposition(mut self, v: impl Into<String>) -> Self {
+        self.content_disposition = Some(v.into());
+        self
+    }
+    /// Sets Content-Encoding.
+    pub fn content_encoding(mut self, v: impl Into<String>) -> Self {
+        self.content_encoding = Some(v.into());
+        self
+    }
+    /// Sets the storage class.
+    pub fn storage_class(mut self, v: impl Into<String>) -> Self {
+        self.storage_class = Some(v.into());
+        self
+    }
+    /// Sets server-side encryption.
+    pub fn encryption(mut self, e: Encryption) -> Self {
+        self.encryption = Some(e);
+        self
+    }
+}
+
+/// Options of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Group keys by this delimiter (usually `/`) into common prefixes.
+    pub delimiter: Option<String>,
+    /// At most this many keys plus common prefixes per page (1..=1000; default 1000).
+    pub max_keys: Option<u32>,
+    /// Continue after a previous page.
+    pub continuation_token: Option<String>,
+    /// Start after this key.
+    pub start_after: Option<String>,
+}
+
+impl ListOptions {
+    /// Lists keys under `prefix`.
+    pub fn prefix(mut self, p: impl Into<String>) -> Self {
+        self.prefix = p.into();
+        self
+    }
+    /// Sets the delimiter.
+    pub fn delimiter(mut self, d: impl Into<String>) -> Self {
+        self.delimiter = Some(d.into());
+        self
+    }
+    /// Sets max keys per page.
+    pub fn max_keys(mut self, n: u32) -> Self {
+        self.max_keys = Some(n);
+        self
+    }
+    /// Continues a listing.
+    pub fn continuation_token(mut self, t: impl Into<String>) -> Self {
+        self.continuation_token = Some(t.into());
+        self
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ListPage {
+    /// Objects, in S3's byte order of keys.
+    pub objects: Vec<ObjectInfo>,
+    /// Common prefixes (with a delimiter), in byte order.
+    pub common_prefixes: Vec<String>,
+    /// Give this to the next call to get the next page; `None` on the last page.
+    pub next_continuation_token: Option<String>,
+}
+
+impl ListPage {
+    /// Whether more pages follow.
+    pub fn is_truncated(&self) -> bool {
+        self.next_continuation_token.is_some()
+    }
+}
+
+/// What an upload, download or copy achieved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TransferResult {
+    /// Bucket written or read.
+    pub bucket: String,
+    /// Key written or read.
+    pub key: String,
+    /// Bytes transferred (object size).
+    pub bytes: u64,
+    /// ETag of the object, without quotes.
+    pub etag: Option<String>,
+    /// Attempts made, counting the first (the most of any request for multipart).
+    pub attempts: u32,
+    /// Wall time of the whole transfer.
+    #[serde(serialize_with = "ser_duration")]
+    pub elapsed: Duration,
+    /// Whether the transfer used multipart.
+    pub multipart: bool,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Outcome of one key of a batch delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeleteResult {
+    /// The key.
+    pub key: String,
+    /// `None` when deleted (or already absent, as S3 does), else why not.
+    pub error: Option<String>,
+}
+
+impl DeleteResult {
+    /// Whether this key was deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// HTTP method of a presigned URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PresignMethod {
+    /// Download.
+    #[default]
+    Get,
+    /// Upload.
+    Put,
+}
+
+/// Options of a presigned URL.
+#[derive(Debug, Clone)]
+pub struct PresignOptions {
+    /// GET (default) or PUT.
+    pub method: PresignMethod,
+    /// Validity, 1 s to 7 days; default 1 hour.
+    pub expires_in: Duration,
+    /// For PUT: the Content-Type the uploader must send (signed into the URL).
+    pub content_type: Option<String>,
+}
+
+impl Default for PresignOptions {
+    fn default() -> Self {
+        PresignOptions {
+            method: PresignMethod::Get,
+            expires_in: Duration::from_secs(3600),
+            content_type: None,
+        }
+    }
+}
+
+impl PresignOptions {
+    /// A GET URL valid for `expires_in`.
+    pub fn get(expires_in: Duration) -> Self {
+        PresignOptions {
+            expires_in,
+            ..Default::default()
+        }
+    }
+    /// A PUT URL valid for `expires_in`.
+    pub fn put(expires_in: Duration) -> Self {
+        PresignOptions {
+            method: PresignMethod::Put,
+            expires_in,
+            content_type: None,
+        }
+    }
+    /// Pins the Content-Type of a PUT.
+    pub fn content_type(mut self, ct: impl Into<String>) -> Self {
+        self.content_type = Some(ct.into());
+        self
+    }
+}
+
+/// Options of a copy or move.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// Replace metadata and headers with these instead of copying the source's.
+    pub replace: Option<UploadOptions>,
+}
+
+/// A byte range of an object, `start..end` (end exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+/// Options of a download.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadOptions {
+    /// Only this range of the object.
+    pub range: Option<ByteRange>,
+    /// Fail with [`crate::ErrorKind::PreconditionFailed`] unless the ETag matches.
+    pub if_match: Option<String>,
+}

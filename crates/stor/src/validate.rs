@@ -1,0 +1,243 @@
+//! Checks of bucket names, keys, metadata and other inputs by the S3 rules,
+//! done once where they enter, before any I/O. Most servers check few of these
+//! (SeaweedFS accepts 9 KB metadata, moto accepts 1025-byte keys), so the client must.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Longest key S3 accepts, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest total of user metadata keys and values, in bytes.
+pub const MAX_METADATA_BYTES: usize = 2048;
+/// Longest presigned URL expiry S3 accepts (7 days).
+pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(604_800);
+
+/// Checks a bucket name against S3's general-purpose bucket naming rules.
+///
+/// ```
+/// assert!(stor::validate_bucket("my-bucket.logs").is_ok());
+/// assert!(stor::validate_bucket("My_Bucket").is_err());
+/// assert!(stor::validate_bucket("192.168.1.1").is_err());
+/// ```
+pub fn validate_bucket(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::invalid(format!(
+            "invalid bucket name {name:?}: {why} (S3 bucket names are 3-63 characters of \
+             lowercase letters, digits, '.' and '-', starting and ending with a letter or digit)"
+        )))
+    };
+    if name.len() < 3 {
+        return bad("shorter than 3 characters");
+    }
+    if name.len() > 63 {
+        return bad("longer than 63 characters");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.' || *c == '-'))
+    {
+        return bad(&format!("character {c:?} is not allowed"));
+    }
+    let first = name.as_bytes()[0];
+    let last = name.as_bytes()[name.len() - 1];
+    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+        return bad("must start and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return bad("two adjacent dots");
+    }
+    if name.contains(".-") || name.contains("-.") {
+        return bad("a dot next to a hyphen");
+    }
+    if name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok()) {
+        return bad("formatted as an IP address");
+    }
+    for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {
+        if name.starts_with(prefix) {
+            return bad(&format!("the prefix {prefix:?} is reserved"));
+        }
+    }
+    for suffix in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] {
+        if name.ends_with(suffix) {
+            return bad(&format!("the suffix {suffix:?} is reserved"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an object key: 1 to 1024 bytes of UTF-8.
+///
+/// ```
+/// assert!(stor::validate_key("reports/2026/q3 final%.pdf").is_ok());
+/// assert!(stor::validate_key("").is_err());
+/// assert!(stor::validate_key(&"k".repeat(1025)).is_err());
+/// ```
+pub fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid(
+            "invalid key: the key is empty (give the object a name, e.g. dir/file.json)",
+        ));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::invalid(format!(
+            "invalid key: {} bytes long, S3 allows at most {MAX_KEY_BYTES} bytes of UTF-8",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a value that will be sent as an HTTP header (Content-Type, Cache-Control, …):
+/// no control characters, so no header injection.
+pub(crate) fn validate_header_value(what: &str, value: &str) -> Result<()> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(format!(
+            "invalid {what} {value:?}: contains the control character {c:?} \
+             (CR, LF and other control characters are not allowed in headers)"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks user metadata: names are HTTP tokens, values have no control characters,
+/// and keys plus values total at most 2 KB as S3 requires.
+pub(crate) fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<()> {
+    let mut total = 0;
+    for (k, v) in metadata {
+        if k.is_empty() {
+            return Err(Error::invalid("invalid metadata: empty name"));
+        }
+        if let Some(c) = k
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(*c)))
+        {
+            return Err(Error::invalid(format!(
+                "invalid metadata name {k:?}: character {c:?} is not allowed \
+                 (use letters, digits and -_.)"
+            )));
+        }
+        validate_header_value(&format!("metadata value for {k:?}"), v)?;
+        total += k.len() + v.len();
+    }
+    if total > MAX_METADATA_BYTES {
+        return Err(Error::invalid(format!(
+            "invalid metadata: {total} bytes of names and values, S3 allows at most \
+             {MAX_METADATA_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a presigned URL expiry: 1 second to 7 days.
+pub fn validate_expiry(expires_in: Duration) -> Result<()> {
+    if expires_in < Duration::from_secs(1) {
+        return Err(Error::invalid(format!(
+            "invalid presign expiry {}s: must be at least 1 second",
+            expires_in.as_secs_f64()
+        )));
+    }
+    if expires_in > MAX_PRESIGN_EXPIRY {
+        return Err(Error::invalid(format!(
+            "invalid presign expiry {}s: S3 allows at most 604800 s (7 days)",
+            expires_in.as_secs()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_rules() {
+        for ok in [
+            "abc",
+            "my-bucket",
+            "a.b.c",
+            "123",
+            "bucket-1.logs",
+            &"a".repeat(63),
+        ] {
+            assert!(validate_bucket(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in [
+            "",
+            "ab",
+            &long,
+            "ABC",
+            "a_b",
+            "-abc",
+            "abc-",
+            ".abc",
+            "abc.",
+            "a..b",
+            "a.-b",
+            "a-.b",
+            "192.168.0.1",
+            "xn--abc",
+            "sthree-x",
+            "amzn-s3-demo-x",
+            "abc-s3alias",
+            "abc--ol-s3",
+            "abc.mrap",
+            "abc--x-s3",
+            "abc--table-s3",
+            "a b c",
+            "abé",
+        ] {
+            let err = validate_bucket(bad).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidInput, "{bad}");
+            assert!(err.message().contains("invalid bucket name"), "{bad}");
+        }
+        // Four dotted parts that are not all numbers is a valid name.
+        assert!(validate_bucket("1.2.3.x").is_ok());
+    }
+
+    #[test]
+    fn key_rules() {
+        assert!(validate_key("a").is_ok());
+        assert!(validate_key(&"é".repeat(512)).is_ok()); // 1024 bytes
+        assert!(validate_key(&"é".repeat(513)).is_err()); // 1026 bytes
+        assert!(validate_key(&"k".repeat(1024)).is_ok());
+        assert!(validate_key(&"k".repeat(1025)).is_err());
+        assert!(validate_key("").is_err());
+        assert!(validate_key("../../etc/passwd").is_ok()); // a valid S3 key; backends keep it safe
+    }
+
+    #[test]
+    fn metadata_rules() {
+        let mut m = BTreeMap::new();
+        m.insert("source".to_string(), "크롤러 news".to_string());
+        assert!(validate_metadata(&m).is_ok());
+        m.insert("bad\nname".to_string(), "x".to_string());
+        assert!(validate_metadata(&m).is_err());
+        let mut m = BTreeMap::new();
+        m.insert("x".to_string(), "a\r\nX-Injected: 1".to_string());
+        assert!(validate_metadata(&m).is_err());
+        let mut m = BTreeMap::new();
+        m.insert("big".to_string(), "v".repeat(2045));
+        assert!(validate_metadata(&m).is_ok()); // 3 + 2045 = 2048
+        m.insert("big".to_string(), "v".repeat(2046));
+        assert!(validate_metadata(&m).is_err());
+    }
+
+    #[test]
+    fn expiry_rules() {
+        assert!(validate_expiry(Duration::from_secs(0)).is_err());
+        assert!(validate_expiry(Duration::from_millis(999)).is_err());
+        assert!(validate_expiry(Duration::from_secs(1)).is_ok());
+        assert!(validate_expiry(Duration::from_secs(604_800)).is_ok());
+        assert!(validate_expiry(Duration::from_secs(604_801)).is_err());
+    }
+
+    #[test]
+    fn header_values_reject_control_characters() {
+        assert!(validate_header_value("Content-Type", "text/plain; charset=utf-8").is_ok());
+        assert!(validate_header_value("Content-Type", "text/plain\r\nX: y").is_err());
+        assert!(validate_header_value("Content-Type", "a\0b").is_err());
+    }
+}
