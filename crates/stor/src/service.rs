@@ -46,6 +46,8 @@ pub(crate) struct Inner {
     pub requests: Arc<Semaphore>,
     pub metrics: Metrics,
     closed: AtomicBool,
+    /// Buckets seen to exist; writes check their bucket once (see `ensure_bucket`).
+    known_buckets: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A handle to one store. Clone it freely: clones share the client, its
@@ -110,6 +112,7 @@ impl Storage {
                 requests: Arc::new(Semaphore::new(config.max_pool_connections)),
                 metrics: Metrics::default(),
                 closed: AtomicBool::new(false),
+                known_buckets: Default::default(),
                 config,
             }),
         }
@@ -240,6 +243,54 @@ impl Storage {
                 elapsed_ms = took.as_millis() as u64, kind = %e.kind(), "failed: {e}"),
         }
         res
+    }
+
+    /// Fails with `BucketNotFound` when the bucket certainly does not exist. Some
+    /// engines answer a write to a missing bucket with AccessDenied or 500, and
+    /// SeaweedFS even creates it; one HEAD per bucket per client (cached) gives every
+    /// engine S3's answer. A HEAD that is itself refused (credentials that may write
+    /// but not list) lets the write go ahead.
+    pub(crate) async fn ensure_bucket(&self, bucket: &str) -> Result<()> {
+        let known = |inner: &Inner| {
+            inner
+                .known_buckets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(bucket)
+        };
+        if known(&self.inner) {
+            return Ok(());
+        }
+        let be = &self.inner.backend;
+        let start = Instant::now();
+        match self.request(|_| be.bucket_exists(bucket)).await {
+            Ok((true, _)) => {
+                self.remember_bucket(bucket, true);
+                Ok(())
+            }
+            Ok((false, attempts)) => Err(Error::new(
+                ErrorKind::BucketNotFound,
+                format!("the bucket {bucket:?} does not exist (create it first, e.g. `stor mb`)"),
+            )
+            .with_attempts(attempts, start.elapsed())),
+            Err(e) => {
+                tracing::debug!(bucket, "could not check the bucket, writing anyway: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    fn remember_bucket(&self, bucket: &str, exists: bool) {
+        let mut k = self
+            .inner
+            .known_buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if exists {
+            k.insert(bucket.to_owned());
+        } else {
+            k.remove(bucket);
+        }
     }
 
     fn op_timeout(&self) -> Duration {

@@ -94,6 +94,7 @@ pub(crate) async fn upload(
     opts: &UploadOptions,
 ) -> Result<TransferResult> {
     let start = Instant::now();
+    s.ensure_bucket(bucket).await?;
     let be = s.inner.backend.clone();
     let cfg = &s.inner.config;
     let threshold = cfg.multipart_threshold;
@@ -671,6 +672,7 @@ pub(crate) async fn copy(
     let start = Instant::now();
     let be = &s.inner.backend;
     let (src, _) = s.request(|_| be.head_object(sb, sk)).await?;
+    s.ensure_bucket(db).await?;
     if src.size > MAX_PART_SIZE && be.supports_multipart() {
         return Err(Error::new(
             ErrorKind::Unsupported,

@@ -1,0 +1,192 @@
+//! Fixtures shared by the integration tests: a store of each kind, each test in a
+//! prefix of its own. Real servers come from `scripts/with-servers.sh`, which sets
+//! STOR_TEST_SEAWEEDFS and STOR_TEST_MOTO; without them those backends are skipped,
+//! unless STOR_TEST_REQUIRE_SERVERS=1 (set by the script and CI), where a missing or
+//! unreachable server fails the test loudly.
+
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use stor::{Storage, StorageConfig, StorageType};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Memory,
+    Local,
+    SeaweedFs,
+    Moto,
+}
+
+impl Kind {
+    /// Real S3 servers (presign works, multipart is used).
+    pub fn is_s3(self) -> bool {
+        matches!(self, Kind::SeaweedFs | Kind::Moto)
+    }
+    /// SeaweedFS folds `//` and caps each `/`-separated segment at 255 bytes;
+    /// the others keep keys byte for byte.
+    pub fn keeps_keys_exactly(self) -> bool {
+        self != Kind::SeaweedFs
+    }
+    /// moto checks no signatures; SeaweedFS does.
+    pub fn checks_signatures(self) -> bool {
+        self == Kind::SeaweedFs
+    }
+    fn env(self) -> Option<&'static str> {
+        match self {
+            Kind::SeaweedFs => Some("STOR_TEST_SEAWEEDFS"),
+            Kind::Moto => Some("STOR_TEST_MOTO"),
+            _ => None,
+        }
+    }
+}
+
+pub struct Fixture {
+    pub kind: Kind,
+    pub storage: Storage,
+    /// A bucket shared by all tests of this kind in this process.
+    pub bucket: String,
+    /// A prefix unique to this test; every key a test writes starts with it.
+    pub prefix: String,
+    _root: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+}
+
+pub fn unique(tag: &str) -> String {
+    format!("{tag}-{:08x}", rand::random::<u32>())
+}
+
+/// The S3 config tests use: explicit, so nothing from the ambient AWS environment
+/// leaks in.
+pub fn s3_config(endpoint: &str) -> StorageConfig {
+    StorageConfig {
+        storage_type: StorageType::S3,
+        endpoint_url: Some(endpoint.to_owned()),
+        aws_access_key_id: Some(env_or("STOR_TEST_ACCESS_KEY_ID", "stor-test")),
+        aws_secret_access_key: Some(
+            env_or("STOR_TEST_SECRET_ACCESS_KEY", "stor-test-secret").into(),
+        ),
+        region_name: Some("us-east-1".into()),
+        max_retries: 3,
+        ..StorageConfig::default()
+    }
+}
+
+fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+pub fn endpoint(kind: Kind) -> Option<String> {
+    let var = kind.env()?;
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("STOR_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") {
+                panic!("{var} is not set but STOR_TEST_REQUIRE_SERVERS=1: start the servers with scripts/with-servers.sh");
+            }
+            None
+        }
+    }
+}
+
+/// Config for `kind`, with `tweak` applied; `None` when the server is not configured.
+pub async fn storage_with(
+    kind: Kind,
+    tweak: impl FnOnce(&mut StorageConfig),
+) -> Option<(Storage, Option<tempfile::TempDir>)> {
+    let (mut cfg, root) = match kind {
+        Kind::Memory => (StorageConfig::memory(), None),
+        Kind::Local => {
+            let dir = tempfile::tempdir().unwrap();
+            (StorageConfig::local(dir.path()), Some(dir))
+        }
+        Kind::SeaweedFs | Kind::Moto => (s3_config(&endpoint(kind)?), None),
+    };
+    tweak(&mut cfg);
+    let storage = Storage::new(cfg).await.expect("open storage");
+    Some((storage, root))
+}
+
+static SHARED_BUCKETS: OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+    OnceLock::new();
+
+/// A fixture for `kind` with a fresh prefix; skips (returns `None`) when the server
+/// is not configured, fails when it is configured but unreachable.
+pub async fn fixture(kind: Kind, test: &str) -> Option<Fixture> {
+    fixture_with(kind, test, |_| {}).await
+}
+
+pub async fn fixture_with(
+    kind: Kind,
+    test: &str,
+    tweak: impl FnOnce(&mut StorageConfig),
+) -> Option<Fixture> {
+    let Some((storage, root)) = storage_with(kind, tweak).await else {
+        eprintln!("skipping {test} on {kind:?}: server not configured");
+        return None;
+    };
+    // Real servers share one bucket per process (SeaweedFS makes a collection per
+    // bucket); embedded stores are fresh per test anyway.
+    let bucket = if kind.is_s3() {
+        let map = SHARED_BUCKETS.get_or_init(Default::default);
+        let name = {
+            let mut m = map.lock().unwrap();
+            m.entry(format!("{kind:?}"))
+                .or_insert_with(|| unique("stor-contract"))
+                .clone()
+        };
+        match storage.create_bucket(&name).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == stor::ErrorKind::AlreadyExists => {}
+            Err(e) => panic!("{kind:?} server configured but not usable: {e}"),
+        }
+        name
+    } else {
+        let name = "contract".to_owned();
+        storage.create_bucket(&name).await.unwrap();
+        name
+    };
+    Some(Fixture {
+        kind,
+        storage,
+        bucket,
+        prefix: format!("{}/", unique(test)),
+        _root: root,
+    })
+}
+
+/// Deterministic pseudo-random bytes, distinct per seed.
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Instantiates each listed case (an `async fn(Fixture)` in `cases`) for every backend.
+#[macro_export]
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod memory { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
+            if let Some(f) = $crate::common::fixture($crate::common::Kind::Memory, stringify!($case)).await { super::cases::$case(f).await } } )* }
+        mod local { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
+            if let Some(f) = $crate::common::fixture($crate::common::Kind::Local, stringify!($case)).await { super::cases::$case(f).await } } )* }
+        mod seaweedfs { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
+            if let Some(f) = $crate::common::fixture($crate::common::Kind::SeaweedFs, stringify!($case)).await { super::cases::$case(f).await } } )* }
+        mod moto { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
+            if let Some(f) = $crate::common::fixture($crate::common::Kind::Moto, stringify!($case)).await { super::cases::$case(f).await } } )* }
+    };
+}

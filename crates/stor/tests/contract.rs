@@ -1,0 +1,1016 @@
+//! The backend contract: every case runs against memory, local, SeaweedFS and moto.
+//! Run with real servers: `scripts/with-servers.sh cargo test -p stor --test contract`.
+
+mod common;
+
+contract!(
+    upload_download_roundtrip_keeps_headers_and_metadata,
+    empty_object,
+    long_and_unicode_keys,
+    keys_side_by_side_and_dot_segments,
+    list_pages_at_exact_boundaries,
+    list_with_delimiter_groups_common_prefixes,
+    list_stream_covers_all_pages,
+    missing_bucket_and_key_are_told_apart,
+    delete_one_and_many_in_batches,
+    copy_within_and_across_buckets,
+    copy_onto_itself_is_refused,
+    move_deletes_source_only_after_copy,
+    move_of_missing_source_changes_nothing,
+    download_file_is_atomic,
+    upload_file_and_reader_multipart_roundtrip,
+    cancelled_multipart_upload_is_aborted,
+    presigned_urls_work_over_http,
+    bad_input_is_refused_before_any_io,
+    bucket_lifecycle,
+    metrics_count_operations_and_bytes,
+);
+
+mod cases {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use futures::TryStreamExt;
+    use stor::{
+        CopyOptions, DownloadOptions, ErrorKind, ListOptions, PresignOptions, UploadOptions,
+    };
+
+    use crate::common::{payload, storage_with, unique, Fixture, Kind};
+
+    const MIB: usize = 1024 * 1024;
+
+    pub async fn upload_download_roundtrip_keeps_headers_and_metadata(f: Fixture) {
+        let s = &f.storage;
+        let key = f.key("doc.json");
+        let body = br#"{"headline":"rates","lang":"ko"}"#.to_vec();
+        let opts = UploadOptions::default()
+            .metadata("source", "crawler")
+            .metadata("title", "금리 뉴스 — ünïcödé")
+            .cache_control("max-age=60")
+            .content_disposition("attachment; filename=\"doc.json\"");
+        let put = s
+            .upload_bytes(f.bucket.as_str(), &key, body.clone(), opts)
+            .await
+            .unwrap();
+        assert_eq!(put.bytes, body.len() as u64);
+        assert!(put.etag.is_some());
+        assert!(put.attempts >= 1);
+
+        let info = s.info(f.bucket.as_str(), &key).await.unwrap();
+        assert_eq!(info.size, body.len() as u64);
+        assert_eq!(info.etag, put.etag);
+        // Guessed from the key's extension.
+        assert_eq!(info.content_type.as_deref(), Some("application/json"));
+        assert_eq!(
+            info.metadata.get("source").map(String::as_str),
+            Some("crawler")
+        );
+        assert_eq!(
+            info.metadata.get("title").map(String::as_str),
+            Some("금리 뉴스 — ünïcödé")
+        );
+        assert_eq!(info.cache_control.as_deref(), Some("max-age=60"));
+        assert_eq!(
+            info.content_disposition.as_deref(),
+            Some("attachment; filename=\"doc.json\"")
+        );
+        assert!(info.last_modified.is_some());
+
+        let got = s.download_bytes(f.bucket.as_str(), &key).await.unwrap();
+        assert_eq!(got.data.as_ref(), body.as_slice());
+        assert_eq!(got.result.bytes, body.len() as u64);
+
+        // A range, and a stream.
+        let part = s
+            .download_stream(
+                f.bucket.as_str(),
+                &key,
+                DownloadOptions {
+                    range: Some(stor::ByteRange { start: 2, end: 12 }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(part.content_length, 10);
+        assert_eq!(part.collect().await.unwrap().as_ref(), &body[2..12]);
+
+        // An explicit Content-Type wins over the guess.
+        let key2 = f.key("report.pdf");
+        s.upload_bytes(
+            f.bucket.as_str(),
+            &key2,
+            "x",
+            UploadOptions::default().content_type("text/plain"),
+        )
+        .await
+        .unwrap();
+        let info2 = s.info(f.bucket.as_str(), &key2).await.unwrap();
+        assert_eq!(info2.content_type.as_deref(), Some("text/plain"));
+    }
+
+    pub async fn empty_object(f: Fixture) {
+        let s = &f.storage;
+        let key = f.key("empty");
+        let put = s
+            .upload_bytes(
+                f.bucket.as_str(),
+                &key,
+                Vec::new(),
+                UploadOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(put.bytes, 0);
+        assert_eq!(s.info(f.bucket.as_str(), &key).await.unwrap().size, 0);
+        let got = s.download_bytes(f.bucket.as_str(), &key).await.unwrap();
+        assert!(got.data.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.bin");
+        s.download_file(f.bucket.as_str(), &key, &path)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        // An empty file uploads as an empty object too.
+        let src = dir.path().join("zero");
+        std::fs::write(&src, b"").unwrap();
+        let put = s
+            .upload_file(
+                f.bucket.as_str(),
+                &f.key("zero"),
+                &src,
+                UploadOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(put.bytes, 0);
+        assert!(!put.multipart);
+    }
+
+    pub async fn long_and_unicode_keys(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let mut keys = vec![
+            f.key("with space and %percent% + plus & amp"),
+            f.key("유니코드/キー/ключ/🚀.txt"),
+            f.key("tilde~quote'paren(1)=eq;semi"),
+        ];
+        // 1024 bytes in all. SeaweedFS caps each path segment at 255 bytes, so there
+        // the long key is cut into segments; elsewhere it is one 1000+ byte segment.
+        let fill = 1024 - f.prefix.len();
+        let long = if f.kind.keeps_keys_exactly() {
+            format!("{}{}", f.prefix, "k".repeat(fill))
+        } else {
+            let mut k = f.prefix.clone();
+            while k.len() < 1024 {
+                let n = (1024 - k.len()).min(200);
+                k.push_str(&"s".repeat(n - 1));
+                k.push('/');
+            }
+            k.pop();
+            k.push('z');
+            k
+        };
+        assert_eq!(long.len(), 1024);
+        keys.push(long);
+        for (i, k) in keys.iter().enumerate() {
+            let data = payload(100 + i, i as u64);
+            s.upload_bytes(b, k, data.clone(), UploadOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(
+                s.download_bytes(b, k).await.unwrap().data.as_ref(),
+                data.as_slice(),
+                "{k}"
+            );
+            assert_eq!(s.info(b, k).await.unwrap().key, *k);
+        }
+        let listed: Vec<String> = s
+            .list_stream(b, ListOptions::default().prefix(f.prefix.clone()))
+            .map_ok(|o| o.key)
+            .try_collect()
+            .await
+            .unwrap();
+        let mut want = keys.clone();
+        want.sort();
+        assert_eq!(listed, want);
+        // 1025 bytes is refused before any I/O.
+        let too_long = format!("{}{}", f.prefix, "k".repeat(fill + 1));
+        let err = s
+            .upload_bytes(b, &too_long, "x", UploadOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+
+    pub async fn keys_side_by_side_and_dot_segments(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        // "a" and "a/b" coexist: the store is not a filesystem.
+        s.upload_bytes(b, &f.key("a"), "file a", UploadOptions::default())
+            .await
+            .unwrap();
+        s.upload_bytes(b, &f.key("a/b"), "file a/b", UploadOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            s.download_bytes(b, &f.key("a"))
+                .await
+                .unwrap()
+                .data
+                .as_ref(),
+            b"file a"
+        );
+        assert_eq!(
+            s.download_bytes(b, &f.key("a/b"))
+                .await
+                .unwrap()
+                .data
+                .as_ref(),
+            b"file a/b"
+        );
+        if f.kind.keeps_keys_exactly() {
+            // ".." and "//" are ordinary key bytes.
+            for k in ["x/../y", "x//y", "..", "./z"] {
+                let key = f.key(k);
+                s.upload_bytes(b, &key, k, UploadOptions::default())
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    s.download_bytes(b, &key).await.unwrap().data.as_ref(),
+                    k.as_bytes()
+                );
+            }
+            let listed: Vec<String> = s
+                .list_stream(b, ListOptions::default().prefix(f.key("x")))
+                .map_ok(|o| o.key)
+                .try_collect()
+                .await
+                .unwrap();
+            // Byte order: '.' (0x2E) sorts before '/' (0x2F).
+            assert_eq!(listed, [f.key("x/../y"), f.key("x//y")]);
+        }
+    }
+
+    pub async fn list_pages_at_exact_boundaries(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let keys: Vec<String> = (0..6).map(|i| f.key(&format!("k{i}"))).collect();
+        for k in &keys {
+            s.upload_bytes(b, k, k.clone(), UploadOptions::default())
+                .await
+                .unwrap();
+        }
+        // Exactly one full page: no continuation.
+        let page = s
+            .list(
+                b,
+                ListOptions::default().prefix(f.prefix.clone()).max_keys(6),
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.objects.len(), 6);
+        assert!(
+            !page.is_truncated(),
+            "a full last page must not promise more"
+        );
+        // Pages of 3: exactly two, the second the last.
+        let p1 = s
+            .list(
+                b,
+                ListOptions::default().prefix(f.prefix.clone()).max_keys(3),
+            )
+            .await
+            .unwrap();
+        assert_eq!(p1.objects.len(), 3);
+        let tok = p1.next_continuation_token.clone().expect("more pages");
+        let p2 = s
+            .list(
+                b,
+                ListOptions::default()
+                    .prefix(f.prefix.clone())
+                    .max_keys(3)
+                    .continuation_token(tok),
+            )
+            .await
+            .unwrap();
+        let got: Vec<String> = p1
+            .objects
+            .iter()
+            .chain(&p2.objects)
+            .map(|o| o.key.clone())
+            .collect();
+        assert_eq!(got, keys);
+        assert!(!p2.is_truncated());
+        // Pages of 4: 4 then 2.
+        let p1 = s
+            .list(
+                b,
+                ListOptions::default().prefix(f.prefix.clone()).max_keys(4),
+            )
+            .await
+            .unwrap();
+        assert_eq!(p1.objects.len(), 4);
+        let p2 = s
+            .list(
+                b,
+                ListOptions::default()
+                    .prefix(f.prefix.clone())
+                    .max_keys(4)
+                    .continuation_token(p1.next_continuation_token.unwrap()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(p2.objects.len(), 2);
+        assert!(p2.next_continuation_token.is_none());
+        // Listings report size and ETag.
+        assert_eq!(p2.objects[1].size, keys[5].len() as u64);
+        assert!(p2.objects[1].etag.is_some());
+        // max_keys above 1000 is refused with a pointer to list_stream.
+        let err = s
+            .list(b, ListOptions::default().max_keys(1001))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+
+    pub async fn list_with_delimiter_groups_common_prefixes(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        for k in ["a.txt", "dir1/x", "dir1/y", "dir2/sub/z", "e.txt"] {
+            s.upload_bytes(b, &f.key(k), "v", UploadOptions::default())
+                .await
+                .unwrap();
+        }
+        let page = s
+            .list(
+                b,
+                ListOptions::default()
+                    .prefix(f.prefix.clone())
+                    .delimiter("/"),
+            )
+            .await
+            .unwrap();
+        let objs: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(objs, [f.key("a.txt"), f.key("e.txt")]);
+        assert_eq!(page.common_prefixes, [f.key("dir1/"), f.key("dir2/")]);
+        let sub = s
+            .list(
+                b,
+                ListOptions::default().prefix(f.key("dir2/")).delimiter("/"),
+            )
+            .await
+            .unwrap();
+        assert!(sub.objects.is_empty());
+        assert_eq!(sub.common_prefixes, [f.key("dir2/sub/")]);
+    }
+
+    pub async fn list_stream_covers_all_pages(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let mut keys: Vec<String> = (0..25).map(|i| f.key(&format!("{i:02}"))).collect();
+        futures::future::try_join_all(
+            keys.iter()
+                .map(|k| s.upload_bytes(b, k, "v", UploadOptions::default())),
+        )
+        .await
+        .unwrap();
+        keys.sort();
+        let listed: Vec<String> = s
+            .list_stream(
+                b,
+                ListOptions::default().prefix(f.prefix.clone()).max_keys(7),
+            )
+            .map_ok(|o| o.key)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(listed, keys);
+    }
+
+    pub async fn missing_bucket_and_key_are_told_apart(f: Fixture) {
+        let s = &f.storage;
+        let nob = unique("stor-nobucket");
+        let key = f.key("nothing-here");
+        let e = s.info(f.bucket.as_str(), &key).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::KeyNotFound, "{e}");
+        assert!(e.is_not_found());
+        assert!(!e.is_retryable());
+        assert_eq!(e.attempts(), 1, "not-found is never retried: {e}");
+        let e = s.download_bytes(f.bucket.as_str(), &key).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::KeyNotFound, "{e}");
+        assert!(e.to_string().contains(&key), "the error names the key: {e}");
+        let e = s.info(nob.as_str(), "k").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BucketNotFound, "{e}");
+        let e = s.download_bytes(nob.as_str(), "k").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BucketNotFound, "{e}");
+        let e = s
+            .list(nob.as_str(), ListOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BucketNotFound, "{e}");
+        let e = s
+            .upload_bytes(nob.as_str(), "k", "x", UploadOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BucketNotFound, "{e}");
+        assert_eq!(e.attempts(), 1);
+    }
+
+    pub async fn delete_one_and_many_in_batches(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let k = f.key("one");
+        s.upload_bytes(b, &k, "1", UploadOptions::default())
+            .await
+            .unwrap();
+        s.delete(b, &k).await.unwrap();
+        assert!(!s.exists(b, &k).await.unwrap());
+        // Deleting what is not there succeeds, as in S3.
+        s.delete(b, &k).await.unwrap();
+
+        // 1003 keys: two batches (1000 + 3).
+        let keys: Vec<String> = (0..1003).map(|i| f.key(&format!("m/{i:04}"))).collect();
+        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+        futures::future::try_join_all(keys.iter().map(|k| {
+            let sem = sem.clone();
+            async move {
+                let _p = sem.acquire().await.unwrap();
+                s.upload_bytes(b, k, "x", UploadOptions::default()).await
+            }
+        }))
+        .await
+        .unwrap();
+        let mut to_delete = keys.clone();
+        to_delete.push(f.key("m/never-existed"));
+        let results = s.delete_many(b, &to_delete).await.unwrap();
+        assert_eq!(results.len(), 1004);
+        assert!(
+            results.iter().all(|r| r.is_deleted()),
+            "{:?}",
+            results.iter().find(|r| !r.is_deleted())
+        );
+        let left: Vec<_> = s
+            .list_stream(b, ListOptions::default().prefix(f.key("m/")))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "{} objects survived", left.len());
+    }
+
+    pub async fn copy_within_and_across_buckets(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let src = f.key("src.json");
+        let data = payload(3000, 7);
+        s.upload_bytes(
+            b,
+            &src,
+            data.clone(),
+            UploadOptions::default().metadata("m", "v"),
+        )
+        .await
+        .unwrap();
+        let dst = f.key("copies/dst.json");
+        let r = s
+            .copy_object(b, &src, b, &dst, CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.bytes, 3000);
+        assert_eq!(
+            s.download_bytes(b, &dst).await.unwrap().data.as_ref(),
+            data.as_slice()
+        );
+        let info = s.info(b, &dst).await.unwrap();
+        assert_eq!(info.metadata.get("m").map(String::as_str), Some("v"));
+        assert_eq!(info.content_type.as_deref(), Some("application/json"));
+
+        // Replace metadata on copy.
+        let dst2 = f.key("copies/replaced");
+        let opts = CopyOptions {
+            replace: Some(
+                UploadOptions::default()
+                    .content_type("text/plain")
+                    .metadata("n", "w"),
+            ),
+        };
+        s.copy_object(b, &src, b, &dst2, opts).await.unwrap();
+        let info = s.info(b, &dst2).await.unwrap();
+        assert_eq!(info.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(info.metadata.get("n").map(String::as_str), Some("w"));
+        assert!(!info.metadata.contains_key("m"));
+
+        // Across buckets.
+        let other = unique("stor-other");
+        s.create_bucket(&other).await.unwrap();
+        s.copy_object(b, &src, other.as_str(), "x/y", CopyOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            s.download_bytes(other.as_str(), "x/y")
+                .await
+                .unwrap()
+                .data
+                .as_ref(),
+            data.as_slice()
+        );
+        s.delete(other.as_str(), "x/y").await.unwrap();
+        s.delete_bucket(&other).await.unwrap();
+        // The source is untouched.
+        assert!(s.exists(b, &src).await.unwrap());
+    }
+
+    pub async fn copy_onto_itself_is_refused(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let k = f.key("self");
+        s.upload_bytes(b, &k, "same", UploadOptions::default())
+            .await
+            .unwrap();
+        let e = s
+            .copy_object(b, &k, b, &k, CopyOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("onto itself"), "{e}");
+        let e = s.move_object(b, &k, b, &k).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            s.download_bytes(b, &k).await.unwrap().data.as_ref(),
+            b"same"
+        );
+        // With replaced metadata, copying onto itself is how S3 edits metadata.
+        let opts = CopyOptions {
+            replace: Some(UploadOptions::default().metadata("edited", "yes")),
+        };
+        s.copy_object(b, &k, b, &k, opts).await.unwrap();
+        let info = s.info(b, &k).await.unwrap();
+        assert_eq!(info.metadata.get("edited").map(String::as_str), Some("yes"));
+        assert_eq!(
+            s.download_bytes(b, &k).await.unwrap().data.as_ref(),
+            b"same"
+        );
+    }
+
+    pub async fn move_deletes_source_only_after_copy(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let (src, dst) = (f.key("mv/src"), f.key("mv/dst"));
+        s.upload_bytes(b, &src, "moving", UploadOptions::default())
+            .await
+            .unwrap();
+        let r = s.move_object(b, &src, b, &dst).await.unwrap();
+        assert_eq!(r.bytes, 6);
+        assert!(!s.exists(b, &src).await.unwrap());
+        assert_eq!(
+            s.download_bytes(b, &dst).await.unwrap().data.as_ref(),
+            b"moving"
+        );
+        // Move into a bucket that does not exist: the copy fails, the source stays.
+        let e = s
+            .move_object(b, &dst, unique("stor-nobucket").as_str(), "x")
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BucketNotFound, "{e}");
+        assert!(
+            s.exists(b, &dst).await.unwrap(),
+            "a failed move must keep its source"
+        );
+    }
+
+    pub async fn move_of_missing_source_changes_nothing(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let e = s
+            .move_object(b, &f.key("ghost"), b, &f.key("target"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::KeyNotFound, "{e}");
+        assert!(!s.exists(b, &f.key("target")).await.unwrap());
+    }
+
+    pub async fn download_file_is_atomic(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.bin");
+        // A failed download leaves neither the target nor a temp file.
+        let e = s
+            .download_file(b, &f.key("missing"), &path)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::KeyNotFound);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing left behind"
+        );
+        // A failed download does not touch an existing file.
+        std::fs::write(&path, b"precious").unwrap();
+        s.download_file(b, &f.key("missing"), &path)
+            .await
+            .unwrap_err();
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+        // A successful one replaces it whole.
+        let data = payload(100_000, 3);
+        s.upload_bytes(b, &f.key("obj"), data.clone(), UploadOptions::default())
+            .await
+            .unwrap();
+        let r = s.download_file(b, &f.key("obj"), &path).await.unwrap();
+        assert_eq!(r.bytes, 100_000);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A directory as target is a clear error.
+        let e = s
+            .download_file(b, &f.key("obj"), dir.path())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        // A missing parent directory is an I/O error naming it, and nothing is created.
+        let e = s
+            .download_file(b, &f.key("obj"), dir.path().join("no/such/dir/x"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        assert_eq!(e.attempts(), 0, "local disk errors are not retried");
+    }
+
+    pub async fn upload_file_and_reader_multipart_roundtrip(f: Fixture) {
+        // A small threshold and part size so multipart shows at test sizes.
+        let Some((s, _root)) = storage_with(f.kind, |c| {
+            c.multipart_threshold = 5 * MIB as u64;
+            c.part_size = Some(5 * MIB as u64);
+            c.max_concurrency = 3;
+        })
+        .await
+        else {
+            return;
+        };
+        if !f.kind.is_s3() {
+            s.create_bucket(&f.bucket).await.unwrap();
+        }
+        let b = f.bucket.as_str();
+        let dir = tempfile::tempdir().unwrap();
+        // 11 MiB + 1 byte: parts of 5, 5, 1 MiB and a 1-byte tail would be 4 parts
+        // at 5 MiB... here 3 parts, the last 1 MiB + 1 byte.
+        let data = payload(11 * MIB + 1, 11);
+        let src = dir.path().join("big.bin");
+        std::fs::write(&src, &data).unwrap();
+        let r = s
+            .upload_file(b, &f.key("big.bin"), &src, UploadOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.bytes, data.len() as u64);
+        assert_eq!(r.multipart, f.kind.is_s3());
+        if f.kind.is_s3() {
+            assert!(
+                r.etag.as_deref().unwrap().ends_with("-3"),
+                "3 parts: {:?}",
+                r.etag
+            );
+        }
+        let out = dir.path().join("back.bin");
+        let d = s.download_file(b, &f.key("big.bin"), &out).await.unwrap();
+        assert_eq!(d.bytes, data.len() as u64);
+        assert!(
+            std::fs::read(&out).unwrap() == data,
+            "downloaded bytes differ"
+        );
+
+        // Exactly at the threshold: one PUT. One byte over: multipart.
+        let at = payload(5 * MIB, 12);
+        let r = s
+            .upload_bytes(b, &f.key("at"), at.clone(), UploadOptions::default())
+            .await
+            .unwrap();
+        assert!(!r.multipart);
+        let over = payload(5 * MIB + 1, 13);
+        let r = s
+            .upload_bytes(b, &f.key("over"), over.clone(), UploadOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.multipart, f.kind.is_s3());
+        assert!(
+            s.download_bytes(b, &f.key("over"))
+                .await
+                .unwrap()
+                .data
+                .as_ref()
+                == over.as_slice()
+        );
+
+        // A reader of unknown length, multipart past the threshold.
+        let stream_data = payload(12 * MIB + 7, 14);
+        let reader = std::io::Cursor::new(stream_data.clone());
+        let r = s
+            .upload_reader(
+                b,
+                &f.key("stream.bin"),
+                reader,
+                UploadOptions::default().metadata("k", "v"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.bytes, stream_data.len() as u64);
+        assert_eq!(r.multipart, f.kind.is_s3());
+        let got = s.download_bytes(b, &f.key("stream.bin")).await.unwrap();
+        assert!(
+            got.data.as_ref() == stream_data.as_slice(),
+            "streamed upload differs"
+        );
+        assert_eq!(got.info.metadata.get("k").map(String::as_str), Some("v"));
+        // A short reader is one PUT.
+        let r = s
+            .upload_reader(
+                b,
+                &f.key("small-stream"),
+                std::io::Cursor::new(b"tiny".to_vec()),
+                UploadOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.bytes, r.multipart), (4, false));
+        // Nothing left half-way.
+        let pending = s
+            .abort_stale_uploads(b, &f.prefix, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(
+            pending.is_empty(),
+            "leftover multipart uploads: {pending:?}"
+        );
+    }
+
+    /// A reader that yields `n` bytes and then never again.
+    struct Stalls {
+        left: usize,
+    }
+    impl tokio::io::AsyncRead for Stalls {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.left == 0 {
+                return std::task::Poll::Pending;
+            }
+            let n = self.left.min(buf.remaining()).min(64 * 1024);
+            buf.put_slice(&vec![7u8; n]);
+            self.left -= n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    pub async fn cancelled_multipart_upload_is_aborted(f: Fixture) {
+        if !f.kind.is_s3() {
+            return; // embedded stores write whole objects; nothing to abort
+        }
+        let Some((s, _)) = storage_with(f.kind, |c| {
+            c.multipart_threshold = 5 * MIB as u64;
+            c.part_size = Some(5 * MIB as u64);
+        })
+        .await
+        else {
+            return;
+        };
+        let b = f.bucket.as_str();
+        let key = f.key("cancelled");
+        // 16 MiB arrive (the threshold is passed, parts go up), then the source stalls.
+        let upload = s.upload_reader(b, &key, Stalls { left: 16 * MIB }, UploadOptions::default());
+        let started = std::time::Instant::now();
+        assert!(tokio::time::timeout(Duration::from_secs(3), upload)
+            .await
+            .is_err());
+        // Dropping the future aborted the upload: none remains, no object appeared.
+        // The abort runs in a task spawned on drop: give it a moment.
+        for _ in 0..50 {
+            if s.backend()
+                .list_multipart_uploads(b, &key)
+                .await
+                .unwrap()
+                .is_empty()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pending = s.backend().list_multipart_uploads(b, &key).await.unwrap();
+        assert!(pending.is_empty(), "cancellation left {pending:?}");
+        assert!(!s.exists(b, &key).await.unwrap());
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+
+    pub async fn presigned_urls_work_over_http(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let key = f.key("shared report.txt");
+        if !f.kind.is_s3() {
+            let e = s
+                .presign(b, &key, PresignOptions::default())
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unsupported);
+            return;
+        }
+        // A browser uploads with a presigned PUT that pins the Content-Type...
+        let put_url = s
+            .presign(
+                b,
+                &key,
+                PresignOptions::put(Duration::from_secs(600)).content_type("text/plain"),
+            )
+            .await
+            .unwrap();
+        let resp = tokio::task::spawn_blocking(move || {
+            ureq::put(&put_url)
+                .set("Content-Type", "text/plain")
+                .send_bytes(b"from the browser")
+        })
+        .await
+        .unwrap()
+        .expect("presigned PUT");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            s.download_bytes(b, &key).await.unwrap().data.as_ref(),
+            b"from the browser"
+        );
+        // ...and downloads with a presigned GET (default expiry 1 h).
+        let get_url = s.presign(b, &key, PresignOptions::default()).await.unwrap();
+        assert!(get_url.contains("X-Amz-Expires=3600"), "{get_url}");
+        let u = get_url.clone();
+        let body = tokio::task::spawn_blocking(move || {
+            ureq::get(&u).call().unwrap().into_string().unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(body, "from the browser");
+        if f.kind.checks_signatures() {
+            // A tampered URL is refused.
+            let bad = get_url.replace("X-Amz-Expires=3600", "X-Amz-Expires=3601");
+            let err = tokio::task::spawn_blocking(move || ureq::get(&bad).call())
+                .await
+                .unwrap();
+            assert!(
+                matches!(err, Err(ureq::Error::Status(403, _))),
+                "tampered URL accepted"
+            );
+        }
+        // Expiry bounds are checked before signing.
+        for secs in [0, 604_801] {
+            let e = s
+                .presign(b, &key, PresignOptions::get(Duration::from_secs(secs)))
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{secs}");
+        }
+        assert!(s
+            .presign(b, &key, PresignOptions::get(Duration::from_secs(604_800)))
+            .await
+            .is_ok());
+    }
+
+    pub async fn bad_input_is_refused_before_any_io(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let cases: Vec<(&str, stor::Error)> = vec![
+            (
+                "bucket",
+                s.upload_bytes("Bad_Bucket", "k", "x", UploadOptions::default())
+                    .await
+                    .unwrap_err(),
+            ),
+            (
+                "empty key",
+                s.upload_bytes(b, "", "x", UploadOptions::default())
+                    .await
+                    .unwrap_err(),
+            ),
+            ("long key", s.info(b, &"k".repeat(1025)).await.unwrap_err()),
+            (
+                "meta crlf",
+                s.upload_bytes(
+                    b,
+                    &f.key("m"),
+                    "x",
+                    UploadOptions::default().metadata("a", "b\r\nX-Evil: 1"),
+                )
+                .await
+                .unwrap_err(),
+            ),
+            (
+                "meta big",
+                s.upload_bytes(
+                    b,
+                    &f.key("m"),
+                    "x",
+                    UploadOptions::default().metadata("big", "v".repeat(2100)),
+                )
+                .await
+                .unwrap_err(),
+            ),
+            (
+                "ctype",
+                s.upload_bytes(
+                    b,
+                    &f.key("m"),
+                    "x",
+                    UploadOptions::default().content_type("text/plain\nX: y"),
+                )
+                .await
+                .unwrap_err(),
+            ),
+            (
+                "meta name",
+                s.upload_bytes(
+                    b,
+                    &f.key("m"),
+                    "x",
+                    UploadOptions::default().metadata("bad name", "v"),
+                )
+                .await
+                .unwrap_err(),
+            ),
+        ];
+        for (what, e) in cases {
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{what}: {e}");
+            assert_eq!(e.attempts(), 0, "{what}: no request was made");
+        }
+        assert!(
+            !s.exists(b, &f.key("m")).await.unwrap(),
+            "nothing was written"
+        );
+        let mut meta = BTreeMap::new();
+        meta.insert("ok".to_string(), "fine".to_string());
+        s.upload_bytes(
+            b,
+            &f.key("m"),
+            "x",
+            UploadOptions::default().metadata_map(meta),
+        )
+        .await
+        .unwrap();
+        // No default bucket configured.
+        let e = s.info(None, "k").await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("default_bucket"), "{e}");
+    }
+
+    pub async fn bucket_lifecycle(f: Fixture) {
+        let s = &f.storage;
+        let name = unique("stor-lifecycle");
+        assert!(!s.bucket_exists(&name).await.unwrap());
+        s.create_bucket(&name).await.unwrap();
+        assert!(s.bucket_exists(&name).await.unwrap());
+        assert!(s.list_buckets().await.unwrap().contains(&name));
+        match s.create_bucket(&name).await {
+            Err(e) => assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}"),
+            // AWS (and moto) answer 200 to re-creating your own bucket in us-east-1.
+            Ok(()) => assert!(
+                f.kind.is_s3(),
+                "embedded stores must refuse a second create"
+            ),
+        }
+        s.upload_bytes(name.as_str(), "k", "v", UploadOptions::default())
+            .await
+            .unwrap();
+        match s.delete_bucket(&name).await {
+            Err(e) => assert_eq!(e.kind(), ErrorKind::BucketNotEmpty, "{e}"),
+            // SeaweedFS deletes a bucket with its objects; S3 and the others refuse.
+            Ok(()) => {
+                assert_eq!(
+                    f.kind,
+                    Kind::SeaweedFs,
+                    "only SeaweedFS deletes non-empty buckets"
+                );
+                s.create_bucket(&name).await.unwrap();
+            }
+        }
+        s.delete(name.as_str(), "k").await.unwrap();
+        s.delete_bucket(&name).await.unwrap();
+        assert!(!s.bucket_exists(&name).await.unwrap());
+        let e = s.delete_bucket(&name).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BucketNotFound, "{e}");
+        // The health check sees a working store.
+        let h = s.health().await;
+        assert!(h.healthy, "{h:?}");
+    }
+
+    pub async fn metrics_count_operations_and_bytes(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let before = s.metrics();
+        s.upload_bytes(b, &f.key("m1"), vec![1u8; 1000], UploadOptions::default())
+            .await
+            .unwrap();
+        s.download_bytes(b, &f.key("m1")).await.unwrap();
+        s.info(b, &f.key("missing")).await.unwrap_err();
+        let after = s.metrics();
+        assert_eq!(after.operations - before.operations, 3);
+        assert_eq!(after.successes - before.successes, 2);
+        assert_eq!(after.failures - before.failures, 1);
+        assert_eq!(after.bytes_uploaded - before.bytes_uploaded, 1000);
+        assert_eq!(after.bytes_downloaded - before.bytes_downloaded, 1000);
+        assert_eq!(after.operations, after.successes + after.failures);
+        assert!(after.last_operation.is_some());
+    }
+}

