@@ -35,7 +35,7 @@ mod cases {
         CopyOptions, DownloadOptions, ErrorKind, ListOptions, PresignOptions, UploadOptions,
     };
 
-    use crate::common::{payload, storage_with, unique, Fixture, Kind};
+    use crate::common::{http, payload, storage_with, unique, Fixture, Kind};
 
     const MIB: usize = 1024 * 1024;
 
@@ -821,15 +821,8 @@ mod cases {
             )
             .await
             .unwrap();
-        let resp = tokio::task::spawn_blocking(move || {
-            ureq::put(&put_url)
-                .set("Content-Type", "text/plain")
-                .send_bytes(b"from the browser")
-        })
-        .await
-        .unwrap()
-        .expect("presigned PUT");
-        assert_eq!(resp.status(), 200);
+        let (status, _) = http("PUT", &put_url, Some("text/plain"), b"from the browser").await;
+        assert_eq!(status, 200);
         assert_eq!(
             s.download_bytes(b, &key).await.unwrap().data.as_ref(),
             b"from the browser"
@@ -837,22 +830,26 @@ mod cases {
         // ...and downloads with a presigned GET (default expiry 1 h).
         let get_url = s.presign(b, &key, PresignOptions::default()).await.unwrap();
         assert!(get_url.contains("X-Amz-Expires=3600"), "{get_url}");
-        let u = get_url.clone();
-        let body = tokio::task::spawn_blocking(move || {
-            ureq::get(&u).call().unwrap().into_string().unwrap()
-        })
-        .await
-        .unwrap();
-        assert_eq!(body, "from the browser");
+        assert_eq!(
+            http("GET", &get_url, None, b"").await,
+            (200, "from the browser".into())
+        );
         if f.kind.checks_signatures() {
-            // A tampered URL is refused.
+            // A tampered URL is refused, and a GET URL cannot PUT.
             let bad = get_url.replace("X-Amz-Expires=3600", "X-Amz-Expires=3601");
-            let err = tokio::task::spawn_blocking(move || ureq::get(&bad).call())
-                .await
-                .unwrap();
-            assert!(
-                matches!(err, Err(ureq::Error::Status(403, _))),
+            assert_eq!(
+                http("GET", &bad, None, b"").await.0,
+                403,
                 "tampered URL accepted"
+            );
+            assert_eq!(
+                http("PUT", &get_url, None, b"evil").await.0,
+                403,
+                "GET URL could PUT"
+            );
+            assert_eq!(
+                s.download_bytes(b, &key).await.unwrap().data.as_ref(),
+                b"from the browser"
             );
         }
         // Expiry bounds are checked before signing.

@@ -190,3 +190,37 @@ macro_rules! contract {
             if let Some(f) = $crate::common::fixture($crate::common::Kind::Moto, stringify!($case)).await { super::cases::$case(f).await } } )* }
     };
 }
+
+/// A plain HTTP request (as a browser would make with a presigned URL):
+/// returns the status and the body.
+pub async fn http(
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    let (method, url, ct, body) = (
+        method.to_owned(),
+        url.to_owned(),
+        content_type.map(str::to_owned),
+        body.to_vec(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut req = ureq::request(&method, &url);
+        if let Some(ct) = &ct {
+            req = req.set("Content-Type", ct);
+        }
+        let res = if method == "GET" {
+            req.call()
+        } else {
+            req.send_bytes(&body)
+        };
+        match res {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    })
+    .await
+    .unwrap()
+}
