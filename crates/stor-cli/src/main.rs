@@ -1,1 +1,108 @@
-fn main() {}
+//! The `stor` command line. Thin over the library: parse flags, build the context,
+//! run one command, map the outcome to an exit status.
+
+mod args;
+mod commands;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+use commands::Ctx;
+
+/// Exit status for bad usage or bad input.
+const EXIT_USAGE: u8 = 2;
+/// Exit status after Ctrl-C.
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose, cli.global.quiet);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stor: cannot start the async runtime: {e}");
+            return ExitCode::from(commands::EXIT_FAILED);
+        }
+    };
+    let code = rt.block_on(async {
+        tokio::select! {
+            res = run(&cli) => match res {
+                Ok(code) => code,
+                Err(e) => report(&e),
+            },
+            _ = tokio::signal::ctrl_c() => {
+                // The command's future is dropped here: temp files are removed and
+                // multipart uploads aborted; wait for those aborts to reach the server.
+                eprintln!("stor: interrupted; cleaning up");
+                stor::transfer::wait_for_pending_aborts(Duration::from_secs(10)).await;
+                EXIT_INTERRUPTED
+            }
+        }
+    });
+    ExitCode::from(code)
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<u8> {
+    let ctx = Ctx::new(&cli.global)?;
+    let code = match &cli.command {
+        Command::Cp(a) => commands::cp(&ctx, a).await?,
+        Command::Mv(a) => commands::mv(&ctx, a).await?,
+        Command::Ls(a) => commands::ls(&ctx, a).await?,
+        Command::Stat(a) => commands::stat(&ctx, a).await?,
+        Command::Rm(a) => commands::rm(&ctx, a).await?,
+        Command::Presign(a) => commands::presign(&ctx, a).await?,
+        Command::Mb(a) => commands::mb(&ctx, a).await?,
+        Command::Rb(a) => commands::rb(&ctx, a).await?,
+        Command::Cleanup(a) => commands::cleanup(&ctx, a).await?,
+    };
+    ctx.flush();
+    Ok(code)
+}
+
+/// One line on stderr saying what failed and why; the status says what kind.
+fn report(e: &anyhow::Error) -> u8 {
+    let code = match e.downcast_ref::<stor::Error>() {
+        Some(se)
+            if matches!(
+                se.kind(),
+                stor::ErrorKind::InvalidInput | stor::ErrorKind::Config
+            ) =>
+        {
+            EXIT_USAGE
+        }
+        _ => commands::EXIT_FAILED,
+    };
+    let msg = format!("{e:#}").replace('\n', " ");
+    eprintln!("stor: error: {msg}");
+    code
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    // Our crate at the chosen level; the SDK's chatter one level quieter below -vvv.
+    let filter = if verbose >= 3 {
+        level.to_owned()
+    } else {
+        format!("{level},stor={level},aws_smithy_runtime=warn,aws_config=warn,hyper=warn")
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_target(false)
+        .init();
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncRead;
 use tokio::sync::Semaphore;
 
@@ -752,7 +752,7 @@ impl Storage {
         &self,
         bucket: impl Into<BucketArg<'b>>,
         opts: ListOptions,
-    ) -> impl Stream<Item = Result<ObjectInfo>> + Send + 'static {
+    ) -> futures::stream::BoxStream<'static, Result<ObjectInfo>> {
         let this = self.clone();
         let b = self.bucket_or_default(bucket.into());
         futures::stream::try_unfold((Some(opts), b, this), |(opts, b, this)| async move {
@@ -767,6 +767,7 @@ impl Storage {
         })
         .map_ok(|objs| futures::stream::iter(objs.into_iter().map(Ok)))
         .try_flatten()
+        .boxed()
     }
 
     /// Copies an object server-side (no bytes through the client), within or

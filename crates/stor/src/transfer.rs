@@ -3,7 +3,7 @@
 //! Uploads: one PUT up to `multipart_threshold`, else multipart — parts sent
 //! concurrently (at most `max_concurrency` per transfer, and every request under the
 //! client-wide request budget), each part retried on its own, completed in order,
-//! and aborted on any failure *or cancellation* (an [`AbortGuard`] aborts the upload
+//! and aborted on any failure *or cancellation* (an abort guard aborts the upload
 //! if the future is dropped), so no multipart upload is left behind.
 //!
 //! Downloads: on backends that take ranges cheaply (S3), the first request reads the
@@ -292,6 +292,23 @@ async fn put_single(
         .await
 }
 
+/// Aborts started by dropped transfers that have not finished yet.
+static PENDING_ABORTS: AtomicU64 = AtomicU64::new(0);
+
+/// Waits (up to `timeout`) for the multipart aborts that cancelled transfers started
+/// in the background. Call it before exiting after a cancellation (Ctrl-C), so no
+/// multipart upload is left behind. Returns whether all finished.
+pub async fn wait_for_pending_aborts(timeout: std::time::Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while PENDING_ABORTS.load(Ordering::SeqCst) > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    true
+}
+
 /// Aborts a multipart upload unless disarmed; on drop (cancellation) it spawns the
 /// abort so no upload is left behind even when the caller gives up.
 struct AbortGuard {
@@ -328,10 +345,12 @@ impl Drop for AbortGuard {
             self.upload_id.clone(),
         );
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            PENDING_ABORTS.fetch_add(1, Ordering::SeqCst);
             rt.spawn(async move {
                 if let Err(e) = be.abort_multipart(&b, &k, &id).await {
                     tracing::warn!(bucket = %b, key = %k, "could not abort multipart upload: {e}");
                 }
+                PENDING_ABORTS.fetch_sub(1, Ordering::SeqCst);
             });
         }
     }

@@ -1,0 +1,308 @@
+//! Command-line flags (clap derive). Parsing only; `commands.rs` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Move files and bytes in and out of S3, S3-compatible engines and the embedded
+/// local store.
+///
+/// Locations: s3://BUCKET/KEY is an object in S3 (or --endpoint-url), local://BUCKET/KEY
+/// an object in the embedded local store, `-` is stdin/stdout, anything else a file path.
+///
+/// Exit status: 0 ok, 1 an operation failed, 2 bad usage or bad input, 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "stor", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// S3 endpoint (MinIO, Ceph, SeaweedFS, R2, …) [env: AWS_ENDPOINT_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region [env: AWS_REGION]; default ap-northeast-2
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// AWS profile for credentials and region [env: AWS_PROFILE]
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Config file: the storage service JSON ({"storageConfig": {...}})
+    #[arg(long, global = true, env = "STOR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Root directory of the local store for local:// URLs
+    #[arg(long, global = true, env = "STOR_LOCAL_ROOT", value_name = "DIR")]
+    pub local_root: Option<PathBuf>,
+    /// Parts or files transferred at once (default 10)
+    #[arg(long, global = true, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Multipart part size, e.g. 8MiB, 64M (default: automatic, 16 MiB)
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    pub part_size: Option<u64>,
+    /// Print nothing but errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy files and objects: file→object, object→file, object→object, stdin/stdout
+    Cp(CpArgs),
+    /// Move (copy, confirm, then delete the source)
+    Mv(MvArgs),
+    /// List buckets (s3:// or local://), or objects under a prefix
+    Ls(LsArgs),
+    /// Show an object's size, ETag, modified time, Content-Type and metadata
+    Stat(StatArgs),
+    /// Delete objects
+    Rm(RmArgs),
+    /// Print a presigned URL (GET by default, valid 1 hour)
+    Presign(PresignArgs),
+    /// Make a bucket
+    Mb(BucketArgs),
+    /// Remove a bucket
+    Rb(RbArgs),
+    /// Abort stale multipart uploads
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UploadFlags {
+    /// Content-Type of uploads (default: guessed from the name)
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// User metadata, repeatable: --metadata source=crawler
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub metadata: Vec<(String, String)>,
+    /// Cache-Control of uploads
+    #[arg(long, value_name = "VALUE")]
+    pub cache_control: Option<String>,
+    /// Content-Disposition of uploads
+    #[arg(long, value_name = "VALUE")]
+    pub content_disposition: Option<String>,
+    /// Content-Encoding of uploads
+    #[arg(long, value_name = "VALUE")]
+    pub content_encoding: Option<String>,
+    /// Storage class of uploads (STANDARD, STANDARD_IA, …)
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+    /// Server-side encryption: AES256 or aws:kms
+    #[arg(long, value_name = "ALG")]
+    pub sse: Option<String>,
+    /// KMS key id for --sse aws:kms
+    #[arg(long, value_name = "ID")]
+    pub sse_kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Source: file, directory (with --recursive), -, s3://… or local://…
+    pub src: String,
+    /// Destination
+    pub dst: String,
+    /// Copy a directory or every object under a prefix
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Show what would be copied, copy nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub upload: UploadFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct MvArgs {
+    /// Source
+    pub src: String,
+    /// Destination
+    pub dst: String,
+    #[command(flatten)]
+    pub upload: UploadFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// s3://, local://, s3://BUCKET or s3://BUCKET/PREFIX
+    pub url: String,
+    /// List every key under the prefix instead of one level
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Sizes as KiB/MiB/GiB
+    #[arg(short = 'H', long)]
+    pub human_readable: bool,
+    /// Print the count and total size at the end
+    #[arg(short, long)]
+    pub summarize: bool,
+    /// One JSON object per line
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatArgs {
+    /// The object
+    pub url: String,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// The object, or a prefix with --recursive
+    pub url: String,
+    /// Delete every object under the prefix (batched)
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Show what would be deleted, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Method {
+    /// Download URL
+    Get,
+    /// Upload URL
+    Put,
+}
+
+#[derive(Debug, Args)]
+pub struct PresignArgs {
+    /// The object (omit with --stdin)
+    #[arg(required_unless_present = "stdin")]
+    pub url: Option<String>,
+    /// Seconds the URL stays valid (1..=604800)
+    #[arg(
+        long,
+        default_value_t = 3600,
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
+    pub expires: i64,
+    /// HTTP method
+    #[arg(long, value_enum, ignore_case = true, default_value = "get")]
+    pub method: Method,
+    /// For PUT: the Content-Type the uploader must send
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// Read s3:// URLs from stdin, one per line; print one presigned URL per line
+    #[arg(long)]
+    pub stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BucketArgs {
+    /// s3://BUCKET or local://BUCKET
+    pub url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RbArgs {
+    /// s3://BUCKET or local://BUCKET
+    pub url: String,
+    /// Delete every object first
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// s3://BUCKET or s3://BUCKET/PREFIX
+    pub url: String,
+    /// Only uploads started longer ago than this (e.g. 30m, 24h, 7d)
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub older_than: std::time::Duration,
+    /// Show what would be aborted, abort nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Parses `123`, `64K`, `8MiB`, `1.5G` (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 8MiB, 64M, 1048576)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        u => return Err(format!("unknown size unit {u:?} in {s:?} (use K, M, G, T)")),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+/// Parses `30s`, `15m`, `24h`, `7d` (or plain seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 30m, 24h, 7d)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        u => return Err(format!("unknown duration unit {u:?} (use s, m, h, d)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
+        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5X").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("30m").unwrap().as_secs(), 1800);
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 604_800);
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn metadata_pairs() {
+        assert_eq!(parse_kv("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert!(parse_kv("novalue").is_err());
+        assert!(parse_kv("=x").is_err());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

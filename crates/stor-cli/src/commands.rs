@@ -1,0 +1,1083 @@
+//! The commands. Each one parses its locations, then calls the library.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use futures::{StreamExt, TryStreamExt};
+use stor::{
+    CopyOptions, DownloadOptions, Encryption, ErrorKind, ListOptions, Location, ObjectInfo,
+    PresignMethod, PresignOptions, Scheme, Storage, StorageConfig, StorageType, UploadOptions,
+};
+use tokio::sync::OnceCell;
+
+use crate::args::{self, Global, Method};
+
+/// Exit status when some operation failed.
+pub const EXIT_FAILED: u8 = 1;
+
+/// Everything commands share: the effective config and the stores, opened on first use.
+pub struct Ctx {
+    base: StorageConfig,
+    quiet: bool,
+    s3: OnceCell<Storage>,
+    local: OnceCell<Storage>,
+    out: Mutex<std::io::BufWriter<std::io::Stdout>>,
+    failures: AtomicU64,
+}
+
+/// Reads the config file: `--config`/`STOR_CONFIG`, else `<config dir>/stor/config.json`
+/// when it exists, else defaults.
+fn load_config(g: &Global) -> Result<StorageConfig> {
+    let path = match &g.config {
+        Some(p) => Some(p.clone()),
+        None => dirs::config_dir()
+            .map(|d| d.join("stor").join("config.json"))
+            .filter(|p| p.is_file()),
+    };
+    match path {
+        Some(p) => Ok(StorageConfig::from_file(&p)?),
+        None => Ok(StorageConfig::default()),
+    }
+}
+
+fn env(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty())
+}
+
+impl Ctx {
+    pub fn new(g: &Global) -> Result<Ctx> {
+        let mut base = load_config(g)?;
+        // Flags > environment > config file.
+        if let Some(root) = &g.local_root {
+            base.local_root = Some(root.clone());
+        }
+        if let Some(e) = g
+            .endpoint_url
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+        {
+            base.endpoint_url = Some(e);
+        }
+        if let Some(r) = g
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+        {
+            base.region_name = Some(r);
+        }
+        if let Some(p) = g.profile.clone() {
+            base.profile = Some(p);
+        } else if env("AWS_PROFILE").is_some() {
+            base.profile = None; // the SDK reads AWS_PROFILE itself
+        }
+        if env("AWS_ACCESS_KEY_ID").is_some() {
+            // Environment credentials win over the file's, as for the aws cli.
+            base.aws_access_key_id = None;
+            base.aws_secret_access_key = None;
+            base.aws_session_token = None;
+        }
+        if let Some(c) = g.concurrency {
+            base.max_concurrency = c;
+            base.max_pool_connections = base.max_pool_connections.max(c);
+        }
+        if let Some(p) = g.part_size {
+            base.part_size = Some(p);
+        }
+        base.validate()?;
+        Ok(Ctx {
+            base,
+            quiet: g.quiet,
+            s3: OnceCell::new(),
+            local: OnceCell::new(),
+            out: Mutex::new(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stdout(),
+            )),
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    /// The store for a scheme, opened once.
+    pub async fn store(&self, scheme: Scheme) -> Result<&Storage> {
+        let (cell, ty) = match scheme {
+            Scheme::S3 => (&self.s3, StorageType::S3),
+            Scheme::Local => (&self.local, StorageType::Local),
+        };
+        let s = cell
+            .get_or_try_init(|| async {
+                let cfg = StorageConfig {
+                    storage_type: ty,
+                    ..self.base.clone()
+                };
+                Storage::new(cfg).await
+            })
+            .await?;
+        Ok(s)
+    }
+
+    /// Writes a line to stdout. A closed pipe (`stor ls | head`) ends quietly.
+    pub fn say(&self, line: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = writeln!(out, "{line}") {
+            exit_on_broken_pipe(e);
+        }
+    }
+
+    /// Like [`Ctx::say`] unless `--quiet`.
+    pub fn note(&self, line: &str) {
+        if !self.quiet {
+            self.say(line);
+        }
+    }
+
+    pub fn flush(&self) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = out.flush() {
+            exit_on_broken_pipe(e);
+        }
+    }
+
+    /// Reports one failed item of a many-item command and remembers the failure.
+    pub fn fail(&self, what: &str, err: &dyn std::fmt::Display) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.flush();
+        eprintln!("stor: {what} failed: {err}");
+    }
+
+    pub fn status(&self) -> u8 {
+        self.flush();
+        if self.failures.load(Ordering::Relaxed) > 0 {
+            EXIT_FAILED
+        } else {
+            0
+        }
+    }
+
+    fn concurrency(&self) -> usize {
+        self.base.max_concurrency
+    }
+}
+
+fn exit_on_broken_pipe(e: std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("stor: writing to stdout failed: {e}");
+    std::process::exit(EXIT_FAILED as i32);
+}
+
+fn parse(s: &str) -> Result<Location> {
+    Ok(s.parse::<Location>()?)
+}
+
+fn object(s: &str) -> Result<(Scheme, String, String)> {
+    match parse(s)? {
+        Location::Object {
+            scheme,
+            bucket,
+            key,
+        } => Ok((scheme, bucket, key)),
+        _ => Err(stor::Error::new(
+            ErrorKind::InvalidInput,
+            format!("{s:?} is not an object URL; write s3://BUCKET/KEY or local://BUCKET/KEY"),
+        )
+        .into()),
+    }
+}
+
+fn url(scheme: Scheme, bucket: &str, key: &str) -> String {
+    format!("{}://{}/{}", scheme.as_str(), bucket, key)
+}
+
+fn upload_opts(f: &args::UploadFlags) -> Result<UploadOptions> {
+    let mut o = UploadOptions {
+        content_type: f.content_type.clone(),
+        cache_control: f.cache_control.clone(),
+        content_disposition: f.content_disposition.clone(),
+        content_encoding: f.content_encoding.clone(),
+        storage_class: f.storage_class.clone(),
+        ..Default::default()
+    };
+    for (k, v) in &f.metadata {
+        o.metadata.insert(k.clone(), v.clone());
+    }
+    o.encryption = match f.sse.as_deref() {
+        None => None,
+        Some(s) if s.eq_ignore_ascii_case("AES256") => Some(Encryption::Aes256),
+        Some(s) if s.eq_ignore_ascii_case("aws:kms") => Some(Encryption::Kms {
+            key_id: f.sse_kms_key_id.clone(),
+        }),
+        Some(s) => {
+            return Err(stor::Error::new(
+                ErrorKind::InvalidInput,
+                format!("--sse {s:?}: use AES256 or aws:kms"),
+            )
+            .into())
+        }
+    };
+    Ok(o)
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    stor::Error::new(ErrorKind::InvalidInput, msg).into()
+}
+
+/// The key for `name` under a destination key: `dir/` + name, or the key itself.
+fn key_under(dst_key: &str, name: &str) -> String {
+    if dst_key.is_empty() || dst_key.ends_with('/') {
+        format!("{dst_key}{name}")
+    } else {
+        dst_key.to_owned()
+    }
+}
+
+fn dir_prefix(key: &str) -> String {
+    if key.is_empty() || key.ends_with('/') {
+        key.to_owned()
+    } else {
+        format!("{key}/")
+    }
+}
+
+/// A key's path below `dir`, refusing keys that would land outside it
+/// ("../x", "/etc/x").
+fn path_under(dir: &Path, rel: &str) -> Result<PathBuf> {
+    let rel_path = Path::new(rel);
+    let safe = !rel.is_empty()
+        && rel_path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !safe {
+        bail!(
+            "key part {rel:?} would be written outside {}; skipped",
+            dir.display()
+        );
+    }
+    Ok(dir.join(rel_path))
+}
+
+// ---------------------------------------------------------------- cp
+
+pub async fn cp(ctx: &Ctx, a: &args::CpArgs) -> Result<u8> {
+    let src = parse(&a.src)?;
+    let dst = parse(&a.dst)?;
+    let opts = upload_opts(&a.upload)?;
+    match (&src, &dst) {
+        (
+            Location::Path(p),
+            Location::Object {
+                scheme,
+                bucket,
+                key,
+            },
+        ) => {
+            let store = ctx.store(*scheme).await?;
+            if a.recursive {
+                upload_dir(ctx, store, *scheme, p, bucket, key, &opts, a.dry_run).await?;
+            } else {
+                if p.is_dir() {
+                    return Err(usage(format!(
+                        "{} is a directory; add --recursive",
+                        p.display()
+                    )));
+                }
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .ok_or_else(|| usage(format!("{} names no file", p.display())))?;
+                let k = key_under(key, &name);
+                if a.dry_run {
+                    ctx.say(&format!(
+                        "(dryrun) upload: {} to {}",
+                        p.display(),
+                        url(*scheme, bucket, &k)
+                    ));
+                } else {
+                    store.upload_file(bucket.as_str(), &k, p, opts).await?;
+                    ctx.note(&format!(
+                        "upload: {} to {}",
+                        p.display(),
+                        url(*scheme, bucket, &k)
+                    ));
+                }
+            }
+        }
+        (
+            Location::Stdio,
+            Location::Object {
+                scheme,
+                bucket,
+                key,
+            },
+        ) => {
+            if key.is_empty() || key.ends_with('/') {
+                return Err(usage(
+                    "uploading stdin needs a full key, e.g. s3://bucket/data.bin".into(),
+                ));
+            }
+            let store = ctx.store(*scheme).await?;
+            store
+                .upload_reader(bucket.as_str(), key, tokio::io::stdin(), opts)
+                .await?;
+            ctx.note(&format!("upload: - to {}", url(*scheme, bucket, key)));
+        }
+        (
+            Location::Object {
+                scheme,
+                bucket,
+                key,
+            },
+            Location::Path(p),
+        ) => {
+            let store = ctx.store(*scheme).await?;
+            if a.recursive {
+                download_prefix(ctx, store, *scheme, bucket, key, p, a.dry_run).await?;
+            } else {
+                if key.is_empty() || key.ends_with('/') {
+                    return Err(usage(format!("{} is a prefix; add --recursive", a.src)));
+                }
+                let name = key.rsplit('/').next().unwrap_or(key);
+                let target = if p.is_dir() || a.dst.ends_with('/') {
+                    p.join(name)
+                } else {
+                    p.clone()
+                };
+                if a.dry_run {
+                    ctx.say(&format!(
+                        "(dryrun) download: {} to {}",
+                        url(*scheme, bucket, key),
+                        target.display()
+                    ));
+                } else {
+                    store.download_file(bucket.as_str(), key, &target).await?;
+                    ctx.note(&format!(
+                        "download: {} to {}",
+                        url(*scheme, bucket, key),
+                        target.display()
+                    ));
+                }
+            }
+        }
+        (
+            Location::Object {
+                scheme,
+                bucket,
+                key,
+            },
+            Location::Stdio,
+        ) => {
+            let store = ctx.store(*scheme).await?;
+            let obj = store
+                .download_stream(bucket.as_str(), key, DownloadOptions::default())
+                .await?;
+            let mut body = obj.body;
+            let mut stdout = tokio::io::stdout();
+            use tokio::io::AsyncWriteExt;
+            while let Some(chunk) = body.next().await {
+                if let Err(e) = stdout.write_all(&chunk?).await {
+                    exit_on_broken_pipe(e);
+                }
+            }
+            if let Err(e) = stdout.flush().await {
+                exit_on_broken_pipe(e);
+            }
+        }
+        (Location::Object { .. }, Location::Object { .. }) => {
+            copy_objects(ctx, &src, &dst, a.recursive, &opts, a.dry_run, false).await?;
+        }
+        _ => {
+            return Err(usage(format!(
+                "cannot copy {} to {}: one side must be s3:// or local:// (use cp(1) for files)",
+                a.src, a.dst
+            )))
+        }
+    }
+    Ok(ctx.status())
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ft = entry.file_type()?;
+        let path = entry.path();
+        if ft.is_dir() {
+            walk(&path, out)?;
+        } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upload_dir(
+    ctx: &Ctx,
+    store: &Storage,
+    scheme: Scheme,
+    dir: &Path,
+    bucket: &str,
+    key: &str,
+    opts: &UploadOptions,
+    dry_run: bool,
+) -> Result<()> {
+    if !dir.is_dir() {
+        return Err(usage(format!("{} is not a directory", dir.display())));
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files).with_context(|| format!("reading {}", dir.display()))?;
+    files.sort();
+    let prefix = &dir_prefix(key);
+    futures::stream::iter(files)
+        .map(|path| async move {
+            let rel = path.strip_prefix(dir).unwrap_or(&path);
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let k = format!("{prefix}{rel}");
+            let dst = url(scheme, bucket, &k);
+            if dry_run {
+                ctx.say(&format!("(dryrun) upload: {} to {dst}", path.display()));
+                return;
+            }
+            match store.upload_file(bucket, &k, &path, opts.clone()).await {
+                Ok(_) => ctx.note(&format!("upload: {} to {dst}", path.display())),
+                Err(e) => ctx.fail(&format!("upload {}", path.display()), &e),
+            }
+        })
+        .buffer_unordered(ctx.concurrency())
+        .collect::<()>()
+        .await;
+    Ok(())
+}
+
+async fn download_prefix(
+    ctx: &Ctx,
+    store: &Storage,
+    scheme: Scheme,
+    bucket: &str,
+    key: &str,
+    dir: &Path,
+    dry_run: bool,
+) -> Result<()> {
+    let prefix = dir_prefix(key);
+    if !dry_run {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let objects = store.list_stream(bucket, ListOptions::default().prefix(prefix.clone()));
+    objects
+        .map(|o| async {
+            let o = match o {
+                Ok(o) => o,
+                Err(e) => {
+                    ctx.fail("list", &e);
+                    return;
+                }
+            };
+            let rel = &o.key[prefix.len()..];
+            if rel.is_empty() || o.key.ends_with('/') {
+                return; // a "directory marker" object
+            }
+            let src = url(scheme, bucket, &o.key);
+            let target = match path_under(dir, rel) {
+                Ok(t) => t,
+                Err(e) => return ctx.fail(&format!("download {src}"), &e),
+            };
+            if dry_run {
+                ctx.say(&format!("(dryrun) download: {src} to {}", target.display()));
+                return;
+            }
+            if let Some(parent) = target.parent() {
+                if let Err(e) = std::fs::create_dir_all(parent) {
+                    return ctx.fail(&format!("download {src}"), &e);
+                }
+            }
+            match store.download_file(bucket, &o.key, &target).await {
+                Ok(_) => ctx.note(&format!("download: {src} to {}", target.display())),
+                Err(e) => ctx.fail(&format!("download {src}"), &e),
+            }
+        })
+        .buffer_unordered(ctx.concurrency())
+        .collect::<()>()
+        .await;
+    Ok(())
+}
+
+/// Copies (or moves) object → object: server-side within one store, streamed
+/// between stores.
+async fn copy_objects(
+    ctx: &Ctx,
+    src: &Location,
+    dst: &Location,
+    recursive: bool,
+    opts: &UploadOptions,
+    dry_run: bool,
+    delete_source: bool,
+) -> Result<()> {
+    let (
+        Location::Object {
+            scheme: ss,
+            bucket: sb,
+            key: sk,
+        },
+        Location::Object {
+            scheme: ds,
+            bucket: db,
+            key: dk,
+        },
+    ) = (src, dst)
+    else {
+        unreachable!("both are objects");
+    };
+    let sstore = ctx.store(*ss).await?;
+    let dstore = ctx.store(*ds).await?;
+    let verb = if delete_source { "move" } else { "copy" };
+    let pairs: Vec<(String, String)> = if recursive {
+        let sp = dir_prefix(sk);
+        let dp = dir_prefix(dk);
+        sstore
+            .list_stream(sb.as_str(), ListOptions::default().prefix(sp.clone()))
+            .map_ok(|o| (o.key.clone(), format!("{dp}{}", &o.key[sp.len()..])))
+            .try_collect()
+            .await?
+    } else {
+        if sk.is_empty() || sk.ends_with('/') {
+            return Err(usage(format!("{src} is a prefix; add --recursive")));
+        }
+        let name = sk.rsplit('/').next().unwrap_or(sk);
+        vec![(sk.clone(), key_under(dk, name))]
+    };
+    let replace = has_upload_flags(opts).then(|| opts.clone());
+    futures::stream::iter(pairs)
+        .map(|(from, to)| {
+            let replace = replace.clone();
+            async move {
+                let (fu, tu) = (url(*ss, sb, &from), url(*ds, db, &to));
+                if dry_run {
+                    ctx.say(&format!("(dryrun) {verb}: {fu} to {tu}"));
+                    return;
+                }
+                let res: Result<()> = async {
+                    if ss == ds {
+                        if delete_source && replace.is_none() {
+                            sstore
+                                .move_object(sb.as_str(), &from, db.as_str(), &to)
+                                .await?;
+                        } else {
+                            sstore
+                                .copy_object(
+                                    sb.as_str(),
+                                    &from,
+                                    db.as_str(),
+                                    &to,
+                                    CopyOptions {
+                                        replace: replace.clone(),
+                                    },
+                                )
+                                .await?;
+                            if delete_source {
+                                sstore.delete(sb.as_str(), &from).await?;
+                            }
+                        }
+                    } else {
+                        stream_copy(sstore, sb, &from, dstore, db, &to, replace).await?;
+                        if delete_source {
+                            sstore.delete(sb.as_str(), &from).await?;
+                        }
+                    }
+                    Ok(())
+                }
+                .await;
+                match res {
+                    Ok(()) => ctx.note(&format!("{verb}: {fu} to {tu}")),
+                    Err(e) => ctx.fail(&format!("{verb} {fu}"), &e),
+                }
+            }
+        })
+        .buffer_unordered(ctx.concurrency())
+        .collect::<()>()
+        .await;
+    Ok(())
+}
+
+fn has_upload_flags(o: &UploadOptions) -> bool {
+    o.content_type.is_some()
+        || !o.metadata.is_empty()
+        || o.cache_control.is_some()
+        || o.content_disposition.is_some()
+        || o.content_encoding.is_some()
+        || o.storage_class.is_some()
+        || o.encryption.is_some()
+}
+
+/// Copies between two stores by streaming: headers and metadata come along unless
+/// replaced; the destination's size is checked against the source's.
+async fn stream_copy(
+    from: &Storage,
+    sb: &str,
+    sk: &str,
+    to: &Storage,
+    db: &str,
+    dk: &str,
+    replace: Option<UploadOptions>,
+) -> Result<()> {
+    let obj = from
+        .download_stream(sb, sk, DownloadOptions::default())
+        .await?;
+    let info: ObjectInfo = obj.info.clone();
+    let opts = replace.unwrap_or_else(|| UploadOptions {
+        content_type: info.content_type.clone(),
+        metadata: info.metadata.clone(),
+        cache_control: info.cache_control.clone(),
+        content_disposition: info.content_disposition.clone(),
+        content_encoding: info.content_encoding.clone(),
+        ..Default::default()
+    });
+    let r = to
+        .upload_reader(db, dk, obj.into_async_read(), opts)
+        .await?;
+    if r.bytes != info.size {
+        bail!(
+            "copied {} bytes of {}; the source was kept",
+            r.bytes,
+            info.size
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- mv
+
+pub async fn mv(ctx: &Ctx, a: &args::MvArgs) -> Result<u8> {
+    let src = parse(&a.src)?;
+    let dst = parse(&a.dst)?;
+    let opts = upload_opts(&a.upload)?;
+    match (&src, &dst) {
+        (Location::Object { .. }, Location::Object { .. }) => {
+            copy_objects(ctx, &src, &dst, false, &opts, false, true).await?;
+        }
+        (
+            Location::Path(p),
+            Location::Object {
+                scheme,
+                bucket,
+                key,
+            },
+        ) => {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let k = key_under(key, &name);
+            let store = ctx.store(*scheme).await?;
+            store.upload_file(bucket.as_str(), &k, p, opts).await?;
+            // The upload is confirmed (it returned Ok): only now remove the file.
+            std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+            ctx.note(&format!(
+                "move: {} to {}",
+                p.display(),
+                url(*scheme, bucket, &k)
+            ));
+        }
+        (
+            Location::Object {
+                scheme,
+                bucket,
+                key,
+            },
+            Location::Path(p),
+        ) => {
+            let name = key.rsplit('/').next().unwrap_or(key);
+            let target = if p.is_dir() { p.join(name) } else { p.clone() };
+            let store = ctx.store(*scheme).await?;
+            store.download_file(bucket.as_str(), key, &target).await?;
+            store.delete(bucket.as_str(), key).await?;
+            ctx.note(&format!(
+                "move: {} to {}",
+                url(*scheme, bucket, key),
+                target.display()
+            ));
+        }
+        _ => return Err(usage(format!("cannot move {} to {}", a.src, a.dst))),
+    }
+    Ok(ctx.status())
+}
+
+// ---------------------------------------------------------------- ls
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn date(o: &ObjectInfo) -> String {
+    o.last_modified
+        .map(|t| {
+            stor::format_time(t)
+                .replace('T', " ")
+                .trim_end_matches('Z')
+                .to_owned()
+        })
+        .unwrap_or_else(|| " ".repeat(19))
+}
+
+pub async fn ls(ctx: &Ctx, a: &args::LsArgs) -> Result<u8> {
+    let bucket_listing = match a.url.as_str() {
+        "s3://" | "s3:" => Some(Scheme::S3),
+        "local://" | "local:" => Some(Scheme::Local),
+        _ => None,
+    };
+    if let Some(scheme) = bucket_listing {
+        let store = ctx.store(scheme).await?;
+        for b in store.list_buckets().await? {
+            if a.json {
+                ctx.say(&serde_json::json!({ "bucket": b }).to_string());
+            } else {
+                ctx.say(&format!("{}://{b}", scheme.as_str()));
+            }
+        }
+        return Ok(ctx.status());
+    }
+    let (scheme, bucket, key) = object(&a.url)?;
+    let store = ctx.store(scheme).await?;
+    // Names are shown relative to the listed "directory", like aws s3 ls.
+    let base = match key.rfind('/') {
+        Some(i) if !a.recursive => &key[..=i],
+        _ => "",
+    };
+    let (mut count, mut total) = (0u64, 0u64);
+    let mut opts = ListOptions::default().prefix(key.clone());
+    if !a.recursive {
+        opts = opts.delimiter("/");
+    }
+    loop {
+        let page = store.list(bucket.as_str(), opts.clone()).await?;
+        for p in &page.common_prefixes {
+            if a.json {
+                ctx.say(&serde_json::json!({ "prefix": p }).to_string());
+            } else {
+                ctx.say(&format!("{:>30} PRE {}", "", &p[base.len()..]));
+            }
+        }
+        for o in &page.objects {
+            count += 1;
+            total += o.size;
+            if a.json {
+                ctx.say(&serde_json::to_string(o)?);
+            } else {
+                let size = if a.human_readable {
+                    human(o.size)
+                } else {
+                    o.size.to_string()
+                };
+                ctx.say(&format!(
+                    "{} {:>10} {}",
+                    date(o),
+                    size,
+                    &o.key[base.len()..]
+                ));
+            }
+        }
+        match page.next_continuation_token {
+            Some(t) => opts.continuation_token = Some(t),
+            None => break,
+        }
+    }
+    if a.summarize {
+        if a.json {
+            ctx.say(&serde_json::json!({ "objects": count, "bytes": total }).to_string());
+        } else {
+            let size = if a.human_readable {
+                human(total)
+            } else {
+                total.to_string()
+            };
+            ctx.say(&format!("\nTotal Objects: {count}\n   Total Size: {size}"));
+        }
+    }
+    Ok(ctx.status())
+}
+
+// ---------------------------------------------------------------- stat
+
+pub async fn stat(ctx: &Ctx, a: &args::StatArgs) -> Result<u8> {
+    let (scheme, bucket, key) = object(&a.url)?;
+    if key.is_empty() {
+        return Err(usage(format!("{} names no object", a.url)));
+    }
+    let store = ctx.store(scheme).await?;
+    let info = store.info(bucket.as_str(), &key).await?;
+    if a.json {
+        ctx.say(&serde_json::to_string(&info)?);
+    } else {
+        ctx.say(&format!("URL:           {}", url(scheme, &bucket, &key)));
+        ctx.say(&format!(
+            "Size:          {} ({})",
+            info.size,
+            human(info.size)
+        ));
+        ctx.say(&format!(
+            "Last-Modified: {}",
+            info.last_modified
+                .map(stor::format_time)
+                .unwrap_or_default()
+        ));
+        ctx.say(&format!(
+            "ETag:          {}",
+            info.etag.as_deref().unwrap_or("")
+        ));
+        ctx.say(&format!(
+            "Content-Type:  {}",
+            info.content_type.as_deref().unwrap_or("")
+        ));
+        if let Some(sc) = &info.storage_class {
+            ctx.say(&format!("Storage-Class: {sc}"));
+        }
+        for (k, v) in [
+            ("Cache-Control", &info.cache_control),
+            ("Content-Disposition", &info.content_disposition),
+            ("Content-Encoding", &info.content_encoding),
+        ] {
+            if let Some(v) = v {
+                ctx.say(&format!("{k}: {v}"));
+            }
+        }
+        for (k, v) in &info.metadata {
+            ctx.say(&format!("Metadata:      {k}={v}"));
+        }
+    }
+    Ok(ctx.status())
+}
+
+// ---------------------------------------------------------------- rm
+
+pub async fn rm(ctx: &Ctx, a: &args::RmArgs) -> Result<u8> {
+    let (scheme, bucket, key) = object(&a.url)?;
+    let store = ctx.store(scheme).await?;
+    if !a.recursive {
+        if key.is_empty() || key.ends_with('/') {
+            return Err(usage(format!(
+                "{} is a prefix; add --recursive to delete under it",
+                a.url
+            )));
+        }
+        if a.dry_run {
+            ctx.say(&format!("(dryrun) delete: {}", url(scheme, &bucket, &key)));
+        } else {
+            store.delete(bucket.as_str(), &key).await?;
+            ctx.note(&format!("delete: {}", url(scheme, &bucket, &key)));
+        }
+        return Ok(ctx.status());
+    }
+    delete_prefix(ctx, store, scheme, &bucket, &key, a.dry_run).await?;
+    Ok(ctx.status())
+}
+
+async fn delete_prefix(
+    ctx: &Ctx,
+    store: &Storage,
+    scheme: Scheme,
+    bucket: &str,
+    prefix: &str,
+    dry_run: bool,
+) -> Result<()> {
+    let mut keys = store
+        .list_stream(bucket, ListOptions::default().prefix(prefix.to_owned()))
+        .map_ok(|o| o.key)
+        .try_chunks(stor::DELETE_BATCH);
+    while let Some(chunk) = keys.next().await {
+        let chunk = chunk.map_err(|e| e.1)?;
+        if dry_run {
+            for k in &chunk {
+                ctx.say(&format!("(dryrun) delete: {}", url(scheme, bucket, k)));
+            }
+            continue;
+        }
+        for r in store.delete_many(bucket, &chunk).await? {
+            match &r.error {
+                None => ctx.note(&format!("delete: {}", url(scheme, bucket, &r.key))),
+                Some(e) => ctx.fail(&format!("delete {}", url(scheme, bucket, &r.key)), e),
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- presign
+
+fn presign_opts(a: &args::PresignArgs) -> Result<PresignOptions> {
+    if a.expires < 1 {
+        return Err(usage(format!(
+            "--expires {}: must be 1 to 604800 seconds",
+            a.expires
+        )));
+    }
+    Ok(PresignOptions {
+        method: match a.method {
+            Method::Get => PresignMethod::Get,
+            Method::Put => PresignMethod::Put,
+        },
+        expires_in: Duration::from_secs(a.expires as u64),
+        content_type: a.content_type.clone(),
+    })
+}
+
+pub async fn presign(ctx: &Ctx, a: &args::PresignArgs) -> Result<u8> {
+    let opts = presign_opts(a)?;
+    if a.stdin {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Some(line) = lines.next_line().await? {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let res: Result<String> = async {
+                let (scheme, bucket, key) = object(line)?;
+                Ok(ctx
+                    .store(scheme)
+                    .await?
+                    .presign(bucket.as_str(), &key, opts.clone())
+                    .await?)
+            }
+            .await;
+            match res {
+                Ok(u) => ctx.say(&u),
+                Err(e) => ctx.fail(&format!("presign {line}"), &e),
+            }
+        }
+        return Ok(ctx.status());
+    }
+    let url_arg = a
+        .url
+        .as_deref()
+        .ok_or_else(|| anyhow!("give a URL or --stdin"))?;
+    let (scheme, bucket, key) = object(url_arg)?;
+    let u = ctx
+        .store(scheme)
+        .await?
+        .presign(bucket.as_str(), &key, opts)
+        .await?;
+    ctx.say(&u);
+    Ok(ctx.status())
+}
+
+// ---------------------------------------------------------------- buckets
+
+fn bucket_only(u: &str) -> Result<(Scheme, String)> {
+    let (scheme, bucket, key) = object(u)?;
+    if !key.is_empty() {
+        return Err(usage(format!("{u} names a key; give only s3://BUCKET")));
+    }
+    Ok((scheme, bucket))
+}
+
+pub async fn mb(ctx: &Ctx, a: &args::BucketArgs) -> Result<u8> {
+    let (scheme, bucket) = bucket_only(&a.url)?;
+    ctx.store(scheme).await?.create_bucket(&bucket).await?;
+    ctx.note(&format!("make_bucket: {}://{bucket}", scheme.as_str()));
+    Ok(ctx.status())
+}
+
+pub async fn rb(ctx: &Ctx, a: &args::RbArgs) -> Result<u8> {
+    let (scheme, bucket) = bucket_only(&a.url)?;
+    let store = ctx.store(scheme).await?;
+    if a.force {
+        delete_prefix(ctx, store, scheme, &bucket, "", false).await?;
+        if ctx.failures.load(Ordering::Relaxed) > 0 {
+            bail!("some objects could not be deleted; the bucket was kept");
+        }
+    }
+    store.delete_bucket(&bucket).await?;
+    ctx.note(&format!("remove_bucket: {}://{bucket}", scheme.as_str()));
+    Ok(ctx.status())
+}
+
+pub async fn cleanup(ctx: &Ctx, a: &args::CleanupArgs) -> Result<u8> {
+    let (scheme, bucket, prefix) = object(&a.url)?;
+    let store = ctx.store(scheme).await?;
+    if a.dry_run {
+        let cutoff = std::time::SystemTime::now().checked_sub(a.older_than);
+        for u in store
+            .backend()
+            .list_multipart_uploads(&bucket, &prefix)
+            .await?
+        {
+            let stale = matches!((u.initiated, cutoff), (Some(t), Some(c)) if t <= c)
+                || u.initiated.is_none();
+            if stale {
+                ctx.say(&format!(
+                    "(dryrun) abort: {} {}",
+                    url(scheme, &bucket, &u.key),
+                    u.upload_id
+                ));
+            }
+        }
+        return Ok(ctx.status());
+    }
+    let aborted = store
+        .abort_stale_uploads(bucket.as_str(), &prefix, a.older_than)
+        .await?;
+    for u in &aborted {
+        ctx.note(&format!(
+            "abort: {} {}",
+            url(scheme, &bucket, &u.key),
+            u.upload_id
+        ));
+    }
+    ctx.note(&format!(
+        "aborted {} stale multipart upload(s)",
+        aborted.len()
+    ));
+    Ok(ctx.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_never_escape_the_target_directory() {
+        let d = Path::new("/tmp/out");
+        assert_eq!(
+            path_under(d, "a/b.txt").unwrap(),
+            Path::new("/tmp/out/a/b.txt")
+        );
+        for bad in ["../x", "a/../../x", "/etc/passwd", "", "a/../b"] {
+            assert!(path_under(d, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn destination_keys() {
+        assert_eq!(key_under("", "f.txt"), "f.txt");
+        assert_eq!(key_under("dir/", "f.txt"), "dir/f.txt");
+        assert_eq!(key_under("exact.txt", "f.txt"), "exact.txt");
+        assert_eq!(dir_prefix("logs"), "logs/");
+        assert_eq!(dir_prefix(""), "");
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(5 << 30), "5.0 GiB");
+    }
+}

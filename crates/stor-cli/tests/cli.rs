@@ -1,0 +1,453 @@
+//! The built `stor` binary, run in temp dirs against the local store and, when
+//! `scripts/with-servers.sh` provides it, SeaweedFS.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Env {
+    dir: tempfile::TempDir,
+    s3: Option<String>,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            s3: None,
+        }
+    }
+
+    /// With SeaweedFS, or `None` (skip) when it is not configured.
+    fn with_s3() -> Option<Env> {
+        let url = std::env::var("STOR_TEST_SEAWEEDFS")
+            .ok()
+            .filter(|v| !v.is_empty());
+        if url.is_none() && std::env::var("STOR_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") {
+            panic!("STOR_TEST_SEAWEEDFS not set but STOR_TEST_REQUIRE_SERVERS=1");
+        }
+        let mut env = Env::new();
+        env.s3 = Some(url?);
+        Some(env)
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stor"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("STOR_LOCAL_ROOT", self.path("store"))
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env_remove("STOR_CONFIG")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_S3");
+        if let Some(url) = &self.s3 {
+            c.env("AWS_ENDPOINT_URL", url)
+                .env(
+                    "AWS_ACCESS_KEY_ID",
+                    std::env::var("STOR_TEST_ACCESS_KEY_ID").unwrap_or("stor-test".into()),
+                )
+                .env(
+                    "AWS_SECRET_ACCESS_KEY",
+                    std::env::var("STOR_TEST_SECRET_ACCESS_KEY")
+                        .unwrap_or("stor-test-secret".into()),
+                )
+                .env("AWS_REGION", "us-east-1");
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out
+    }
+
+    /// Runs and requires exit 0; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "stor {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn bucket() -> String {
+    format!("stor-cli-{:08x}", rand_u32())
+}
+
+fn rand_u32() -> u32 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    n ^ std::process::id().rotate_left(16)
+}
+
+fn write_tree(root: &Path, files: &[(&str, &[u8])]) {
+    for (rel, data) in files {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+}
+
+// ------------------------------------------------------------------ local store
+
+#[test]
+fn local_roundtrip_with_metadata_and_stat_json() {
+    let e = Env::new();
+    e.ok(&["mb", "local://news"]);
+    std::fs::write(e.path("a.json"), br#"{"title":"hi"}"#).unwrap();
+    let out = e.ok(&[
+        "cp",
+        "a.json",
+        "local://news/2026/",
+        "--metadata",
+        "source=crawler",
+        "--metadata",
+        "lang=ko",
+    ]);
+    assert!(
+        out.contains("upload: a.json to local://news/2026/a.json"),
+        "{out}"
+    );
+    let stat: serde_json::Value =
+        serde_json::from_str(&e.ok(&["stat", "--json", "local://news/2026/a.json"])).unwrap();
+    assert_eq!(stat["size"], 14);
+    assert_eq!(stat["content_type"], "application/json");
+    assert_eq!(stat["metadata"]["source"], "crawler");
+    assert_eq!(stat["metadata"]["lang"], "ko");
+    assert!(stat["etag"].as_str().unwrap().len() == 32);
+    assert!(stat["last_modified"].as_str().unwrap().ends_with('Z'));
+    e.ok(&["cp", "local://news/2026/a.json", "back.json"]);
+    assert_eq!(
+        std::fs::read(e.path("back.json")).unwrap(),
+        br#"{"title":"hi"}"#
+    );
+    // Into an existing directory: the key's last segment names the file.
+    std::fs::create_dir(e.path("dl")).unwrap();
+    e.ok(&["cp", "local://news/2026/a.json", "dl"]);
+    assert!(e.path("dl/a.json").is_file());
+    // ls: one level with PRE, recursive with full keys, JSON lines.
+    let ls = e.ok(&["ls", "local://news"]);
+    assert!(ls.contains("PRE 2026/"), "{ls}");
+    let ls = e.ok(&["ls", "-r", "local://news"]);
+    assert!(ls.trim_end().ends_with(" 2026/a.json"), "{ls}");
+    let json = e.ok(&["ls", "-r", "--json", "local://news"]);
+    let line: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(line["key"], "2026/a.json");
+    let buckets = e.ok(&["ls", "local://"]);
+    assert_eq!(buckets.trim(), "local://news");
+}
+
+#[test]
+fn exit_codes_and_one_line_errors() {
+    let e = Env::new();
+    e.ok(&["mb", "local://bkt"]);
+    // Operation failed: 1.
+    let out = e.run(&["cp", "local://bkt/missing", "x"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("key not found") && err.contains("local://bkt/missing"),
+        "{err}"
+    );
+    assert!(!e.path("x").exists());
+    // Bad input: 2, with what was wrong.
+    let out = e.run(&["cp", "x", "local://Bad_Bucket/k"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("invalid bucket name"),
+        "{}",
+        stderr(&out)
+    );
+    for expires in ["0", "-5", "604801"] {
+        let out = e.run(&["presign", "--expires", expires, "s3://bkt/k"]);
+        assert_eq!(code(&out), 2, "expires {expires}: {}", stderr(&out));
+    }
+    // Bad usage: 2.
+    assert_eq!(code(&e.run(&["cp", "only-one-arg"])), 2);
+    assert_eq!(code(&e.run(&["frobnicate"])), 2);
+    assert_eq!(
+        code(&e.run(&["cp", "a", "b"])),
+        2,
+        "file to file is not ours"
+    );
+    // Unsupported on the local store: 1, and says why.
+    let out = e.run(&["presign", "local://bkt/k"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("presign"), "{}", stderr(&out));
+    // A bad config file names the key.
+    std::fs::write(
+        e.path("bad.json"),
+        r#"{"storageConfig": {"max_concurency": 4}}"#,
+    )
+    .unwrap();
+    let out = e.run(&["--config", "bad.json", "ls", "local://bkt"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("max_concurency"), "{}", stderr(&out));
+}
+
+#[test]
+fn recursive_copy_both_ways_and_prefix_to_prefix() {
+    let e = Env::new();
+    e.ok(&["mb", "local://tree"]);
+    let files: &[(&str, &[u8])] = &[
+        ("src/a.txt", b"a"),
+        ("src/sub/b.bin", &[0u8, 1, 2, 3]),
+        ("src/sub/deeper/c d%.txt", b"spaces and percent"),
+        ("src/유니코드.txt", b"unicode"),
+    ];
+    write_tree(e.dir.path(), files);
+    e.ok(&["cp", "--recursive", "src", "local://tree/up/"]);
+    let ls = e.ok(&["ls", "-r", "local://tree/up/"]);
+    assert_eq!(ls.lines().count(), 4, "{ls}");
+    e.ok(&["cp", "--recursive", "local://tree/up/", "down"]);
+    for (rel, data) in files {
+        let back = e.path(&rel.replacen("src/", "down/", 1));
+        assert_eq!(std::fs::read(&back).unwrap(), *data, "{rel}");
+    }
+    // Object prefix to prefix, server-side.
+    e.ok(&["cp", "-r", "local://tree/up/", "local://tree/copy/"]);
+    assert_eq!(e.ok(&["ls", "-r", "local://tree/copy/"]).lines().count(), 4);
+    // Dry runs change nothing.
+    let out = e.ok(&["rm", "-r", "--dry-run", "local://tree/copy/"]);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("(dryrun) delete:"))
+            .count(),
+        4
+    );
+    assert_eq!(e.ok(&["ls", "-r", "local://tree/copy/"]).lines().count(), 4);
+    e.ok(&["rm", "-r", "local://tree/copy/"]);
+    assert_eq!(e.ok(&["ls", "-r", "local://tree/copy/"]).lines().count(), 0);
+    // A bucket with objects needs --force.
+    assert_eq!(code(&e.run(&["rb", "local://tree"])), 1);
+    e.ok(&["rb", "--force", "local://tree"]);
+}
+
+#[test]
+fn keys_that_would_escape_the_target_directory_are_refused() {
+    let e = Env::new();
+    e.ok(&["mb", "local://evil"]);
+    std::fs::write(e.path("payload"), b"gotcha").unwrap();
+    e.ok(&["cp", "payload", "local://evil/in/../../escaped.txt"]);
+    e.ok(&["cp", "payload", "local://evil/in/fine.txt"]);
+    std::fs::create_dir(e.path("out")).unwrap();
+    let out = e.run(&["cp", "-r", "local://evil/in/", "out/inner"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("outside"), "{}", stderr(&out));
+    assert!(
+        e.path("out/inner/fine.txt").is_file(),
+        "the safe key is still copied"
+    );
+    assert!(!e.path("escaped.txt").exists() && !e.path("out/escaped.txt").exists());
+}
+
+#[test]
+fn stdin_to_object_and_object_to_stdout() {
+    let e = Env::new();
+    e.ok(&["mb", "local://pipe"]);
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let out = e.run_stdin(&["cp", "-", "local://pipe/from-stdin.bin"], &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = e.run(&["cp", "local://pipe/from-stdin.bin", "-"]);
+    assert!(out.status.success());
+    assert!(out.stdout == data);
+}
+
+#[test]
+fn move_keeps_the_source_when_the_copy_fails() {
+    let e = Env::new();
+    e.ok(&["mb", "local://mv-src"]);
+    std::fs::write(e.path("f"), b"x").unwrap();
+    e.ok(&["cp", "f", "local://mv-src/k"]);
+    let out = e.run(&["mv", "local://mv-src/k", "local://no-such-bucket/k"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(e.ok(&["ls", "local://mv-src"]).contains(" k"));
+    e.ok(&["mv", "local://mv-src/k", "local://mv-src/k2"]);
+    let ls = e.ok(&["ls", "local://mv-src"]);
+    assert!(ls.contains(" k2") && !ls.contains(" k\n"), "{ls}");
+    // File to object removes the file only after the upload.
+    e.ok(&["mv", "f", "local://mv-src/from-file"]);
+    assert!(!e.path("f").exists());
+}
+
+#[test]
+fn broken_pipe_exits_quietly() {
+    let e = Env::new();
+    e.ok(&["mb", "local://many"]);
+    std::fs::create_dir(e.path("d")).unwrap();
+    for i in 0..50 {
+        std::fs::write(e.path(&format!("d/{i:03}")), b"x").unwrap();
+    }
+    e.ok(&["cp", "-r", "-q", "d", "local://many/"]);
+    let mut child = e
+        .cmd(&["ls", "-r", "local://many"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+// ------------------------------------------------------------------ SeaweedFS
+
+#[test]
+fn s3_upload_download_list_presign() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let files: Vec<(String, Vec<u8>)> = (0..30)
+        .map(|i| (format!("dir/f{i:02}.txt"), format!("file {i}").into_bytes()))
+        .collect();
+    for (rel, data) in &files {
+        write_tree(e.dir.path(), &[(rel.as_str(), data.as_slice())]);
+    }
+    e.ok(&["cp", "--recursive", "dir", &format!("s3://{b}/pfx/")]);
+    let ls = e.ok(&["ls", &format!("s3://{b}/pfx/")]);
+    assert_eq!(ls.lines().count(), 30, "{ls}");
+    e.ok(&["cp", "--recursive", &format!("s3://{b}/pfx/"), "back"]);
+    for (rel, data) in &files {
+        assert_eq!(
+            &std::fs::read(e.path(&rel.replacen("dir/", "back/", 1))).unwrap(),
+            data
+        );
+    }
+    let stat: serde_json::Value =
+        serde_json::from_str(&e.ok(&["stat", "--json", &format!("s3://{b}/pfx/f07.txt")])).unwrap();
+    assert_eq!(stat["size"], 6);
+    assert_eq!(stat["content_type"], "text/plain");
+    // Presign, one and many, and the URL works.
+    let u = e.ok(&["presign", &format!("s3://{b}/pfx/f07.txt")]);
+    assert!(u.trim().starts_with("http://127.0.0.1"), "{u}");
+    let body = ureq::get(u.trim()).call().unwrap().into_string().unwrap();
+    assert_eq!(body, "file 7");
+    let input: String = (0..20)
+        .map(|i| format!("s3://{b}/pfx/f{i:02}.txt\n"))
+        .collect();
+    let out = e.run_stdin(&["presign", "--stdin"], input.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 20);
+    // Wrong credentials: a one-line access-denied error, exit 1, and no secret shown.
+    let out = e
+        .cmd(&["ls", &format!("s3://{b}/")])
+        .env("AWS_SECRET_ACCESS_KEY", "canary-secret-do-not-print")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("canary-secret-do-not-print"));
+    e.ok(&["rb", "--force", &format!("s3://{b}")]);
+}
+
+#[test]
+fn s3_stdin_multipart_and_cross_store_copy() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    std::fs::write(
+        e.path("cfg.json"),
+        r#"{"storageConfig": {"multipart_threshold": 5242880}}"#,
+    )
+    .unwrap();
+    let data: Vec<u8> = (0..(12 << 20) as u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let out = e.run_stdin(
+        &[
+            "--config",
+            "cfg.json",
+            "--part-size",
+            "5MiB",
+            "cp",
+            "-",
+            &format!("s3://{b}/big.bin"),
+        ],
+        &data,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stat: serde_json::Value =
+        serde_json::from_str(&e.ok(&["stat", "--json", &format!("s3://{b}/big.bin")])).unwrap();
+    assert_eq!(stat["size"], 12 << 20);
+    assert!(
+        stat["etag"].as_str().unwrap().ends_with("-3"),
+        "multipart: {stat}"
+    );
+    let out = e.run(&[
+        "--part-size",
+        "5MiB",
+        "cp",
+        &format!("s3://{b}/big.bin"),
+        "-",
+    ]);
+    assert!(out.stdout == data, "streamed download differs");
+    e.ok(&[
+        "--part-size",
+        "5MiB",
+        "cp",
+        &format!("s3://{b}/big.bin"),
+        "big.bin",
+    ]);
+    assert!(std::fs::read(e.path("big.bin")).unwrap() == data);
+    // local:// -> s3:// streams between stores and keeps metadata.
+    e.ok(&["mb", "local://src"]);
+    std::fs::write(e.path("doc.json"), b"{}").unwrap();
+    e.ok(&[
+        "cp",
+        "doc.json",
+        "local://src/doc.json",
+        "--metadata",
+        "origin=local",
+    ]);
+    e.ok(&[
+        "cp",
+        "local://src/doc.json",
+        &format!("s3://{b}/from-local/doc.json"),
+    ]);
+    let stat: serde_json::Value =
+        serde_json::from_str(&e.ok(&["stat", "--json", &format!("s3://{b}/from-local/doc.json")]))
+            .unwrap();
+    assert_eq!(stat["metadata"]["origin"], "local");
+    assert_eq!(stat["content_type"], "application/json");
+    e.ok(&["rb", "--force", &format!("s3://{b}")]);
+}
