@@ -19,6 +19,7 @@ use crate::types::{ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions
 mod listing;
 pub mod local;
 pub mod memory;
+mod presign;
 pub mod s3;
 
 pub(crate) use listing::{list_sorted, successor as listing_upper_bound};
