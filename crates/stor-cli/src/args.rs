@@ -71,6 +71,52 @@ pub enum Command {
     Rb(RbArgs),
     /// Abort stale multipart uploads
     Cleanup(CleanupArgs),
+    /// Write an object to stdout, streaming
+    Cat(CatArgs),
+    /// Count objects and bytes under a prefix
+    Du(DuArgs),
+    /// Show the effective configuration, secrets masked
+    Config(ConfigArgs),
+    /// Print shell completions: stor completions bash|zsh|fish
+    Completions(CompletionsArgs),
+    /// Print the version
+    Version,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// The object
+    pub url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// s3://BUCKET[/PREFIX] or local://BUCKET[/PREFIX]
+    pub url: String,
+    /// Sizes as KiB/MiB/GiB
+    #[arg(short = 'H', long)]
+    pub human_readable: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the effective config (flags > environment > file) as JSON, secrets masked
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -1049,6 +1049,80 @@ pub async fn cleanup(ctx: &Ctx, a: &args::CleanupArgs) -> Result<u8> {
     Ok(ctx.status())
 }
 
+// ---------------------------------------------------------------- cat, du, config
+
+pub async fn cat(ctx: &Ctx, a: &args::CatArgs) -> Result<u8> {
+    let (scheme, bucket, key) = object(&a.url)?;
+    if key.is_empty() || key.ends_with('/') {
+        return Err(usage(format!("{} names no object", a.url)));
+    }
+    let store = ctx.store(scheme).await?;
+    let obj = store
+        .download_stream(bucket.as_str(), &key, DownloadOptions::default())
+        .await?;
+    let mut body = obj.body;
+    let mut stdout = tokio::io::stdout();
+    use tokio::io::AsyncWriteExt;
+    while let Some(chunk) = body.next().await {
+        if let Err(e) = stdout.write_all(&chunk?).await {
+            exit_on_broken_pipe(e);
+        }
+    }
+    if let Err(e) = stdout.flush().await {
+        exit_on_broken_pipe(e);
+    }
+    Ok(ctx.status())
+}
+
+pub async fn du(ctx: &Ctx, a: &args::DuArgs) -> Result<u8> {
+    let (scheme, bucket, key) = object(&a.url)?;
+    let store = ctx.store(scheme).await?;
+    let (count, bytes) = store
+        .list_stream(bucket.as_str(), ListOptions::default().prefix(key.clone()))
+        .try_fold(
+            (0u64, 0u64),
+            |(n, b), o| async move { Ok((n + 1, b + o.size)) },
+        )
+        .await?;
+    if a.json {
+        ctx.say(&serde_json::json!({ "url": a.url, "objects": count, "bytes": bytes }).to_string());
+    } else {
+        let size = if a.human_readable {
+            human(bytes)
+        } else {
+            bytes.to_string()
+        };
+        ctx.say(&format!("{size} bytes in {count} objects\t{}", a.url));
+    }
+    Ok(ctx.status())
+}
+
+/// The effective config with secrets masked (the access key id shows 4 characters).
+pub fn config_show(ctx: &Ctx) -> Result<u8> {
+    let mut v = serde_json::to_value(&ctx.base)?;
+    if let Some(m) = v.as_object_mut() {
+        for k in ["aws_secret_access_key", "aws_session_token"] {
+            if m.get(k).is_some_and(|x| !x.is_null()) {
+                m.insert(k.into(), "***".into());
+            }
+        }
+        if let Some(id) = ctx.base.aws_access_key_id.as_deref() {
+            m.insert(
+                "aws_access_key_id".into(),
+                stor::config::mask_key_id(id).into(),
+            );
+        }
+        m.insert(
+            "local_root".into(),
+            ctx.base.resolved_local_root().display().to_string().into(),
+        );
+    }
+    ctx.say(&serde_json::to_string_pretty(
+        &serde_json::json!({ "storageConfig": v }),
+    )?);
+    Ok(ctx.status())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<u8> {
+    if let Command::Version = &cli.command {
+        println!("stor {}", env!("CARGO_PKG_VERSION"));
+        return Ok(0);
+    }
+    if let Command::Completions(a) = &cli.command {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        clap_complete::generate(a.shell, &mut cmd, "stor", &mut std::io::stdout());
+        return Ok(0);
+    }
     let ctx = Ctx::new(&cli.global)?;
     let code = match &cli.command {
         Command::Cp(a) => commands::cp(&ctx, a).await?,
@@ -60,6 +70,10 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Mb(a) => commands::mb(&ctx, a).await?,
         Command::Rb(a) => commands::rb(&ctx, a).await?,
         Command::Cleanup(a) => commands::cleanup(&ctx, a).await?,
+        Command::Cat(a) => commands::cat(&ctx, a).await?,
+        Command::Du(a) => commands::du(&ctx, a).await?,
+        Command::Config(_) => commands::config_show(&ctx)?,
+        Command::Completions(_) | Command::Version => unreachable!("handled above"),
     };
     ctx.flush();
     Ok(code)

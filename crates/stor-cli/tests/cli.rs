@@ -451,3 +451,49 @@ fn s3_stdin_multipart_and_cross_store_copy() {
     assert_eq!(stat["content_type"], "application/json");
     e.ok(&["rb", "--force", &format!("s3://{b}")]);
 }
+
+#[test]
+fn cat_du_config_show_and_completions() {
+    let e = Env::new();
+    e.ok(&["mb", "local://misc"]);
+    std::fs::write(e.path("a"), b"12345").unwrap();
+    std::fs::write(e.path("b"), b"123").unwrap();
+    e.ok(&["cp", "a", "local://misc/p/a"]);
+    e.ok(&["cp", "b", "local://misc/p/b"]);
+    e.ok(&["cp", "b", "local://misc/q/b"]);
+    assert_eq!(e.ok(&["cat", "local://misc/p/a"]), "12345");
+    let du: serde_json::Value =
+        serde_json::from_str(&e.ok(&["du", "--json", "local://misc/p/"])).unwrap();
+    assert_eq!(
+        (du["objects"].as_u64(), du["bytes"].as_u64()),
+        (Some(2), Some(8))
+    );
+    assert!(e
+        .ok(&["du", "local://misc"])
+        .starts_with("11 bytes in 3 objects"));
+    // Secrets masked; flags and environment win over the file.
+    std::fs::write(
+        e.path("cfg.json"),
+        r#"{"storageConfig": {"aws_access_key_id": "AKIAFILEKEY", "aws_secret_access_key": "file-secret-canary", "region_name": "eu-west-1", "max_concurrency": 4}}"#,
+    )
+    .unwrap();
+    let shown = e.ok(&[
+        "--config",
+        "cfg.json",
+        "--region",
+        "us-west-2",
+        "config",
+        "show",
+    ]);
+    assert!(
+        !shown.contains("file-secret-canary") && !shown.contains("AKIAFILEKEY"),
+        "{shown}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["storageConfig"]["region_name"], "us-west-2");
+    assert_eq!(v["storageConfig"]["max_concurrency"], 4);
+    assert_eq!(v["storageConfig"]["aws_secret_access_key"], "***");
+    for shell in ["bash", "zsh", "fish"] {
+        assert!(e.ok(&["completions", shell]).contains("presign"), "{shell}");
+    }
+}

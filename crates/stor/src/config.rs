@@ -135,6 +135,10 @@ pub struct StorageConfig {
     pub max_concurrency: usize,
     /// Requests in flight at once across the whole client (the connection pool).
     pub max_pool_connections: usize,
+    /// fsync each downloaded file before it is renamed into place, so it survives a
+    /// power loss too. Off by default, like aws, s5cmd and rclone: the temp-file
+    /// rename already means no partial file after a crash of the process.
+    pub fsync_downloads: bool,
 }
 
 impl Default for StorageConfig {
@@ -160,6 +164,7 @@ impl Default for StorageConfig {
             part_size: None,
             max_concurrency: 10,
             max_pool_connections: 50,
+            fsync_downloads: false,
         }
     }
 }
@@ -194,6 +199,7 @@ impl fmt::Debug for StorageConfig {
             .field("part_size", &self.part_size)
             .field("max_concurrency", &self.max_concurrency)
             .field("max_pool_connections", &self.max_pool_connections)
+            .field("fsync_downloads", &self.fsync_downloads)
             .finish()
     }
 }

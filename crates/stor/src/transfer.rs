@@ -617,8 +617,10 @@ pub(crate) async fn download_to_file(
             format!("wrote {written} bytes but the object has {}", info.size),
         ));
     }
-    file.sync_all()
-        .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    if s.inner.config.fsync_downloads {
+        file.sync_all()
+            .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    }
     tmp.persist(path).map_err(|e| {
         Error::io(
             format!("moving the download into {}", path.display()),

@@ -754,3 +754,97 @@ impl Backend for LocalBackend {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn put(b: &LocalBackend, key: &str, data: &'static [u8]) -> Result<Option<String>> {
+        b.put_object(
+            "bkt",
+            key,
+            Body::Bytes(data.into()),
+            &UploadOptions::default(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn symlinks_planted_in_the_root_are_never_written_through() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let b = LocalBackend::open(root.path()).unwrap();
+        b.create_bucket("bkt").await.unwrap();
+        put(&b, "k", b"v").await.unwrap();
+        // Replace tmp/ and blobs/ by symlinks to a directory outside the root.
+        for dir in ["tmp", "blobs"] {
+            let p = root.path().join(dir);
+            let moved = root.path().join(format!("{dir}.real"));
+            std::fs::rename(&p, &moved).unwrap();
+            std::os::unix::fs::symlink(outside.path(), &p).unwrap();
+            let err = put(&b, "k2", b"evil").await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+            assert!(err.to_string().contains("symlink"), "{err}");
+            std::fs::remove_file(&p).unwrap();
+            std::fs::rename(&moved, &p).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "nothing written outside"
+        );
+        // A blob replaced by a symlink is not followed on read.
+        let name: String = std::fs::read_dir(root.path().join("blobs"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name()
+            .into_string()
+            .unwrap();
+        let blob = root.path().join("blobs").join(&name);
+        std::fs::remove_file(&blob).unwrap();
+        std::fs::write(outside.path().join("secret"), b"outside data").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), &blob).unwrap();
+        assert!(b.get_object("bkt", "k", None, None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_overwrite_replaces_the_blob_and_leaves_no_temp_files() {
+        let root = tempfile::tempdir().unwrap();
+        let b = LocalBackend::open(root.path()).unwrap();
+        b.create_bucket("bkt").await.unwrap();
+        put(&b, "k", b"one").await.unwrap();
+        put(&b, "k", b"two").await.unwrap();
+        let blobs = std::fs::read_dir(root.path().join("blobs"))
+            .unwrap()
+            .count();
+        assert_eq!(blobs, 1, "the old blob is removed after the commit");
+        assert_eq!(
+            std::fs::read_dir(root.path().join("tmp")).unwrap().count(),
+            0
+        );
+        // A write to a missing bucket leaves nothing behind either.
+        let err = b
+            .put_object(
+                "nope",
+                "k",
+                Body::Bytes("x".into()),
+                &UploadOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BucketNotFound);
+        assert_eq!(
+            std::fs::read_dir(root.path().join("blobs"))
+                .unwrap()
+                .count(),
+            1
+        );
+        // The index survives a reopen (another process, a restart).
+        drop(b);
+        let b = LocalBackend::open(root.path()).unwrap();
+        let r = b.get_object("bkt", "k", None, None).await.unwrap();
+        assert_eq!(r.content_length, 3);
+    }
+}

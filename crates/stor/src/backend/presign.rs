@@ -107,11 +107,19 @@ struct KeyCache {
     key: [u8; 32],
 }
 
+/// The date stamps of one second, kept so they are formatted once per second.
+struct Stamps {
+    secs: u64,
+    date: String,
+    stamp: String,
+}
+
 /// Presigns S3 GET and PUT URLs for one endpoint and region.
 pub(crate) struct Presigner {
     endpoint: Endpoint,
     region: String,
     key: Mutex<Option<KeyCache>>,
+    stamps: Mutex<Option<Stamps>>,
 }
 
 /// What to presign.
@@ -142,6 +150,27 @@ impl Presigner {
             endpoint,
             region: region.to_owned(),
             key: Mutex::new(None),
+            stamps: Mutex::new(None),
+        }
+    }
+
+    fn stamps(&self, now: SystemTime) -> (String, String) {
+        let secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut cache = self.stamps.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.as_ref() {
+            Some(s) if s.secs == secs => (s.date.clone(), s.stamp.clone()),
+            _ => {
+                let (date, stamp) = amz_dates(now);
+                *cache = Some(Stamps {
+                    secs,
+                    date: date.clone(),
+                    stamp: stamp.clone(),
+                });
+                (date, stamp)
+            }
         }
     }
 
@@ -180,7 +209,7 @@ impl Presigner {
 
     /// The presigned URL, laid out exactly as the SDK lays it out.
     pub fn presign(&self, creds: &Creds, req: &Request<'_>) -> String {
-        let (date, stamp) = amz_dates(req.now);
+        let (date, stamp) = self.stamps(req.now);
         let ep = &self.endpoint;
         let host = if ep.path_style {
             ep.host.clone()
@@ -244,11 +273,16 @@ impl Presigner {
                 "host"
             }
         );
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{stamp}\n{date}/{}/s3/aws4_request\n{}",
-            self.region,
-            hex::encode(Sha256::digest(canonical.as_bytes()))
+        let mut string_to_sign = String::with_capacity(160);
+        let _ = write!(
+            string_to_sign,
+            "AWS4-HMAC-SHA256\n{stamp}\n{date}/{}/s3/aws4_request\n",
+            self.region
         );
+        let mut digest = [0u8; 64];
+        hex::encode_to_slice(Sha256::digest(canonical.as_bytes()), &mut digest)
+            .expect("64 hex digits");
+        string_to_sign.push_str(std::str::from_utf8(&digest).expect("hex is ASCII"));
         let key = self.signing_key(creds, &date);
         let signature = aws_sigv4::sign::v4::calculate_signature(key, string_to_sign.as_bytes());
 

@@ -44,7 +44,7 @@ pub struct S3Backend {
     /// Fast presigning for the endpoint layouts it knows; the SDK otherwise.
     presigner: Option<Presigner>,
     credentials: Option<SharedCredentialsProvider>,
-    cached_creds: std::sync::Mutex<Option<Creds>>,
+    cached_creds: std::sync::Mutex<Option<std::sync::Arc<Creds>>>,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -147,7 +147,7 @@ impl S3Backend {
     }
 
     /// Credentials for presigning, refreshed five minutes before they expire.
-    async fn presign_creds(&self) -> Result<Option<Creds>> {
+    async fn presign_creds(&self) -> Result<Option<std::sync::Arc<Creds>>> {
         let fresh = |c: &Creds| {
             c.expiry
                 .map(|e| e > SystemTime::now() + Duration::from_secs(300))
@@ -172,12 +172,12 @@ impl S3Backend {
                 format!("no credentials to sign with: {e}"),
             )
         })?;
-        let c = Creds {
+        let c = std::sync::Arc::new(Creds {
             access_key: c.access_key_id().to_owned(),
             secret: c.secret_access_key().to_owned(),
             token: c.session_token().map(str::to_owned),
             expiry: c.expiry(),
-        };
+        });
         *self.cached_creds.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(Some(c))
     }
