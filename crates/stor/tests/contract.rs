@@ -24,6 +24,8 @@ contract!(
     bad_input_is_refused_before_any_io,
     bucket_lifecycle,
     metrics_count_operations_and_bytes,
+    if_match_pins_the_version_being_read,
+    failed_multipart_upload_is_aborted,
 );
 
 mod cases {
@@ -990,6 +992,81 @@ mod cases {
         // The health check sees a working store.
         let h = s.health().await;
         assert!(h.healthy, "{h:?}");
+    }
+
+    pub async fn if_match_pins_the_version_being_read(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let key = f.key("versioned");
+        let v1 = s
+            .upload_bytes(b, &key, "version one", UploadOptions::default())
+            .await
+            .unwrap();
+        let pinned = DownloadOptions {
+            if_match: v1.etag.clone(),
+            ..Default::default()
+        };
+        let got = s.download_stream(b, &key, pinned.clone()).await.unwrap();
+        assert_eq!(got.collect().await.unwrap().as_ref(), b"version one");
+        // The object is replaced: a read pinned to the old version is refused.
+        s.upload_bytes(b, &key, "version two!", UploadOptions::default())
+            .await
+            .unwrap();
+        let e = s.download_stream(b, &key, pinned).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}");
+        assert_eq!(e.attempts(), 1, "a changed object is not retried");
+    }
+
+    /// A reader that yields `n` bytes and then fails.
+    struct Fails {
+        left: usize,
+    }
+    impl tokio::io::AsyncRead for Fails {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.left == 0 {
+                return std::task::Poll::Ready(Err(std::io::Error::other("source broke")));
+            }
+            let n = self.left.min(buf.remaining()).min(64 * 1024);
+            buf.put_slice(&vec![9u8; n]);
+            self.left -= n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    pub async fn failed_multipart_upload_is_aborted(f: Fixture) {
+        let Some((s, _root)) = storage_with(f.kind, |c| {
+            c.multipart_threshold = 5 * MIB as u64;
+            c.part_size = Some(5 * MIB as u64);
+        })
+        .await
+        else {
+            return;
+        };
+        if !f.kind.is_s3() {
+            s.create_bucket(&f.bucket).await.unwrap();
+        }
+        let b = f.bucket.as_str();
+        let key = f.key("half-way");
+        // Two parts' worth arrive, then the source fails: the upload must not complete
+        // and, on S3, must be aborted before the call returns.
+        let e = s
+            .upload_reader(b, &key, Fails { left: 12 * MIB }, UploadOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        assert!(
+            !s.exists(b, &key).await.unwrap(),
+            "no object from a failed upload"
+        );
+        let pending = s.backend().list_multipart_uploads(b, &key).await.unwrap();
+        assert!(
+            pending.is_empty(),
+            "the failed upload was left behind: {pending:?}"
+        );
     }
 
     pub async fn metrics_count_operations_and_bytes(f: Fixture) {
