@@ -373,20 +373,7 @@ pub async fn cp(ctx: &Ctx, a: &args::CpArgs) -> Result<u8> {
             Location::Stdio,
         ) => {
             let store = ctx.store(*scheme).await?;
-            let obj = store
-                .download_stream(bucket.as_str(), key, DownloadOptions::default())
-                .await?;
-            let mut body = obj.body;
-            let mut stdout = tokio::io::stdout();
-            use tokio::io::AsyncWriteExt;
-            while let Some(chunk) = body.next().await {
-                if let Err(e) = stdout.write_all(&chunk?).await {
-                    exit_on_broken_pipe(e);
-                }
-            }
-            if let Err(e) = stdout.flush().await {
-                exit_on_broken_pipe(e);
-            }
+            to_stdout(store, bucket, key).await?;
         }
         (Location::Object { .. }, Location::Object { .. }) => {
             copy_objects(ctx, &src, &dst, a.recursive, &opts, a.dry_run, false).await?;
@@ -1056,13 +1043,18 @@ pub async fn cat(ctx: &Ctx, a: &args::CatArgs) -> Result<u8> {
     if key.is_empty() || key.ends_with('/') {
         return Err(usage(format!("{} names no object", a.url)));
     }
-    let store = ctx.store(scheme).await?;
-    let obj = store
-        .download_stream(bucket.as_str(), &key, DownloadOptions::default())
-        .await?;
-    let mut body = obj.body;
-    let mut stdout = tokio::io::stdout();
+    to_stdout(ctx.store(scheme).await?, &bucket, &key).await?;
+    Ok(ctx.status())
+}
+
+/// Streams an object to stdout; a closed pipe ends the process quietly.
+async fn to_stdout(store: &Storage, bucket: &str, key: &str) -> Result<()> {
     use tokio::io::AsyncWriteExt;
+    let mut body = store
+        .download_stream(bucket, key, DownloadOptions::default())
+        .await?
+        .body;
+    let mut stdout = tokio::io::stdout();
     while let Some(chunk) = body.next().await {
         if let Err(e) = stdout.write_all(&chunk?).await {
             exit_on_broken_pipe(e);
@@ -1071,7 +1063,7 @@ pub async fn cat(ctx: &Ctx, a: &args::CatArgs) -> Result<u8> {
     if let Err(e) = stdout.flush().await {
         exit_on_broken_pipe(e);
     }
-    Ok(ctx.status())
+    Ok(())
 }
 
 pub async fn du(ctx: &Ctx, a: &args::DuArgs) -> Result<u8> {

@@ -489,13 +489,11 @@ async fn fetch_range(
     Ok(attempts)
 }
 
-/// Largest positional write of downloaded bytes. The network delivers chunks of a
-/// few KiB; gathering them into writes of up to 1 MiB saves most of the syscalls.
-const WRITE_BATCH: usize = 1 << 20;
-
-/// Writes a body to `sink` from offset `at`, never past `end`, in batches of up to
-/// [`WRITE_BATCH`]. Returns the bytes written and the error that broke the body, if
-/// one did (bytes before it are written, so a retry can resume after them).
+/// Writes a body to `sink` from offset `at`, never past `end`, chunk by chunk as
+/// the network delivers them. (Gathering chunks into 1 MiB writes was measured: it
+/// cost more CPU in copies than it saved in syscalls, W2 0.55 s -> 0.72 s.)
+/// Returns the bytes written and the error that broke the body, if one did (the
+/// bytes before it are written, so a retry resumes after them).
 async fn drain(
     body: &mut crate::backend::ByteStream,
     at: u64,
@@ -503,39 +501,21 @@ async fn drain(
     sink: Sink<'_>,
 ) -> Result<(u64, Option<Error>)> {
     let mut written = 0u64;
-    let mut buf = BytesMut::new();
-    let mut broken = None;
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(c) => c,
-            Err(e) => {
-                broken = Some(e);
-                break;
-            }
+            Err(e) => return Ok((written, Some(e))),
         };
-        if at + written + (buf.len() + chunk.len()) as u64 > end {
+        if at + written + chunk.len() as u64 > end {
             return Err(Error::new(
                 ErrorKind::Integrity,
                 "the server sent more bytes than the range asked for",
             ));
         }
-        if buf.is_empty() && chunk.len() >= WRITE_BATCH {
-            sink(at + written, &chunk)?;
-            written += chunk.len() as u64;
-            continue;
-        }
-        buf.extend_from_slice(&chunk);
-        if buf.len() >= WRITE_BATCH {
-            sink(at + written, &buf)?;
-            written += buf.len() as u64;
-            buf.clear();
-        }
+        sink(at + written, &chunk)?;
+        written += chunk.len() as u64;
     }
-    if !buf.is_empty() {
-        sink(at + written, &buf)?;
-        written += buf.len() as u64;
-    }
-    Ok((written, broken))
+    Ok((written, None))
 }
 
 fn changed(e: Error) -> Error {

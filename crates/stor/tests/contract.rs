@@ -743,18 +743,22 @@ mod cases {
         );
     }
 
-    /// A reader that yields `n` bytes and then never again.
-    struct Stalls {
+    /// A source that yields `left` bytes, then stalls forever or fails.
+    struct Source {
         left: usize,
+        fail: bool,
     }
-    impl tokio::io::AsyncRead for Stalls {
+    impl tokio::io::AsyncRead for Source {
         fn poll_read(
             mut self: std::pin::Pin<&mut Self>,
             _: &mut std::task::Context<'_>,
             buf: &mut tokio::io::ReadBuf<'_>,
         ) -> std::task::Poll<std::io::Result<()>> {
             if self.left == 0 {
-                return std::task::Poll::Pending;
+                return match self.fail {
+                    true => std::task::Poll::Ready(Err(std::io::Error::other("source broke"))),
+                    false => std::task::Poll::Pending,
+                };
             }
             let n = self.left.min(buf.remaining()).min(64 * 1024);
             buf.put_slice(&vec![7u8; n]);
@@ -778,7 +782,15 @@ mod cases {
         let b = f.bucket.as_str();
         let key = f.key("cancelled");
         // 16 MiB arrive (the threshold is passed, parts go up), then the source stalls.
-        let upload = s.upload_reader(b, &key, Stalls { left: 16 * MIB }, UploadOptions::default());
+        let upload = s.upload_reader(
+            b,
+            &key,
+            Source {
+                left: 16 * MIB,
+                fail: false,
+            },
+            UploadOptions::default(),
+        );
         let started = std::time::Instant::now();
         assert!(tokio::time::timeout(Duration::from_secs(3), upload)
             .await
@@ -1017,26 +1029,6 @@ mod cases {
         assert_eq!(e.attempts(), 1, "a changed object is not retried");
     }
 
-    /// A reader that yields `n` bytes and then fails.
-    struct Fails {
-        left: usize,
-    }
-    impl tokio::io::AsyncRead for Fails {
-        fn poll_read(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            buf: &mut tokio::io::ReadBuf<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            if self.left == 0 {
-                return std::task::Poll::Ready(Err(std::io::Error::other("source broke")));
-            }
-            let n = self.left.min(buf.remaining()).min(64 * 1024);
-            buf.put_slice(&vec![9u8; n]);
-            self.left -= n;
-            std::task::Poll::Ready(Ok(()))
-        }
-    }
-
     pub async fn failed_multipart_upload_is_aborted(f: Fixture) {
         let Some((s, _root)) = storage_with(f.kind, |c| {
             c.multipart_threshold = 5 * MIB as u64;
@@ -1054,7 +1046,15 @@ mod cases {
         // Two parts' worth arrive, then the source fails: the upload must not complete
         // and, on S3, must be aborted before the call returns.
         let e = s
-            .upload_reader(b, &key, Fails { left: 12 * MIB }, UploadOptions::default())
+            .upload_reader(
+                b,
+                &key,
+                Source {
+                    left: 12 * MIB,
+                    fail: true,
+                },
+                UploadOptions::default(),
+            )
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io, "{e}");
