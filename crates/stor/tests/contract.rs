@@ -41,6 +41,24 @@ mod cases {
 
     const MIB: usize = 1024 * 1024;
 
+    /// A store like the fixture's with a 5 MiB threshold and part size, so multipart
+    /// shows at test sizes; its bucket is the fixture's.
+    async fn small_parts(
+        f: &Fixture,
+        concurrency: usize,
+    ) -> Option<(stor::Storage, Option<tempfile::TempDir>)> {
+        let (s, root) = storage_with(f.kind, |c| {
+            c.multipart_threshold = 5 * MIB as u64;
+            c.part_size = Some(5 * MIB as u64);
+            c.max_concurrency = concurrency;
+        })
+        .await?;
+        if !f.kind.is_s3() {
+            s.create_bucket(&f.bucket).await.unwrap();
+        }
+        Some((s, root))
+    }
+
     pub async fn upload_download_roundtrip_keeps_headers_and_metadata(f: Fixture) {
         let s = &f.storage;
         let key = f.key("doc.json");
@@ -638,19 +656,9 @@ mod cases {
     }
 
     pub async fn upload_file_and_reader_multipart_roundtrip(f: Fixture) {
-        // A small threshold and part size so multipart shows at test sizes.
-        let Some((s, _root)) = storage_with(f.kind, |c| {
-            c.multipart_threshold = 5 * MIB as u64;
-            c.part_size = Some(5 * MIB as u64);
-            c.max_concurrency = 3;
-        })
-        .await
-        else {
+        let Some((s, _root)) = small_parts(&f, 3).await else {
             return;
         };
-        if !f.kind.is_s3() {
-            s.create_bucket(&f.bucket).await.unwrap();
-        }
         let b = f.bucket.as_str();
         let dir = tempfile::tempdir().unwrap();
         // 11 MiB + 1 byte: parts of 5, 5, 1 MiB and a 1-byte tail would be 4 parts
@@ -771,12 +779,7 @@ mod cases {
         if !f.kind.is_s3() {
             return; // embedded stores write whole objects; nothing to abort
         }
-        let Some((s, _)) = storage_with(f.kind, |c| {
-            c.multipart_threshold = 5 * MIB as u64;
-            c.part_size = Some(5 * MIB as u64);
-        })
-        .await
-        else {
+        let Some((s, _root)) = small_parts(&f, 10).await else {
             return;
         };
         let b = f.bucket.as_str();
@@ -1030,17 +1033,9 @@ mod cases {
     }
 
     pub async fn failed_multipart_upload_is_aborted(f: Fixture) {
-        let Some((s, _root)) = storage_with(f.kind, |c| {
-            c.multipart_threshold = 5 * MIB as u64;
-            c.part_size = Some(5 * MIB as u64);
-        })
-        .await
-        else {
+        let Some((s, _root)) = small_parts(&f, 10).await else {
             return;
         };
-        if !f.kind.is_s3() {
-            s.create_bucket(&f.bucket).await.unwrap();
-        }
         let b = f.bucket.as_str();
         let key = f.key("half-way");
         // Two parts' worth arrive, then the source fails: the upload must not complete
