@@ -48,6 +48,11 @@ fn env(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.is_empty())
 }
 
+/// The flag if given, else the first of `vars` that is set (flags > environment).
+fn flag_or_env(flag: &Option<String>, vars: &[&str]) -> Option<String> {
+    flag.clone().or_else(|| vars.iter().find_map(|v| env(v)))
+}
+
 impl Ctx {
     pub fn new(g: &Global) -> Result<Ctx> {
         let mut base = load_config(g)?;
@@ -55,20 +60,13 @@ impl Ctx {
         if let Some(root) = &g.local_root {
             base.local_root = Some(root.clone());
         }
-        if let Some(e) = g
-            .endpoint_url
-            .clone()
-            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-            .or_else(|| env("AWS_ENDPOINT_URL"))
-        {
+        if let Some(e) = flag_or_env(
+            &g.endpoint_url,
+            &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+        ) {
             base.endpoint_url = Some(e);
         }
-        if let Some(r) = g
-            .region
-            .clone()
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"))
-        {
+        if let Some(r) = flag_or_env(&g.region, &["AWS_REGION", "AWS_DEFAULT_REGION"]) {
             base.region_name = Some(r);
         }
         if let Some(p) = g.profile.clone() {
@@ -421,7 +419,7 @@ async fn upload_dir(
     files.sort();
     let prefix = &dir_prefix(key);
     futures::stream::iter(files)
-        .map(|path| async move {
+        .for_each_concurrent(ctx.concurrency(), |path| async move {
             let rel = path.strip_prefix(dir).unwrap_or(&path);
             let rel = rel
                 .components()
@@ -439,8 +437,6 @@ async fn upload_dir(
                 Err(e) => ctx.fail(&format!("upload {}", path.display()), &e),
             }
         })
-        .buffer_unordered(ctx.concurrency())
-        .collect::<()>()
         .await;
     Ok(())
 }
@@ -460,7 +456,7 @@ async fn download_prefix(
     }
     let objects = store.list_stream(bucket, ListOptions::default().prefix(prefix.clone()));
     objects
-        .map(|o| async {
+        .for_each_concurrent(ctx.concurrency(), |o| async {
             let o = match o {
                 Ok(o) => o,
                 Err(e) => {
@@ -491,8 +487,6 @@ async fn download_prefix(
                 Err(e) => ctx.fail(&format!("download {src}"), &e),
             }
         })
-        .buffer_unordered(ctx.concurrency())
-        .collect::<()>()
         .await;
     Ok(())
 }
@@ -543,7 +537,7 @@ async fn copy_objects(
     };
     let replace = has_upload_flags(opts).then(|| opts.clone());
     futures::stream::iter(pairs)
-        .map(|(from, to)| {
+        .for_each_concurrent(ctx.concurrency(), |(from, to)| {
             let replace = replace.clone();
             async move {
                 let (fu, tu) = (url(*ss, sb, &from), url(*ds, db, &to));
@@ -588,8 +582,6 @@ async fn copy_objects(
                 }
             }
         })
-        .buffer_unordered(ctx.concurrency())
-        .collect::<()>()
         .await;
     Ok(())
 }

@@ -233,7 +233,6 @@ impl Error {
 
     pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Error {
         let kind = match err.kind() {
-            std::io::ErrorKind::NotFound => ErrorKind::Io,
             std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
             _ => ErrorKind::Io,
         };

@@ -26,6 +26,7 @@ use crate::config::{StorageConfig, StorageType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{Direction, HealthReport, Metrics, MetricsSnapshot};
 use crate::retry::{with_retry, RetryBudget, RetryPolicy};
+use crate::transfer::Source;
 use crate::types::{
     CopyOptions, DeleteResult, DownloadOptions, ListOptions, ListPage, ObjectInfo, PresignOptions,
     TransferResult, UploadOptions,
@@ -390,48 +391,12 @@ impl Storage {
         bucket: impl Into<BucketArg<'b>>,
         key: &str,
         path: impl AsRef<Path>,
-        mut opts: UploadOptions,
+        opts: UploadOptions,
     ) -> Result<TransferResult> {
-        let b = self.bucket_or_default(bucket.into())?;
         let path = path.as_ref().to_path_buf();
         let hint = path.to_string_lossy().into_owned();
-        self.check_upload(key, &mut opts, &hint).map_err(|e| {
-            e.with_op("upload")
-                .with_location(&b, key)
-                .with_scheme(self.scheme())
-        })?;
-        let fut = async {
-            let meta = tokio::fs::metadata(&path)
-                .await
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            if !meta.is_file() {
-                return Err(Error::invalid(format!(
-                    "{} is not a regular file (use --recursive for directories)",
-                    path.display()
-                )));
-            }
-            crate::transfer::upload(
-                self,
-                &b,
-                key,
-                crate::transfer::Source::File {
-                    path: path.clone(),
-                    len: meta.len(),
-                },
-                &opts,
-            )
+        self.upload(bucket.into(), key, Source::File(path), opts, &hint)
             .await
-        };
-        self.operation(
-            "upload",
-            &b,
-            key,
-            Direction::Up,
-            self.inner.config.upload_timeout(),
-            |r: &TransferResult| r.bytes,
-            fut,
-        )
-        .await
     }
 
     /// Uploads bytes from memory. Multipart above `multipart_threshold`.
@@ -440,27 +405,10 @@ impl Storage {
         bucket: impl Into<BucketArg<'b>>,
         key: &str,
         data: impl Into<Bytes>,
-        mut opts: UploadOptions,
+        opts: UploadOptions,
     ) -> Result<TransferResult> {
-        let b = self.bucket_or_default(bucket.into())?;
-        self.check_upload(key, &mut opts, key).map_err(|e| {
-            e.with_op("upload")
-                .with_location(&b, key)
-                .with_scheme(self.scheme())
-        })?;
-        let data = data.into();
-        let fut =
-            crate::transfer::upload(self, &b, key, crate::transfer::Source::Bytes(data), &opts);
-        self.operation(
-            "upload",
-            &b,
-            key,
-            Direction::Up,
-            self.inner.config.upload_timeout(),
-            |r: &TransferResult| r.bytes,
-            fut,
-        )
-        .await
+        self.upload(bucket.into(), key, Source::Bytes(data.into()), opts, key)
+            .await
     }
 
     /// Uploads everything an async reader yields, length unknown in advance:
@@ -471,24 +419,32 @@ impl Storage {
         bucket: impl Into<BucketArg<'b>>,
         key: &str,
         reader: R,
-        mut opts: UploadOptions,
+        opts: UploadOptions,
     ) -> Result<TransferResult>
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
-        let b = self.bucket_or_default(bucket.into())?;
-        self.check_upload(key, &mut opts, key).map_err(|e| {
+        let source = Source::Reader(Box::new(reader));
+        self.upload(bucket.into(), key, source, opts, key).await
+    }
+
+    /// Every upload: validate before any I/O (Content-Type guessed from `name_hint`),
+    /// then the transfer engine under the upload timeout.
+    async fn upload(
+        &self,
+        bucket: BucketArg<'_>,
+        key: &str,
+        source: Source,
+        mut opts: UploadOptions,
+        name_hint: &str,
+    ) -> Result<TransferResult> {
+        let b = self.bucket_or_default(bucket)?;
+        self.check_upload(key, &mut opts, name_hint).map_err(|e| {
             e.with_op("upload")
                 .with_location(&b, key)
                 .with_scheme(self.scheme())
         })?;
-        let fut = crate::transfer::upload(
-            self,
-            &b,
-            key,
-            crate::transfer::Source::Reader(Box::new(reader)),
-            &opts,
-        );
+        let fut = crate::transfer::upload(self, &b, key, source, &opts);
         self.operation(
             "upload",
             &b,
@@ -834,15 +790,15 @@ impl Storage {
         self.check_copy(&sb, src_key, &db, dst_key, &opts)?;
         let fut = async {
             let be = &self.inner.backend;
-            let (src, _) = self.request(|_| be.head_object(&sb, src_key)).await?;
+            // The copy HEADs the source first; its result carries the source's size.
             let res = crate::transfer::copy(self, &sb, src_key, &db, dst_key, &opts).await?;
             let (dst, _) = self.request(|_| be.head_object(&db, dst_key)).await?;
-            if dst.size != src.size {
+            if dst.size != res.bytes {
                 return Err(Error::new(
                     ErrorKind::Integrity,
                     format!(
                         "the copy has {} bytes, the source {}; the source was kept",
-                        dst.size, src.size
+                        dst.size, res.bytes
                     ),
                 ));
             }

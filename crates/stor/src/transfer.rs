@@ -81,7 +81,8 @@ pub fn part_count(len: u64, part: u64) -> u64 {
 
 /// Where an upload's bytes come from.
 pub(crate) enum Source {
-    File { path: PathBuf, len: u64 },
+    /// A file; its length is read when the upload starts.
+    File(PathBuf),
     Bytes(Bytes),
     Reader(Box<dyn AsyncRead + Send + Unpin>),
 }
@@ -94,6 +95,22 @@ pub(crate) async fn upload(
     opts: &UploadOptions,
 ) -> Result<TransferResult> {
     let start = Instant::now();
+    // Local checks before any request.
+    let file_len = match &src {
+        Source::File(path) => {
+            let meta = tokio::fs::metadata(&path)
+                .await
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            if !meta.is_file() {
+                return Err(Error::invalid(format!(
+                    "{} is not a regular file (use --recursive for directories)",
+                    path.display()
+                )));
+            }
+            Some(meta.len())
+        }
+        _ => None,
+    };
     s.ensure_bucket(bucket).await?;
     let be = s.inner.backend.clone();
     let cfg = &s.inner.config;
@@ -127,7 +144,8 @@ pub(crate) async fn upload(
                 Ok(result(len, etag, attempts, false))
             }
         }
-        Source::File { path, len } => {
+        Source::File(path) => {
+            let len = file_len.expect("read above");
             let res = if be.supports_multipart() && len > threshold {
                 let ps = part_size(len, cfg.part_size)?;
                 let p = path.clone();

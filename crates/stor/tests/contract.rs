@@ -794,7 +794,6 @@ mod cases {
             },
             UploadOptions::default(),
         );
-        let started = std::time::Instant::now();
         assert!(tokio::time::timeout(Duration::from_secs(3), upload)
             .await
             .is_err());
@@ -814,7 +813,6 @@ mod cases {
         let pending = s.backend().list_multipart_uploads(b, &key).await.unwrap();
         assert!(pending.is_empty(), "cancellation left {pending:?}");
         assert!(!s.exists(b, &key).await.unwrap());
-        assert!(started.elapsed() < Duration::from_secs(60));
     }
 
     pub async fn presigned_urls_work_over_http(f: Fixture) {
