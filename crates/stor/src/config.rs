@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::checksum::ChecksumAlgorithm;
 use crate::error::{Error, Result};
 
 /// 1 MiB.
@@ -139,6 +140,9 @@ pub struct StorageConfig {
     /// power loss too. Off by default, like aws, s5cmd and rclone: the temp-file
     /// rename already means no partial file after a crash of the process.
     pub fsync_downloads: bool,
+    /// Full-object checksum stored with every upload and verified on every download:
+    /// `crc64nvme` (default), `crc32c` or `none`.
+    pub checksum: ChecksumAlgorithm,
 }
 
 impl Default for StorageConfig {
@@ -165,6 +169,7 @@ impl Default for StorageConfig {
             max_concurrency: 10,
             max_pool_connections: 50,
             fsync_downloads: false,
+            checksum: ChecksumAlgorithm::Crc64nvme,
         }
     }
 }
@@ -200,6 +205,7 @@ impl fmt::Debug for StorageConfig {
             .field("max_concurrency", &self.max_concurrency)
             .field("max_pool_connections", &self.max_pool_connections)
             .field("fsync_downloads", &self.fsync_downloads)
+            .field("checksum", &self.checksum)
             .finish()
     }
 }

@@ -51,11 +51,13 @@
 //! - [`error`]: [`Error`] and [`ErrorKind`].
 //! - [`backend`]: the [`Backend`](backend::Backend) trait and the S3, local and memory stores.
 //! - [`transfer`]: part-size arithmetic of the multipart engine.
+//! - [`checksum`]: the end-to-end CRC stored with each object and verified on download.
 //! - [`metrics`]: counters and health.
 
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod checksum;
 pub mod config;
 pub mod error;
 mod location;
@@ -66,6 +68,7 @@ pub mod transfer;
 mod types;
 mod validate;
 
+pub use checksum::ChecksumAlgorithm;
 pub use config::{Secret, StorageConfig, StorageType};
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Location, Scheme};
@@ -75,6 +78,6 @@ pub use service::{
 };
 pub use types::{
     format_time, ByteRange, CopyOptions, DeleteResult, DownloadOptions, Encryption, ListOptions,
-    ListPage, ObjectInfo, PresignMethod, PresignOptions, TransferResult, UploadOptions,
+    ListPage, ObjectInfo, PresignMethod, PresignOptions, Progress, TransferResult, UploadOptions,
 };
 pub use validate::{validate_bucket, validate_expiry, validate_key, MAX_KEY_BYTES};

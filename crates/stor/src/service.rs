@@ -45,6 +45,11 @@ pub(crate) struct Inner {
     pub budget: RetryBudget,
     /// One permit per request in flight, across every transfer: the connection pool bound.
     pub requests: Arc<Semaphore>,
+    /// The byte budget: one permit per KiB of part buffers held by transfers, shared
+    /// by all of them (`max_concurrency` × part size in total).
+    pub buffers: Arc<Semaphore>,
+    /// Permits `buffers` started with.
+    pub buffer_permits: u32,
     pub metrics: Metrics,
     closed: AtomicBool,
     /// Buckets seen to exist; writes check their bucket once (see `ensure_bucket`).
@@ -105,12 +110,17 @@ impl Storage {
 
     /// A handle over any [`Backend`] (for custom stores and wrappers).
     pub fn with_backend(backend: Arc<dyn Backend>, config: StorageConfig) -> Storage {
+        let part = config.part_size.unwrap_or(crate::transfer::AUTO_PART_SIZE);
+        let buffer_permits =
+            crate::transfer::kib(part.saturating_mul(config.max_concurrency.max(1) as u64));
         Storage {
             inner: Arc::new(Inner {
                 backend,
                 retry: RetryPolicy::new(config.max_retries),
                 budget: RetryBudget::new(500),
                 requests: Arc::new(Semaphore::new(config.max_pool_connections)),
+                buffers: Arc::new(Semaphore::new(buffer_permits as usize)),
+                buffer_permits,
                 metrics: Metrics::default(),
                 closed: AtomicBool::new(false),
                 known_buckets: Default::default(),
@@ -467,10 +477,31 @@ impl Storage {
         key: &str,
         path: impl AsRef<Path>,
     ) -> Result<TransferResult> {
+        self.download_file_with(bucket, key, path, DownloadOptions::default())
+            .await
+    }
+
+    /// [`Storage::download_file`] with options: `opts.progress` is reported as bytes
+    /// arrive (a range is not allowed: a file is always the whole object).
+    pub async fn download_file_with<'b>(
+        &self,
+        bucket: impl Into<BucketArg<'b>>,
+        key: &str,
+        path: impl AsRef<Path>,
+        opts: DownloadOptions,
+    ) -> Result<TransferResult> {
         let b = self.bucket_or_default(bucket.into())?;
         validate_key(key)?;
+        if opts.range.is_some() || opts.if_match.is_some() {
+            return Err(Error::invalid(
+                "download_file_with takes no range or if_match (use download_stream)",
+            )
+            .with_op("download")
+            .with_location(&b, key));
+        }
         let path = path.as_ref().to_path_buf();
-        let fut = crate::transfer::download_to_file(self, &b, key, &path);
+        let progress = opts.progress;
+        let fut = crate::transfer::download_to_file(self, &b, key, &path, progress.as_ref());
         self.operation(
             "download",
             &b,
@@ -491,7 +522,7 @@ impl Storage {
     ) -> Result<Downloaded> {
         let b = self.bucket_or_default(bucket.into())?;
         validate_key(key)?;
-        let fut = crate::transfer::download_to_memory(self, &b, key);
+        let fut = crate::transfer::download_to_memory(self, &b, key, None);
         self.operation(
             "download",
             &b,
@@ -533,10 +564,26 @@ impl Storage {
                 be.get_object(&b, key, opts.range, opts.if_match.as_deref())
             })
             .await?;
-            let body: ByteStream = Box::pin(resp.body.map(move |c| {
+            let mut body: ByteStream = Box::pin(resp.body.map(move |c| {
                 let _hold = &permit;
                 c
             }));
+            // A whole object is verified against its stored checksum as it streams.
+            if opts.range.is_none() {
+                if let Some(expected) = crate::checksum::stored_in(&resp.info.metadata) {
+                    body = crate::transfer::verified_stream(body, expected);
+                }
+            }
+            if let Some(p) = opts.progress.clone() {
+                let total = resp.content_length;
+                let mut done = 0u64;
+                body = Box::pin(body.inspect(move |c| {
+                    if let Ok(c) = c {
+                        done += c.len() as u64;
+                        p.report(done, Some(total));
+                    }
+                }));
+            }
             Ok(ObjectStream {
                 info: resp.info,
                 content_length: resp.content_length,

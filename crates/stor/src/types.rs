@@ -104,6 +104,8 @@ pub struct UploadOptions {
     pub storage_class: Option<String>,
     /// Server-side encryption.
     pub encryption: Option<Encryption>,
+    /// Called as the upload advances.
+    pub progress: Option<Progress>,
 }
 
 impl UploadOptions {
@@ -146,6 +148,46 @@ impl UploadOptions {
     pub fn encryption(mut self, e: Encryption) -> Self {
         self.encryption = Some(e);
         self
+    }
+    /// Reports progress to `p`.
+    pub fn progress(mut self, p: Progress) -> Self {
+        self.progress = Some(p);
+        self
+    }
+}
+
+/// A progress callback for one transfer: called with the bytes done so far and the
+/// total when known. Bytes count once: a retried part or a resumed range never
+/// counts its bytes again, so `done` only grows and ends at the object's size.
+/// Uploads report as each part (or the single PUT) is stored; downloads as chunks
+/// arrive. Keep it cheap: it runs on the transfer's task.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// let seen = Arc::new(AtomicU64::new(0));
+/// let s = seen.clone();
+/// let p = stor::Progress::new(move |done, _total| s.store(done, Ordering::Relaxed));
+/// let opts = stor::UploadOptions::default().progress(p);
+/// # let _ = opts;
+/// ```
+#[derive(Clone)]
+pub struct Progress(std::sync::Arc<dyn Fn(u64, Option<u64>) + Send + Sync>);
+
+impl Progress {
+    /// Wraps a callback `(bytes_done, total)`.
+    pub fn new(f: impl Fn(u64, Option<u64>) + Send + Sync + 'static) -> Progress {
+        Progress(std::sync::Arc::new(f))
+    }
+
+    pub(crate) fn report(&self, done: u64, total: Option<u64>) {
+        (self.0)(done, total)
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
     }
 }
 
@@ -223,6 +265,9 @@ pub struct TransferResult {
     pub elapsed: Duration,
     /// Whether the transfer used multipart.
     pub multipart: bool,
+    /// The full-object checksum (`crc64nvme:<base64>`): stored with an upload, or
+    /// verified by a download. `None` when the object carries none.
+    pub checksum: Option<String>,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -322,4 +367,6 @@ pub struct DownloadOptions {
     pub range: Option<ByteRange>,
     /// Fail with [`crate::ErrorKind::PreconditionFailed`] unless the ETag matches.
     pub if_match: Option<String>,
+    /// Called as the download advances.
+    pub progress: Option<Progress>,
 }

@@ -26,6 +26,11 @@ contract!(
     metrics_count_operations_and_bytes,
     if_match_pins_the_version_being_read,
     failed_multipart_upload_is_aborted,
+    checksum_is_stored_and_verified,
+    corrupted_object_fails_with_integrity_error_and_no_file,
+    large_copy_uses_part_copies_and_keeps_headers,
+    progress_counts_each_byte_once,
+    object_replaced_during_parallel_download,
 );
 
 mod cases {
@@ -1079,5 +1084,302 @@ mod cases {
         assert_eq!(after.bytes_downloaded - before.bytes_downloaded, 1000);
         assert_eq!(after.operations, after.successes + after.failures);
         assert!(after.last_operation.is_some());
+    }
+
+    fn crc(data: &[u8]) -> String {
+        stor::ChecksumAlgorithm::Crc64nvme
+            .of(data)
+            .unwrap()
+            .encoded()
+    }
+
+    fn leftovers(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    pub async fn checksum_is_stored_and_verified(f: Fixture) {
+        let Some((s, _root)) = small_parts(&f, 3).await else {
+            return;
+        };
+        let b = f.bucket.as_str();
+        let dir = tempfile::tempdir().unwrap();
+        // One PUT from bytes, multipart from a file: both store the full-object CRC.
+        let small = payload(1000, 1);
+        let big = payload(11 * MIB + 3, 2);
+        let path = dir.path().join("big.bin");
+        std::fs::write(&path, &big).unwrap();
+        let r1 = s
+            .upload_bytes(b, &f.key("small"), small.clone(), UploadOptions::default())
+            .await
+            .unwrap();
+        let r2 = s
+            .upload_file(b, &f.key("big"), &path, UploadOptions::default())
+            .await
+            .unwrap();
+        for (key, data, r) in [("small", &small, &r1), ("big", &big, &r2)] {
+            let want = format!("crc64nvme:{}", crc(data));
+            assert_eq!(r.checksum.as_deref(), Some(want.as_str()), "{key}");
+            let info = s.info(b, &f.key(key)).await.unwrap();
+            assert_eq!(
+                info.metadata.get("stor-crc64nvme").map(String::as_str),
+                Some(crc(data).as_str()),
+                "{key}: {:?}",
+                info.metadata
+            );
+            // Every way down verifies it.
+            let out = dir.path().join(format!("{key}.out"));
+            let d = s.download_file(b, &f.key(key), &out).await.unwrap();
+            assert_eq!(d.checksum.as_deref(), Some(want.as_str()));
+            assert!(std::fs::read(&out).unwrap() == *data);
+            let m = s.download_bytes(b, &f.key(key)).await.unwrap();
+            assert_eq!(m.result.checksum.as_deref(), Some(want.as_str()));
+            let st = s
+                .download_stream(b, &f.key(key), DownloadOptions::default())
+                .await
+                .unwrap();
+            assert!(st.collect().await.unwrap().as_ref() == data.as_slice());
+        }
+        // CRC32C when configured.
+        let (s32, _r) = crate::common::storage_with(f.kind, |c| {
+            c.checksum = stor::ChecksumAlgorithm::Crc32c;
+        })
+        .await
+        .unwrap();
+        if !f.kind.is_s3() {
+            s32.create_bucket(b).await.unwrap();
+        }
+        s32.upload_bytes(b, &f.key("c"), small.clone(), UploadOptions::default())
+            .await
+            .unwrap();
+        let info = s32.info(b, &f.key("c")).await.unwrap();
+        let want = stor::ChecksumAlgorithm::Crc32c
+            .of(&small)
+            .unwrap()
+            .encoded();
+        assert_eq!(info.metadata.get("stor-crc32c"), Some(&want));
+        assert!(!info.metadata.contains_key("stor-crc64nvme"));
+        let d = s32.download_bytes(b, &f.key("c")).await.unwrap();
+        assert_eq!(d.result.checksum, Some(format!("crc32c:{want}")));
+    }
+
+    pub async fn corrupted_object_fails_with_integrity_error_and_no_file(f: Fixture) {
+        let Some((s, _root)) = small_parts(&f, 3).await else {
+            return;
+        };
+        let b = f.bucket.as_str();
+        // The stored bytes differ in one byte from those the checksum was taken of:
+        // what a bit flip at rest or in transit looks like to the reader. Stored
+        // through the backend, below the layer that computes checksums.
+        for len in [4096, 12 * MIB] {
+            let good = payload(len, 3);
+            let mut bad = good.clone();
+            bad[len / 2] ^= 0x01;
+            let key = f.key(&format!("flipped-{len}"));
+            let mut meta = BTreeMap::new();
+            meta.insert("stor-crc64nvme".to_owned(), crc(&good));
+            let opts = UploadOptions::default().metadata_map(meta);
+            s.backend()
+                .put_object(b, &key, stor::backend::Body::Bytes(bad.into()), &opts)
+                .await
+                .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("out.bin");
+            let e = s.download_file(b, &key, &out).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+            assert!(e.to_string().contains("checksum"), "{e}");
+            assert!(!out.exists(), "no destination file");
+            assert!(
+                leftovers(dir.path()).is_empty(),
+                "{:?}",
+                leftovers(dir.path())
+            );
+            let e = s.download_bytes(b, &key).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+            let st = s
+                .download_stream(b, &key, DownloadOptions::default())
+                .await
+                .unwrap();
+            let e = st.collect().await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Integrity, "{e}");
+            // Never retried: the stored object is what it is.
+            assert_eq!(s.metrics().retries, 0);
+        }
+    }
+
+    pub async fn large_copy_uses_part_copies_and_keeps_headers(f: Fixture) {
+        let Some((s, _root)) = small_parts(&f, 3).await else {
+            return;
+        };
+        let b = f.bucket.as_str();
+        let data = payload(12 * MIB + 5, 4);
+        let opts = UploadOptions::default()
+            .content_type("video/mp4")
+            .metadata("origin", "camera-7")
+            .cache_control("max-age=600");
+        s.upload_bytes(b, &f.key("src.mp4"), data.clone(), opts)
+            .await
+            .unwrap();
+        let r = s
+            .copy_object(
+                b,
+                &f.key("src.mp4"),
+                b,
+                &f.key("dst.mp4"),
+                CopyOptions::default(),
+            )
+            .await
+            .unwrap();
+        // Over the threshold on S3: three UploadPartCopy parts of 5, 5 and 2 MiB.
+        assert_eq!(r.multipart, f.kind.is_s3());
+        assert_eq!(r.bytes, data.len() as u64);
+        if f.kind.is_s3() {
+            assert!(r.etag.as_deref().unwrap().ends_with("-3"), "{:?}", r.etag);
+        }
+        let info = s.info(b, &f.key("dst.mp4")).await.unwrap();
+        assert_eq!(info.content_type.as_deref(), Some("video/mp4"));
+        assert_eq!(info.cache_control.as_deref(), Some("max-age=600"));
+        assert_eq!(
+            info.metadata.get("origin").map(String::as_str),
+            Some("camera-7")
+        );
+        assert_eq!(info.metadata.get("stor-crc64nvme"), Some(&crc(&data)));
+        let got = s.download_bytes(b, &f.key("dst.mp4")).await.unwrap();
+        assert!(got.data.as_ref() == data.as_slice());
+        assert!(got.result.checksum.is_some(), "verified after the copy");
+        // Replacing the metadata keeps the checksum (the bytes are the same).
+        let replace = UploadOptions::default().metadata("origin", "edited");
+        s.copy_object(
+            b,
+            &f.key("dst.mp4"),
+            b,
+            &f.key("dst2.mp4"),
+            CopyOptions {
+                replace: Some(replace),
+            },
+        )
+        .await
+        .unwrap();
+        let info = s.info(b, &f.key("dst2.mp4")).await.unwrap();
+        assert_eq!(
+            info.metadata.get("origin").map(String::as_str),
+            Some("edited")
+        );
+        assert_eq!(info.metadata.get("stor-crc64nvme"), Some(&crc(&data)));
+        // A missing source writes nothing.
+        let e = s
+            .copy_object(b, &f.key("nope"), b, &f.key("dst3"), CopyOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::KeyNotFound, "{e}");
+        assert!(!s.exists(b, &f.key("dst3")).await.unwrap());
+        if f.kind.is_s3() {
+            let pending = s
+                .abort_stale_uploads(b, &f.prefix, Duration::ZERO)
+                .await
+                .unwrap();
+            assert!(pending.is_empty(), "no upload left behind: {pending:?}");
+        }
+    }
+
+    pub async fn progress_counts_each_byte_once(f: Fixture) {
+        use std::sync::{Arc, Mutex};
+        let Some((s, _root)) = small_parts(&f, 3).await else {
+            return;
+        };
+        let b = f.bucket.as_str();
+        let data = payload(12 * MIB + 1, 5);
+        let seen = Arc::new(Mutex::new(Vec::<(u64, Option<u64>)>::new()));
+        let rec = seen.clone();
+        let progress = stor::Progress::new(move |d, t| rec.lock().unwrap().push((d, t)));
+        let total = Some(data.len() as u64);
+        let check = |what: &str| {
+            let v = std::mem::take(&mut *seen.lock().unwrap());
+            assert!(!v.is_empty(), "{what}: no progress");
+            assert!(v.windows(2).all(|w| w[0].0 <= w[1].0), "{what}: went back");
+            assert_eq!(*v.last().unwrap(), (data.len() as u64, total), "{what}");
+            assert!(v.iter().all(|(_, t)| *t == total), "{what}: total");
+        };
+        s.upload_bytes(
+            b,
+            &f.key("p"),
+            data.clone(),
+            UploadOptions::default().progress(progress.clone()),
+        )
+        .await
+        .unwrap();
+        check("upload");
+        let dir = tempfile::tempdir().unwrap();
+        let opts = DownloadOptions {
+            progress: Some(progress.clone()),
+            ..Default::default()
+        };
+        s.download_file_with(b, &f.key("p"), dir.path().join("p"), opts.clone())
+            .await
+            .unwrap();
+        check("download");
+        let st = s.download_stream(b, &f.key("p"), opts).await.unwrap();
+        st.collect().await.unwrap();
+        check("stream");
+    }
+
+    pub async fn object_replaced_during_parallel_download(f: Fixture) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        // One range at a time, so the replacement lands between ranges.
+        let Some((s, _root)) = small_parts(&f, 1).await else {
+            return;
+        };
+        let b = f.bucket.as_str();
+        let key = f.key("moving");
+        let v1 = payload(15 * MIB, 6);
+        let v2 = payload(15 * MIB, 7);
+        s.upload_bytes(b, &key, v1.clone(), UploadOptions::default())
+            .await
+            .unwrap();
+        let replaced = Arc::new(AtomicBool::new(false));
+        let (s2, k2, b2, r2) = (s.clone(), key.clone(), b.to_owned(), replaced.clone());
+        let v2c = v2.clone();
+        // Once the first 5 MiB range is in, the object is replaced (synchronously,
+        // from the progress callback).
+        let progress = stor::Progress::new(move |done, _| {
+            if done >= 5 * MIB as u64 && !r2.swap(true, Ordering::SeqCst) {
+                let (s2, k2, b2, v2c) = (s2.clone(), k2.clone(), b2.clone(), v2c.clone());
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(async move {
+                        s2.upload_bytes(b2.as_str(), &k2, v2c, UploadOptions::default())
+                            .await
+                            .unwrap();
+                    })
+                });
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("moving.bin");
+        let opts = DownloadOptions {
+            progress: Some(progress),
+            ..Default::default()
+        };
+        let res = s.download_file_with(b, &key, &out, opts).await;
+        assert!(replaced.load(Ordering::SeqCst), "the replacement ran");
+        match res {
+            Err(e) => {
+                assert!(f.kind.is_s3(), "{e}");
+                assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}");
+                assert!(!out.exists(), "no mixed file");
+                assert!(leftovers(dir.path()).is_empty());
+            }
+            Ok(_) => {
+                // One GET reads a consistent snapshot: the old version whole.
+                assert!(!f.kind.is_s3(), "S3 reads in ranges and must notice");
+                let got = std::fs::read(&out).unwrap();
+                assert!(got == v1, "a whole version, never a mix");
+            }
+        }
+        // The new version downloads whole.
+        let got = s.download_bytes(b, &key).await.unwrap();
+        assert!(got.data.as_ref() == v2.as_slice());
     }
 }

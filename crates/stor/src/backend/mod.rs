@@ -60,16 +60,57 @@ impl Body {
         self.len() == Some(0)
     }
 
-    /// A copy for another attempt (streams cannot be replayed).
-    pub(crate) fn try_clone(&self) -> Option<Body> {
+    /// The body as something every attempt can send again; a stream (which cannot
+    /// be replayed) comes back as it was.
+    pub(crate) fn replay(self) -> std::result::Result<Replay, Body> {
         match self {
-            Body::Bytes(b) => Some(Body::Bytes(b.clone())),
-            Body::File { path, offset, len } => Some(Body::File {
+            Body::Bytes(b) => Ok(Replay::Bytes(b)),
+            Body::File { path, offset, len } => Ok(Replay::File { path, offset, len }),
+            s @ Body::Stream(_) => Err(s),
+        }
+    }
+}
+
+/// A body each attempt can send again: bytes, or a file range re-opened per attempt.
+/// Unlike [`Body`] it is `Sync`, so futures that borrow it across retries stay `Send`.
+pub(crate) enum Replay {
+    Bytes(Bytes),
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Replay {
+    /// A fresh body for one attempt.
+    pub fn body(&self) -> Body {
+        match self {
+            Replay::Bytes(b) => Body::Bytes(b.clone()),
+            Replay::File { path, offset, len } => Body::File {
                 path: path.clone(),
                 offset: *offset,
                 len: *len,
-            }),
-            Body::Stream(_) => None,
+            },
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            Replay::Bytes(b) => b.len() as u64,
+            Replay::File { len, .. } => *len,
+        }
+    }
+
+    /// Bytes `start..end` of this body.
+    pub fn slice(&self, start: u64, end: u64) -> Replay {
+        match self {
+            Replay::Bytes(b) => Replay::Bytes(b.slice(start as usize..end as usize)),
+            Replay::File { path, offset, .. } => Replay::File {
+                path: path.clone(),
+                offset: offset + start,
+                len: end - start,
+            },
         }
     }
 }
@@ -103,6 +144,19 @@ pub struct CompletedPart {
     pub part_number: i32,
     /// The part's ETag as returned by the server.
     pub etag: String,
+}
+
+/// The source of an UploadPartCopy: a range of an object, pinned to its ETag.
+#[derive(Debug, Clone, Copy)]
+pub struct PartCopySource<'a> {
+    /// Source bucket.
+    pub bucket: &'a str,
+    /// Source key.
+    pub key: &'a str,
+    /// The copy fails with PreconditionFailed unless the source still has this ETag.
+    pub etag: Option<&'a str>,
+    /// Bytes to copy.
+    pub range: ByteRange,
 }
 
 /// A multipart upload that was started and not completed or aborted.
@@ -200,6 +254,22 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         part_number: i32,
         body: Body,
     ) -> Result<String>;
+    /// Copies a range of another object into one part (UploadPartCopy); returns
+    /// the part's ETag. Backends without multipart need not implement it.
+    async fn upload_part_copy(
+        &self,
+        src: &PartCopySource<'_>,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+    ) -> Result<String> {
+        let _ = (src, bucket, key, upload_id, part_number);
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            "this backend has no multipart copy",
+        ))
+    }
     /// Completes a multipart upload from its parts in order; returns the ETag.
     async fn complete_multipart(
         &self,

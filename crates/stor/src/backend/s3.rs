@@ -27,7 +27,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::presign::{Creds, Endpoint, Presigner, Request};
-use super::{Backend, Body, CompletedPart, GetResponse, PendingUpload};
+use super::{Backend, Body, CompletedPart, GetResponse, PartCopySource, PendingUpload};
 use crate::config::{StorageConfig, DEFAULT_REGION};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{
@@ -776,6 +776,33 @@ impl Backend for S3Backend {
         }
         let out = req.send().await.map_err(sdk_err)?;
         out.e_tag()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::new(ErrorKind::Other, "the server returned no part ETag"))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        src: &PartCopySource<'_>,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+    ) -> Result<String> {
+        let mut req = self
+            .client
+            .upload_part_copy()
+            .copy_source(copy_source(src.bucket, src.key))
+            .copy_source_range(format!("bytes={}-{}", src.range.start, src.range.end - 1))
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number);
+        if let Some(etag) = src.etag {
+            req = req.copy_source_if_match(format!("\"{etag}\""));
+        }
+        let out = req.send().await.map_err(sdk_err)?;
+        out.copy_part_result()
+            .and_then(|r| r.e_tag())
             .map(str::to_owned)
             .ok_or_else(|| Error::new(ErrorKind::Other, "the server returned no part ETag"))
     }
