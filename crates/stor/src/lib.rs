@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod batch;
 pub mod checksum;
 pub mod config;
 pub mod error;
@@ -68,6 +69,7 @@ pub mod transfer;
 mod types;
 mod validate;
 
+pub use batch::{dir_prefix, path_under, plan_upload, BatchItem, BatchOptions, BatchOutcome};
 pub use checksum::ChecksumAlgorithm;
 pub use config::{Secret, StorageConfig, StorageType};
 pub use error::{Error, ErrorKind, Result};
