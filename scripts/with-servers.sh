@@ -6,6 +6,8 @@
 #
 # Exports for the command:
 #   STOR_TEST_SEAWEEDFS=http://127.0.0.1:PORT   SeaweedFS S3 gateway
+#   STOR_TEST_SEAWEEDFS_HTTPS=https://127.0.0.1:PORT   the same gateway over TLS, with
+#   STOR_TEST_CA=FILE                           the private CA that signed its certificate
 #   STOR_TEST_MOTO=http://127.0.0.1:PORT        moto server
 #   STOR_TEST_REQUIRE_SERVERS=1                 tests fail (not skip) without them
 #   STOR_TEST_ACCESS_KEY_ID, STOR_TEST_SECRET_ACCESS_KEY   the one SeaweedFS identity
@@ -106,6 +108,17 @@ cat >"$STOR_TEST_WORK/s3.json" <<JSON
   "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
 JSON
 
+# A private CA and a certificate for 127.0.0.1 signed by it, so TLS verification
+# can be tested (refused by default, accepted with the CA bundle).
+W="$STOR_TEST_WORK"
+{ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=stor test CA" \
+    -keyout "$W/ca.key" -out "$W/ca.crt" &&
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$W/tls.key" -out "$W/tls.csr" &&
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$W/tls.ext" &&
+  openssl x509 -req -in "$W/tls.csr" -CA "$W/ca.crt" -CAkey "$W/ca.key" -CAcreateserial \
+    -days 2 -extfile "$W/tls.ext" -out "$W/tls.crt"; } >/dev/null 2>&1 ||
+  die "openssl could not make the test certificates"
+
 # Ready means a bucket can be created, written and deleted, not just an open port.
 probe() {
   AWS_ACCESS_KEY_ID="$STOR_TEST_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$STOR_TEST_SECRET_ACCESS_KEY" \
@@ -133,12 +146,13 @@ wait_ready() {  # name url pid log
 }
 
 start_servers() {
-  S3_PORT=$(pick_port); MASTER_PORT=$(pick_port); VOLUME_PORT=$(pick_port)
+  S3_PORT=$(pick_port); S3_TLS_PORT=$(pick_port); MASTER_PORT=$(pick_port); VOLUME_PORT=$(pick_port)
   FILER_PORT=$(pick_port); MOTO_PORT=$(pick_port)
   rm -rf "$STOR_TEST_WORK/weed"; mkdir -p "$STOR_TEST_WORK/weed"
   "$WEED" server -dir="$STOR_TEST_WORK/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3 -s3.port="$S3_PORT" -s3.config="$STOR_TEST_WORK/s3.json" \
-    -s3.port.iceberg=0 -s3.port.lance=0 \
+    -s3.port.https="$S3_TLS_PORT" -s3.cert.file="$STOR_TEST_WORK/tls.crt" \
+    -s3.key.file="$STOR_TEST_WORK/tls.key" -s3.port.iceberg=0 -s3.port.lance=0 \
     -master.port="$MASTER_PORT" -volume.port="$VOLUME_PORT" -filer.port="$FILER_PORT" \
     -master.volumeSizeLimitMB=256 -volume.max=200 -volume.preStopSeconds=0 \
     -master.telemetry=false >"$STOR_TEST_WORK/weed.log" 2>&1 &
@@ -158,6 +172,8 @@ for try in 1 2 3; do
 done
 
 export STOR_TEST_SEAWEEDFS="http://127.0.0.1:$S3_PORT"
+export STOR_TEST_SEAWEEDFS_HTTPS="https://127.0.0.1:$S3_TLS_PORT"
+export STOR_TEST_CA="$STOR_TEST_WORK/ca.crt"
 export STOR_TEST_MOTO="http://127.0.0.1:$MOTO_PORT"
 export STOR_TEST_REQUIRE_SERVERS=1
 export STOR_TEST_ACCESS_KEY_ID STOR_TEST_SECRET_ACCESS_KEY

@@ -106,8 +106,10 @@ fn init_logging(verbose: u8, quiet: bool) {
         _ => "trace",
     };
     // Our crate at the chosen level; the SDK's chatter one level quieter below -vvv.
+    // The SDK's request orchestrator and signer print the resolved identity (the
+    // access key id) at DEBUG/TRACE: never shown.
     let filter = if verbose >= 3 {
-        level.to_owned()
+        format!("{level},aws_smithy_runtime::client::orchestrator=info,aws_sigv4=info")
     } else {
         format!("{level},stor={level},aws_smithy_runtime=warn,aws_config=warn,hyper=warn")
     };

@@ -140,6 +140,9 @@ pub struct StorageConfig {
     /// power loss too. Off by default, like aws, s5cmd and rclone: the temp-file
     /// rename already means no partial file after a crash of the process.
     pub fsync_downloads: bool,
+    /// PEM file of the certificate authorities to trust instead of the system's
+    /// (like the aws cli's `ca_bundle`); else `AWS_CA_BUNDLE`, else the system roots.
+    pub ca_bundle: Option<PathBuf>,
     /// Full-object checksum stored with every upload and verified on every download:
     /// `crc64nvme` (default), `crc32c` or `none`.
     pub checksum: ChecksumAlgorithm,
@@ -170,6 +173,7 @@ impl Default for StorageConfig {
             max_pool_connections: 50,
             fsync_downloads: false,
             checksum: ChecksumAlgorithm::Crc64nvme,
+            ca_bundle: None,
         }
     }
 }
@@ -206,6 +210,7 @@ impl fmt::Debug for StorageConfig {
             .field("max_pool_connections", &self.max_pool_connections)
             .field("fsync_downloads", &self.fsync_downloads)
             .field("checksum", &self.checksum)
+            .field("ca_bundle", &self.ca_bundle)
             .finish()
     }
 }
@@ -281,9 +286,23 @@ impl StorageConfig {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("reading config {}", path.display()), e))?;
-        StorageConfig::from_json_str(&text).map_err(|e| {
+        let cfg = StorageConfig::from_json_str(&text).map_err(|e| {
             Error::config(format!("{}: {}", path.display(), e.message())).with_kind(e.kind())
-        })
+        })?;
+        if cfg.aws_secret_access_key.is_some() || cfg.aws_session_token.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(
+                        "{} holds credentials and is readable by group or others; \
+                         restrict it with `chmod 600 {}`",
+                        path.display(),
+                        path.display()
+                    );
+                }
+            }
+        }
+        Ok(cfg)
     }
 
     /// Checks every value; the error names the key and the allowed range.

@@ -195,7 +195,12 @@ impl Storage {
                         "the storage service was shut down",
                     )
                 })?;
-                fut.await
+                let out = fut.await;
+                // hyper hands a finished connection back to its pool from a task it
+                // spawns; letting that run before the permit goes keeps the next
+                // request from opening a new connection in the meantime.
+                tokio::task::yield_now().await;
+                out
             }
         })
         .await

@@ -777,34 +777,38 @@ async fn fetch_object(
     let parallel = be.supports_multipart();
     let ps = s.inner.config.part_size.unwrap_or(AUTO_PART_SIZE);
     let range = parallel.then_some(ByteRange { start: 0, end: ps });
-    let (resp, mut attempts) = s
-        .request(|_| async {
-            match be.get_object(bucket, key, range, None).await {
-                // A range of an empty object is "not satisfiable": read it whole.
-                Err(e) if e.status() == Some(416) => be.get_object(bucket, key, None, None).await,
-                r => r,
-            }
-        })
-        .await?;
-    let info = resp.info;
-    on_size(info.size)?;
-    let size = info.size;
     let done = AtomicU64::new(0);
+    let size_seen = AtomicU64::new(0);
     let counted = |off: u64, data: &[u8]| -> Result<()> {
         sink(off, data)?;
         let now = done.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
         if let Some(p) = progress {
-            p.report(now, Some(size));
+            p.report(now, Some(size_seen.load(Ordering::Relaxed)));
         }
         Ok(())
     };
     let sink: Sink<'_> = if progress.is_some() { &counted } else { sink };
+    // The first response's body is read inside its request, under its permit, so
+    // requests in flight (and connections) never exceed the pool.
+    let ((info, first_len, got, sum, broken), mut attempts) = s
+        .request(|_| async {
+            let resp = match be.get_object(bucket, key, range, None).await {
+                // A range of an empty object is "not satisfiable": read it whole.
+                Err(e) if e.status() == Some(416) => be.get_object(bucket, key, None, None).await?,
+                r => r?,
+            };
+            on_size(resp.info.size)?;
+            size_seen.store(resp.info.size, Ordering::Relaxed);
+            let algo = checksum::stored_in(&resp.info.metadata).map(|(a, _)| a);
+            let mut body = resp.body;
+            let (got, sum, broken) = drain(&mut body, 0, resp.content_length, sink, algo).await?;
+            Ok((resp.info, resp.content_length, got, sum, broken))
+        })
+        .await?;
+    let size = info.size;
     let expected = checksum::stored_in(&info.metadata);
     let sums = RangeChecksums::default();
     let hashing = expected.as_ref().map(|(a, _)| (*a, &sums));
-    let first_len = resp.content_length;
-    let mut body = resp.body;
-    let (got, sum, broken) = drain(&mut body, 0, first_len, sink, hashing.map(|x| x.0)).await?;
     if let Some(c) = sum {
         sums.add(0, c);
     }

@@ -60,6 +60,7 @@ impl S3Backend {
     /// Builds the client from config, filling the rest from the AWS environment.
     pub async fn new(cfg: &StorageConfig) -> Result<S3Backend> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client(cfg)?)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -91,7 +92,7 @@ impl S3Backend {
                 None,
                 "stor-config",
             );
-            loader = loader.credentials_provider(creds);
+            loader = loader.credentials_provider(MaskedCredentials(creds));
         }
         let sdk = loader.load().await;
         let endpoint = sdk.endpoint_url().map(str::to_owned);
@@ -259,19 +260,26 @@ where
         SdkError::DispatchFailure(df) => {
             if df.is_timeout() {
                 Error::new(ErrorKind::Timeout, "the connection timed out")
-            } else if df.is_io() {
-                Error::new(
-                    ErrorKind::Transient,
-                    format!("connection failed: {}", chain(&e)),
-                )
             } else {
                 let msg = chain(&e);
-                let kind = if msg.contains("certificate") || msg.contains("tls") {
-                    ErrorKind::AccessDenied
+                if msg.contains("certificate") || msg.contains("TLS handshake") {
+                    // Not something a retry heals: the endpoint's certificate is not
+                    // trusted (or TLS failed), which is configuration.
+                    Error::new(
+                        ErrorKind::Config,
+                        format!(
+                            "TLS with the endpoint failed: {msg} (if it uses a private CA, \
+                             point ca_bundle or AWS_CA_BUNDLE at its certificate)"
+                        ),
+                    )
+                } else if df.is_io() {
+                    Error::new(ErrorKind::Transient, format!("connection failed: {msg}"))
                 } else {
-                    ErrorKind::Transient
-                };
-                Error::new(kind, format!("request could not be sent: {msg}"))
+                    Error::new(
+                        ErrorKind::Transient,
+                        format!("request could not be sent: {msg}"),
+                    )
+                }
             }
         }
         SdkError::ResponseError(_) => Error::new(
@@ -284,6 +292,80 @@ where
         ),
         _ => Error::new(ErrorKind::Other, chain(&e)),
     }
+}
+
+/// Credentials from the config, handed to the SDK behind a `Debug` that shows no
+/// key: the SDK prints its providers at TRACE, and `Credentials`' own `Debug` shows
+/// the access key id.
+struct MaskedCredentials(Credentials);
+
+impl std::fmt::Debug for MaskedCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(from the stor config, masked)")
+    }
+}
+
+impl ProvideCredentials for MaskedCredentials {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(self.0.clone()))
+    }
+}
+
+/// Pooled connections idle longer than this are closed rather than reused: S3 drops
+/// idle connections after about 20 s, and reusing one it already closed fails the
+/// request.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The SDK's HTTPS client (rustls, as its default), configured: certificates from
+/// `ca_bundle` or `AWS_CA_BUNDLE` replace the system roots (as in the aws cli), and
+/// idle connections kept are bounded by the pool size and expire before S3's.
+fn http_client(
+    cfg: &StorageConfig,
+) -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient> {
+    use aws_smithy_http_client::tls;
+    let bundle = cfg.ca_bundle.clone().or_else(|| {
+        std::env::var_os("AWS_CA_BUNDLE")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    });
+    let trust = match &bundle {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "cannot read the CA bundle {} (ca_bundle / AWS_CA_BUNDLE): {e}",
+                        path.display()
+                    ),
+                )
+            })?;
+            if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("the CA bundle {} holds no PEM certificate", path.display()),
+                ));
+            }
+            tls::TrustStore::empty().with_pem_certificate(pem)
+        }
+        None => tls::TrustStore::default(),
+    };
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| Error::new(ErrorKind::Config, format!("TLS setup failed: {e}")))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(cfg.max_pool_connections)
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https())
 }
 
 /// The error and its causes in one line (the SDK's Display is terse).

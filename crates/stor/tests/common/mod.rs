@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::sync::OnceLock;
 
 use stor::{Storage, StorageConfig, StorageType};

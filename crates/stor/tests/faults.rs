@@ -1,0 +1,585 @@
+//! The fault suite: stor against SeaweedFS through the scripted fault proxy
+//! (`common/proxy.rs`). Each test injects one kind of fault and checks what the
+//! issue promises: only the failed part is retried, downloads resume, storms fail
+//! fast, errors are typed, nothing partial is left behind.
+//!
+//! Run: `scripts/with-servers.sh cargo test -p stor --test faults`.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::proxy::{Fault, FaultProxy, Rule};
+use common::{payload, unique};
+use stor::{
+    CopyOptions, DownloadOptions, ErrorKind, Progress, Storage, StorageConfig, UploadOptions,
+};
+
+const MIB: usize = 1024 * 1024;
+
+struct Rig {
+    proxy: FaultProxy,
+    /// Through the proxy.
+    s: Storage,
+    /// Straight to the server, to set up and check.
+    direct: Storage,
+    bucket: String,
+}
+
+/// A store behind a fresh proxy, with 5 MiB parts so multipart shows at test sizes.
+async fn rig(tweak: impl FnOnce(&mut StorageConfig)) -> Option<Rig> {
+    let upstream = common::endpoint(common::Kind::SeaweedFs)?;
+    let proxy = FaultProxy::start(&upstream).await;
+    let mut cfg = common::s3_config(&proxy.url);
+    cfg.multipart_threshold = 5 * MIB as u64;
+    cfg.part_size = Some(5 * MIB as u64);
+    cfg.max_concurrency = 2;
+    tweak(&mut cfg);
+    let s = Storage::new(cfg).await.unwrap();
+    let direct = Storage::new(common::s3_config(&upstream)).await.unwrap();
+    let bucket = unique("stor-faults");
+    direct.create_bucket(&bucket).await.unwrap();
+    Some(Rig {
+        proxy,
+        s,
+        direct,
+        bucket,
+    })
+}
+
+/// Records every progress report.
+fn recorder() -> (Progress, Arc<Mutex<Vec<u64>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let rec = seen.clone();
+    (
+        Progress::new(move |done, _| rec.lock().unwrap().push(done)),
+        seen,
+    )
+}
+
+async fn pending_uploads(r: &Rig) -> usize {
+    let be = r.direct.backend();
+    be.list_multipart_uploads(&r.bucket, "")
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_mid_part_retries_only_that_part() {
+    let Some(r) = rig(|_| {}).await else { return };
+    let data = payload(12 * MIB, 1);
+    r.proxy.add(Rule::new(
+        "PUT",
+        "partNumber=2&",
+        Fault::ResetRequestAfter(MIB),
+    ));
+    let (progress, seen) = recorder();
+    let res =
+        r.s.upload_bytes(
+            r.bucket.as_str(),
+            "big.bin",
+            data.clone(),
+            UploadOptions::default().progress(progress),
+        )
+        .await
+        .unwrap();
+    assert!(res.multipart);
+    assert_eq!(res.attempts, 2, "part 2 took two attempts");
+    assert_eq!(r.proxy.count("PUT", "partNumber=1&"), 1);
+    assert_eq!(r.proxy.count("PUT", "partNumber=2&"), 2);
+    assert_eq!(r.proxy.count("PUT", "partNumber=3&"), 1);
+    assert_eq!(r.proxy.faults(), 1);
+    // Progress counted the retried part once.
+    assert_eq!(
+        seen.lock().unwrap().last().copied(),
+        Some(data.len() as u64)
+    );
+    let back = r
+        .direct
+        .download_bytes(r.bucket.as_str(), "big.bin")
+        .await
+        .unwrap();
+    assert!(
+        back.data.as_ref() == data.as_slice(),
+        "final object correct"
+    );
+    assert_eq!(r.s.metrics().retries, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_mid_download_resumes_with_a_range() {
+    let Some(r) = rig(|_| {}).await else { return };
+    let data = payload(12 * MIB + 11, 2);
+    r.direct
+        .upload_bytes(
+            r.bucket.as_str(),
+            "dl.bin",
+            data.clone(),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    // The first GET (the first 5 MiB range) breaks after 2 MiB of its response.
+    r.proxy.add(Rule::new(
+        "GET",
+        "/dl.bin",
+        Fault::ResetResponseAfter(2 * MIB),
+    ));
+    let (progress, seen) = recorder();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dl.bin");
+    let opts = DownloadOptions {
+        progress: Some(progress),
+        ..Default::default()
+    };
+    let res =
+        r.s.download_file_with(r.bucket.as_str(), "dl.bin", &out, opts)
+            .await
+            .unwrap();
+    assert!(std::fs::read(&out).unwrap() == data, "file correct");
+    assert!(res.checksum.is_some(), "and verified");
+    // 3 ranges + 1 resume of the broken one.
+    assert_eq!(r.proxy.count("GET", "/dl.bin"), 4);
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "progress never goes back"
+    );
+    assert_eq!(*seen.last().unwrap(), data.len() as u64, "nor counts twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowdown_storm_is_bounded_and_fails_fast() {
+    let Some(r) = rig(|c| c.max_retries = 3).await else {
+        return;
+    };
+    r.proxy
+        .add(Rule::new("PUT", "/storm", Fault::Error(503, "SlowDown")).times(100_000));
+    // One call: exactly max_retries attempts, then a typed throttling error.
+    let e =
+        r.s.upload_bytes(r.bucket.as_str(), "storm-0", "x", UploadOptions::default())
+            .await
+            .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Throttled, "{e}");
+    assert_eq!(e.attempts(), 3);
+    assert_eq!(r.proxy.count("PUT", "/storm-0"), 3);
+    assert!(e.to_string().contains("SlowDown"), "{e}");
+    // Many calls: the client-wide retry budget (500 tokens, 5 per retry) runs dry,
+    // so the storm costs far fewer than calls × attempts requests.
+    let calls = 150;
+    let results = futures::future::join_all((1..=calls).map(|i| {
+        let s = r.s.clone();
+        let b = r.bucket.clone();
+        async move {
+            s.upload_bytes(
+                b.as_str(),
+                &format!("storm-{i}"),
+                "x",
+                UploadOptions::default(),
+            )
+            .await
+        }
+    }))
+    .await;
+    assert!(results
+        .iter()
+        .all(|x| matches!(x, Err(e) if e.kind() == ErrorKind::Throttled)));
+    let sent = r.proxy.count("PUT", "/storm-") - 3;
+    assert!(
+        sent <= calls + 100 - 2,
+        "{sent} requests for {calls} calls: the budget did not stop the storm"
+    );
+    let budget_stopped = results
+        .iter()
+        .filter(|x| matches!(x, Err(e) if e.attempts() == 1))
+        .count();
+    assert!(budget_stopped > 0, "some calls failed at once");
+    assert!(r.s.metrics().throttled >= calls as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_then_succeed() {
+    let Some(r) = rig(|c| c.max_retries = 3).await else {
+        return;
+    };
+    r.proxy
+        .add(Rule::new("PUT", "/flaky", Fault::Error(500, "InternalError")).times(2));
+    let res =
+        r.s.upload_bytes(
+            r.bucket.as_str(),
+            "flaky",
+            "payload",
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.attempts, 3);
+    assert_eq!(r.proxy.count("PUT", "/flaky"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_are_tried_exactly_once() {
+    let Some(r) = rig(|c| c.max_retries = 5).await else {
+        return;
+    };
+    for (status, code, kind) in [
+        (403, "AccessDenied", ErrorKind::AccessDenied),
+        (404, "NoSuchKey", ErrorKind::KeyNotFound),
+        (400, "InvalidArgument", ErrorKind::InvalidInput),
+        (403, "SignatureDoesNotMatch", ErrorKind::AccessDenied),
+    ] {
+        let key = format!("c4xx-{code}");
+        r.proxy
+            .add(Rule::new("GET", format!("/{key}"), Fault::Error(status, code)).times(10));
+        let e =
+            r.s.download_bytes(r.bucket.as_str(), &key)
+                .await
+                .unwrap_err();
+        assert_eq!(e.kind(), kind, "{code}: {e}");
+        assert_eq!(e.attempts(), 1, "{code}");
+        assert_eq!(r.proxy.count("GET", &format!("/{key}")), 1, "{code}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ok_with_error_body_is_never_success() {
+    let Some(r) = rig(|c| c.max_retries = 2).await else {
+        return;
+    };
+    let b = r.bucket.as_str();
+    let data = payload(11 * MIB, 3);
+    // Complete answers 200 + <Error> every time: the upload fails, is aborted, and
+    // no object appears.
+    r.proxy.add(
+        Rule::new(
+            "POST",
+            "/mpu-bad?uploadId=",
+            Fault::OkWithError("InternalError"),
+        )
+        .times(10),
+    );
+    let e =
+        r.s.upload_bytes(b, "mpu-bad", data.clone(), UploadOptions::default())
+            .await
+            .unwrap_err();
+    assert!(e.is_retryable() || e.kind() == ErrorKind::Other, "{e}");
+    assert_eq!(
+        r.proxy.count("POST", "/mpu-bad?uploadId="),
+        2,
+        "retried, bounded"
+    );
+    assert!(!r.direct.exists(b, "mpu-bad").await.unwrap());
+    assert_eq!(pending_uploads(&r).await, 0, "aborted");
+    // Once: the retry completes it.
+    r.proxy.add(Rule::new(
+        "POST",
+        "/mpu-once?uploadId=",
+        Fault::OkWithError("InternalError"),
+    ));
+    r.s.upload_bytes(b, "mpu-once", data.clone(), UploadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        r.direct.info(b, "mpu-once").await.unwrap().size,
+        data.len() as u64
+    );
+    // A copy answered 200 + <Error> is not a copy.
+    r.direct
+        .upload_bytes(b, "copy-src", "abc", UploadOptions::default())
+        .await
+        .unwrap();
+    r.proxy
+        .add(Rule::new("PUT", "/copy-dst", Fault::OkWithError("InternalError")).times(10));
+    let e =
+        r.s.copy_object(b, "copy-src", b, "copy-dst", CopyOptions::default())
+            .await
+            .unwrap_err();
+    assert!(e.is_retryable() || e.kind() == ErrorKind::Other, "{e}");
+    assert!(!r.direct.exists(b, "copy-dst").await.unwrap());
+    // And UploadPartCopy (a copy over the threshold).
+    r.direct
+        .upload_bytes(b, "big-src", data.clone(), UploadOptions::default())
+        .await
+        .unwrap();
+    r.proxy.add(
+        Rule::new(
+            "PUT",
+            "/big-dst partNumber=2&",
+            Fault::OkWithError("InternalError"),
+        )
+        .times(10),
+    );
+    let e =
+        r.s.copy_object(b, "big-src", b, "big-dst", CopyOptions::default())
+            .await
+            .unwrap_err();
+    assert!(e.is_retryable() || e.kind() == ErrorKind::Other, "{e}");
+    assert!(!r.direct.exists(b, "big-dst").await.unwrap());
+    assert_eq!(pending_uploads(&r).await, 0, "aborted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_times_out_with_a_typed_error() {
+    let Some(r) = rig(|c| {
+        c.read_timeout = 1;
+        c.max_retries = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    r.direct
+        .upload_bytes(r.bucket.as_str(), "slow", "abc", UploadOptions::default())
+        .await
+        .unwrap();
+    r.proxy
+        .add(Rule::new("GET", "/slow", Fault::Stall(Duration::from_secs(30))).times(10));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("slow");
+    let e =
+        r.s.download_file(r.bucket.as_str(), "slow", &out)
+            .await
+            .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(e.attempts(), 2, "{e}");
+    assert!(!out.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no temp file"
+    );
+    // A slow but live server is waited for.
+    r.proxy.add(Rule::new(
+        "GET",
+        "/slow",
+        Fault::Delay(Duration::from_millis(300)),
+    ));
+    r.proxy.clear();
+    r.proxy.add(Rule::new(
+        "GET",
+        "/slow",
+        Fault::Delay(Duration::from_millis(300)),
+    ));
+    let got = r.s.download_bytes(r.bucket.as_str(), "slow").await.unwrap();
+    assert_eq!(got.data.as_ref(), b"abc");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_byte_in_transit_is_an_integrity_error_and_no_file() {
+    let Some(r) = rig(|_| {}).await else { return };
+    let b = r.bucket.as_str();
+    for (key, len) in [("small.bin", 5000), ("ranged.bin", 12 * MIB)] {
+        let data = payload(len, 4);
+        r.direct
+            .upload_bytes(b, key, data.clone(), UploadOptions::default())
+            .await
+            .unwrap();
+        r.proxy.add(Rule::new(
+            "GET",
+            format!("/{key}"),
+            Fault::CorruptBody(len / 3),
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join(key);
+        let e = r.s.download_file(b, key, &out).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Integrity, "{key}: {e}");
+        assert!(!out.exists(), "{key}: no destination file");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{key}");
+        // The same bytes uncorrupted come down fine.
+        r.s.download_file(b, key, &out).await.unwrap();
+        assert!(std::fs::read(&out).unwrap() == data);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_gone_mid_multipart_leaves_an_upload_that_cleanup_aborts() {
+    let Some(r) = rig(|c| {
+        c.max_concurrency = 1;
+        c.max_retries = 2;
+        c.connect_timeout = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let b = r.bucket.as_str();
+    let data = payload(15 * MIB, 5);
+    // After the first part is stored the server goes away (every connection reset),
+    // so the parts and the abort fail.
+    let down = Arc::new(AtomicBool::new(false));
+    let (d2, proxy_state) = (down.clone(), &r.proxy);
+    let went_down = std::sync::atomic::AtomicBool::new(false);
+    let progress = {
+        let d2 = d2.clone();
+        Progress::new(move |done, _| {
+            if done > 0 {
+                d2.store(true, Ordering::SeqCst);
+            }
+        })
+    };
+    let upload = r.s.upload_bytes(
+        b,
+        "gone.bin",
+        data.clone(),
+        UploadOptions::default().progress(progress),
+    );
+    let watcher = async {
+        while !down.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        proxy_state.set_down(true);
+        went_down.store(true, Ordering::SeqCst);
+    };
+    let (res, ()) = tokio::join!(upload, watcher);
+    assert!(went_down.load(Ordering::SeqCst));
+    let e = res.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    // The server is back: no object appeared; the upload left behind is found and
+    // aborted by the cleanup.
+    r.proxy.set_down(false);
+    assert!(!r.direct.exists(b, "gone.bin").await.unwrap());
+    let left = pending_uploads(&r).await;
+    assert_eq!(left, 1, "the abort could not reach the server");
+    let aborted =
+        r.s.abort_stale_uploads(b, "", Duration::ZERO)
+            .await
+            .unwrap();
+    assert_eq!(aborted.len(), 1);
+    assert_eq!(aborted[0].key, "gone.bin");
+    assert_eq!(pending_uploads(&r).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_aborts_and_returns_promptly() {
+    let Some(r) = rig(|_| {}).await else { return };
+    let b = r.bucket.as_str();
+    r.proxy.add(Rule::new(
+        "PUT",
+        "/cancel.bin partNumber=2&",
+        Fault::Delay(Duration::from_secs(20)),
+    ));
+    let data = payload(12 * MIB, 6);
+    let fut =
+        r.s.upload_bytes(b, "cancel.bin", data, UploadOptions::default());
+    let res = tokio::time::timeout(Duration::from_millis(1500), fut).await;
+    assert!(res.is_err(), "still running when cancelled");
+    assert!(stor::transfer::wait_for_pending_aborts(Duration::from_secs(10)).await);
+    assert_eq!(
+        r.proxy.count("DELETE", "/cancel.bin uploadId="),
+        1,
+        "abort sent"
+    );
+    assert_eq!(pending_uploads(&r).await, 0);
+    assert!(!r.direct.exists(b, "cancel.bin").await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_move_keeps_its_source() {
+    let Some(r) = rig(|c| c.max_retries = 2).await else {
+        return;
+    };
+    let b = r.bucket.as_str();
+    r.direct
+        .upload_bytes(b, "mv-src", "precious", UploadOptions::default())
+        .await
+        .unwrap();
+    // The copy fails.
+    r.proxy
+        .add(Rule::new("PUT", "/mv-dst", Fault::Error(500, "InternalError")).times(10));
+    let e = r.s.move_object(b, "mv-src", b, "mv-dst").await.unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert!(r.direct.exists(b, "mv-src").await.unwrap(), "source kept");
+    // The copy answers 200 + <Error>.
+    r.proxy.clear();
+    r.proxy
+        .add(Rule::new("PUT", "/mv-dst", Fault::OkWithError("InternalError")).times(10));
+    r.s.move_object(b, "mv-src", b, "mv-dst").await.unwrap_err();
+    assert!(r.direct.exists(b, "mv-src").await.unwrap(), "source kept");
+    // The delete of the source fails: the copy exists and so does the source.
+    r.proxy.clear();
+    r.proxy
+        .add(Rule::new("DELETE", "/mv-src", Fault::Error(403, "AccessDenied")).times(10));
+    let e = r.s.move_object(b, "mv-src", b, "mv-dst").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
+    assert!(r.direct.exists(b, "mv-src").await.unwrap(), "source kept");
+    let got = r.direct.download_bytes(b, "mv-dst").await.unwrap();
+    assert_eq!(got.data.as_ref(), b"precious");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_never_exceed_the_pool() {
+    let Some(upstream) = common::endpoint(common::Kind::SeaweedFs) else {
+        return;
+    };
+    for (pool, transfers) in [(4usize, 8usize), (8, 16), (8, 64)] {
+        // Two views of the same mixed load: the fault proxy (one request per
+        // connection) counts requests in flight; a plain tunnel (keep-alive passes
+        // through) counts the TCP connections the client holds open.
+        let proxy = FaultProxy::start(&upstream).await;
+        let tunnel = FaultProxy::tunnel(&upstream).await;
+        let mut peaks = Vec::new();
+        for url in [&proxy.url, &tunnel.url] {
+            let mut cfg = common::s3_config(url);
+            cfg.multipart_threshold = 5 * MIB as u64;
+            cfg.part_size = Some(5 * MIB as u64);
+            cfg.max_concurrency = 4;
+            cfg.max_pool_connections = pool;
+            let s = Storage::new(cfg).await.unwrap();
+            let b = unique("stor-pool");
+            s.create_bucket(&b).await.unwrap();
+            let data = payload(6 * MIB, 7);
+            let jobs = (0..transfers).map(|i| {
+                let (s, b, data) = (s.clone(), b.clone(), data.clone());
+                async move {
+                    let key = format!("conc-{i}");
+                    if i % 4 == 0 {
+                        s.upload_bytes(b.as_str(), &key, data, UploadOptions::default())
+                            .await
+                            .unwrap();
+                        s.download_bytes(b.as_str(), &key).await.unwrap();
+                    } else {
+                        let small = vec![i as u8; 1000];
+                        s.upload_bytes(b.as_str(), &key, small, UploadOptions::default())
+                            .await
+                            .unwrap();
+                        s.info(b.as_str(), &key).await.unwrap();
+                        s.list(b.as_str(), stor::ListOptions::default())
+                            .await
+                            .unwrap();
+                    }
+                }
+            });
+            futures::future::join_all(jobs).await;
+        }
+        peaks.push(proxy.peak_requests());
+        peaks.push(tunnel.peak_connections());
+        eprintln!(
+            "pool {pool}, {transfers} transfers: peak {} requests in flight, {} TCP \
+             connections ({} opened)",
+            peaks[0],
+            peaks[1],
+            tunnel.accepted()
+        );
+        assert!(
+            peaks[0] <= pool,
+            "pool {pool}, {transfers} transfers: {} requests in flight at once",
+            peaks[0]
+        );
+        assert!(
+            peaks[0] >= pool.min(4),
+            "the load did fill the pool: {peaks:?}"
+        );
+        // hyper's pool may finish a connection it started while an idle one came
+        // back (its checkout/connect race): seen one over (two under heavy load),
+        // never the growth a body read outside its request permit caused (16 for a
+        // pool of 8). Bounding TCP connections exactly needs a connector of our own.
+        assert!(
+            peaks[1] <= pool + 2,
+            "pool {pool}, {transfers} transfers: {} TCP connections",
+            peaks[1]
+        );
+    }
+}
