@@ -4,6 +4,22 @@
 //!
 //! Bytes are counted once per successful transfer, never per attempt, so retries
 //! do not inflate them.
+//!
+//! The same events also go to the [`metrics`](https://docs.rs/metrics) crate's
+//! facade, so a service can export them (Prometheus, StatsD, …) by installing a
+//! recorder; without one they cost next to nothing. Names and labels:
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `stor_operations_total` | counter | `op`, `backend`, `outcome` (`ok`/`error`), `kind` (error kind, `none` when ok) | operations finished |
+//! | `stor_operation_duration_seconds` | histogram | `op`, `backend`, `outcome` | whole-operation latency, retries included |
+//! | `stor_bytes_total` | counter | `direction` (`up`/`down`), `backend` | bytes of successful transfers, counted once |
+//! | `stor_request_attempts_total` | counter | `backend` | requests sent, retries included |
+//! | `stor_retries_total` | counter | `kind` | requests retried, by the error kind that caused it |
+//! | `stor_throttled_total` | counter | — | responses that were throttling (SlowDown, 503, …) |
+//!
+//! `op` is one of `upload`, `download`, `info`, `delete`, `list`, `copy`, `move`,
+//! `create bucket`, `delete bucket`, `bucket exists`, `list buckets`, `cleanup`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -96,14 +112,41 @@ impl Metrics {
         self.operations.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn finish(
+    /// Records one finished operation (also through the `metrics` facade).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
         &self,
-        ok: bool,
+        op: &'static str,
+        backend: &'static str,
+        error: Option<crate::ErrorKind>,
         connection_fault: bool,
         dir: Direction,
         bytes: u64,
         took: Duration,
     ) {
+        let outcome = if error.is_none() { "ok" } else { "error" };
+        let kind = error
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "none".into());
+        metrics::counter!("stor_operations_total", "op" => op, "backend" => backend,
+            "outcome" => outcome, "kind" => kind)
+        .increment(1);
+        metrics::histogram!("stor_operation_duration_seconds", "op" => op,
+            "backend" => backend, "outcome" => outcome)
+        .record(took.as_secs_f64());
+        if error.is_none() && bytes > 0 {
+            let direction = match dir {
+                Direction::Up => "up",
+                Direction::Down => "down",
+                Direction::None => "none",
+            };
+            metrics::counter!("stor_bytes_total", "direction" => direction, "backend" => backend)
+                .increment(bytes);
+        }
+        self.finish(error.is_none(), connection_fault, dir, bytes, took);
+    }
+
+    fn finish(&self, ok: bool, connection_fault: bool, dir: Direction, bytes: u64, took: Duration) {
         let now = SystemTime::now();
         if ok {
             self.successes.fetch_add(1, Ordering::Relaxed);

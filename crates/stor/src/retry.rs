@@ -117,6 +117,7 @@ where
             Err(e) => {
                 if e.kind() == ErrorKind::Throttled {
                     budget.throttled.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("stor_throttled_total").increment(1);
                 }
                 let give_up = !e.is_retryable()
                     || attempt >= policy.max_attempts
@@ -132,6 +133,8 @@ where
                     "retrying after: {e}"
                 );
                 budget.retries.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("stor_retries_total", "kind" => e.kind().to_string())
+                    .increment(1);
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::AsyncRead;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::backend::local::LocalBackend;
 use crate::backend::memory::MemoryBackend;
@@ -186,8 +187,12 @@ impl Storage {
         Fut: Future<Output = Result<T>>,
     {
         let inner = &self.inner;
+        let backend = self.scheme();
         with_retry(&inner.retry, &inner.budget, |n| {
             let fut = f(n);
+            metrics::counter!("stor_request_attempts_total", "backend" => backend).increment(1);
+            let span = tracing::debug_span!("attempt", attempt = n);
+            let fut = fut.instrument(span);
             async move {
                 let _permit = inner.requests.acquire().await.map_err(|_| {
                     Error::new(
@@ -224,7 +229,10 @@ impl Storage {
         let m = &self.inner.metrics;
         m.start();
         let start = Instant::now();
-        let res = match tokio::time::timeout(timeout, fut).await {
+        let scheme = self.scheme();
+        // One span per operation: what and where, never credentials or URLs.
+        let span = tracing::info_span!("stor", op, backend = scheme, bucket, key);
+        let res = match tokio::time::timeout(timeout, fut.instrument(span.clone())).await {
             Ok(r) => r,
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
@@ -240,24 +248,19 @@ impl Storage {
             )),
         };
         let took = start.elapsed();
-        let scheme = self.scheme();
         let res = res.map_err(|e| e.with_op(op).with_location(bucket, key).with_scheme(scheme));
         let bytes = res.as_ref().map(&bytes_of).unwrap_or(0);
         let fault = matches!(&res, Err(e) if matches!(e.kind(),
             ErrorKind::Transient | ErrorKind::Timeout | ErrorKind::Throttled));
-        m.finish(res.is_ok(), fault, dir, bytes, took);
+        let err_kind = res.as_ref().err().map(|e| e.kind());
+        m.record(op, scheme, err_kind, fault, dir, bytes, took);
+        let _in = span.enter();
         match &res {
-            Ok(_) => tracing::debug!(
-                op,
-                bucket,
-                key,
-                bytes,
-                elapsed_ms = took.as_millis() as u64,
-                "ok"
-            ),
-            Err(e) => tracing::debug!(op, bucket, key, attempts = e.attempts(),
+            Ok(_) => tracing::debug!(bytes, elapsed_ms = took.as_millis() as u64, "ok"),
+            Err(e) => tracing::debug!(attempts = e.attempts(),
                 elapsed_ms = took.as_millis() as u64, kind = %e.kind(), "failed: {e}"),
         }
+        drop(_in);
         res
     }
 
