@@ -28,10 +28,10 @@ pub struct Global {
     /// AWS region [env: AWS_REGION]; default ap-northeast-2
     #[arg(long, global = true)]
     pub region: Option<String>,
-    /// AWS profile for credentials and region [env: AWS_PROFILE]
+    /// Profile: a named profile of the config file, else an AWS profile [env: STOR_PROFILE, AWS_PROFILE]
     #[arg(long, global = true)]
     pub profile: Option<String>,
-    /// Config file: the storage service JSON ({"storageConfig": {...}})
+    /// Config file: {"storageConfig": {...}} or {"profiles": {"NAME": {...}}} [default: <config dir>/stor/config.json]
     #[arg(long, global = true, env = "STOR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Root directory of the local store for local:// URLs
@@ -57,6 +57,8 @@ pub enum Command {
     Cp(CpArgs),
     /// Move (copy, confirm, then delete the source)
     Mv(MvArgs),
+    /// Make DST hold what SRC holds (directory <-> prefix): only new or changed files
+    Sync(SyncArgs),
     /// List buckets (s3:// or local://), or objects under a prefix
     Ls(LsArgs),
     /// Show an object's size, ETag, modified time, Content-Type and metadata
@@ -77,8 +79,12 @@ pub enum Command {
     Du(DuArgs),
     /// Show the effective configuration, secrets masked
     Config(ConfigArgs),
+    /// Check credentials, endpoint, bucket access, clock skew and S3 features
+    Doctor(DoctorArgs),
     /// Print shell completions: stor completions bash|zsh|fish
     Completions(CompletionsArgs),
+    /// Print the man page (roff): stor man | man -l -
+    Man,
     /// Print the version
     Version,
 }
@@ -111,6 +117,12 @@ pub struct ConfigArgs {
 pub enum ConfigAction {
     /// Print the effective config (flags > environment > file) as JSON, secrets masked
     Show,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// s3://BUCKET (or local://BUCKET) to also check bucket access and features
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -160,7 +172,40 @@ pub struct CpArgs {
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
+    pub filter: FilterFlags,
+    #[command(flatten)]
     pub upload: UploadFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Source: a directory or s3://BUCKET/PREFIX (local://…)
+    pub src: String,
+    /// Destination: a prefix or a directory
+    pub dst: String,
+    /// Compare content (CRC64NVME) instead of modification times
+    #[arg(long)]
+    pub checksum: bool,
+    /// Delete what the destination has and the source does not
+    #[arg(long)]
+    pub delete: bool,
+    /// Show what would change, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterFlags,
+}
+
+/// Globs matched against paths below the source directory or prefix (`*` also
+/// matches `/`); excludes win.
+#[derive(Debug, Args)]
+pub struct FilterFlags {
+    /// Only paths below the source matching this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip paths below the source matching this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Args)]

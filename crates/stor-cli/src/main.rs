@@ -3,6 +3,9 @@
 
 mod args;
 mod commands;
+mod doctor;
+mod sync;
+mod ui;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -59,10 +62,16 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         clap_complete::generate(a.shell, &mut cmd, "stor", &mut std::io::stdout());
         return Ok(0);
     }
+    if let Command::Man = &cli.command {
+        use clap::CommandFactory;
+        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        return Ok(0);
+    }
     let ctx = Ctx::new(&cli.global)?;
     let code = match &cli.command {
         Command::Cp(a) => commands::cp(&ctx, a).await?,
         Command::Mv(a) => commands::mv(&ctx, a).await?,
+        Command::Sync(a) => sync::sync(&ctx, a).await?,
         Command::Ls(a) => commands::ls(&ctx, a).await?,
         Command::Stat(a) => commands::stat(&ctx, a).await?,
         Command::Rm(a) => commands::rm(&ctx, a).await?,
@@ -73,7 +82,10 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Cat(a) => commands::cat(&ctx, a).await?,
         Command::Du(a) => commands::du(&ctx, a).await?,
         Command::Config(_) => commands::config_show(&ctx)?,
-        Command::Completions(_) | Command::Version => unreachable!("handled above"),
+        Command::Doctor(a) => doctor::doctor(&ctx, a).await?,
+        Command::Completions(_) | Command::Version | Command::Man => {
+            unreachable!("handled above")
+        }
     };
     ctx.flush();
     Ok(code)

@@ -497,3 +497,286 @@ fn cat_du_config_show_and_completions() {
         assert!(e.ok(&["completions", shell]).contains("presign"), "{shell}");
     }
 }
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn progress_bar_on_a_terminal_and_none_in_a_pipe() {
+    let env = Env::new();
+    let data = vec![7u8; 40 << 20];
+    std::fs::create_dir_all(env.path("up")).unwrap();
+    for i in 0..4 {
+        std::fs::write(env.path(&format!("up/f{i}.bin")), &data).unwrap();
+    }
+    assert_eq!(code(&env.run(&["mb", "local://bars"])), 0);
+    // On a pseudo-terminal (script(1) gives the command one): the bar is drawn.
+    let bin = env!("CARGO_BIN_EXE_stor");
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{bin} cp -r up local://bars/tty/"),
+            "/dev/null",
+        ])
+        .current_dir(env.dir.path())
+        .env("STOR_LOCAL_ROOT", env.path("store"))
+        .env("HOME", env.dir.path())
+        .env("TERM", "xterm")
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .output()
+        .unwrap();
+    let tty = stdout(&out);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains("/4 files"),
+        "a bar with files done/total: {tty:?}"
+    );
+    assert!(tty.contains("Done: 4 objects"), "summary: {tty:?}");
+    // In a pipe: no bar, the per-file lines on stdout, the summary on stderr.
+    let piped = env.run(&["cp", "-r", "up", "local://bars/pipe/"]);
+    assert_eq!(code(&piped), 0);
+    let (o, e) = (stdout(&piped), stderr(&piped));
+    assert!(
+        !e.contains("files") && !o.contains("files"),
+        "no bar: {e:?} {o:?}"
+    );
+    assert!(!e.contains('\u{1b}'), "no terminal escapes: {e:?}");
+    assert_eq!(
+        o.lines().filter(|l| l.starts_with("upload: ")).count(),
+        4,
+        "{o}"
+    );
+    assert!(e.contains("Done: 4 objects, 160.0 MiB"), "{e}");
+    // --quiet: neither.
+    let quiet = env.run(&["-q", "cp", "-r", "up", "local://bars/quiet/"]);
+    assert_eq!(code(&quiet), 0);
+    assert!(stdout(&quiet).is_empty() && stderr(&quiet).is_empty());
+}
+
+#[test]
+fn sync_copies_only_what_changed_and_deletes_extras() {
+    let env = Env::new();
+    write_tree(
+        &env.path("site"),
+        &[
+            ("index.html", b"<h1>hi</h1>"),
+            ("css/a.css", b"a{}"),
+            ("tmp/x", b"x"),
+        ],
+    );
+    assert_eq!(code(&env.run(&["mb", "local://web"])), 0);
+    let first = env.run(&["sync", "site", "local://web/www", "--exclude", "tmp/*"]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    assert_eq!(
+        stdout(&first).matches("upload: ").count(),
+        2,
+        "{}",
+        stdout(&first)
+    );
+    // Nothing changed: nothing moves.
+    let again = env.run(&["sync", "site", "local://web/www", "--exclude", "tmp/*"]);
+    assert_eq!(
+        stdout(&again).matches("upload: ").count(),
+        0,
+        "{}",
+        stdout(&again)
+    );
+    // Same size, new content: by time it is newer; by checksum it differs.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(env.path("site/css/a.css"), b"b{}").unwrap();
+    let dry = env.run(&["sync", "--dry-run", "--checksum", "site", "local://web/www"]);
+    let d = stdout(&dry);
+    assert!(d.contains("(dryrun) upload: site/css/a.css"), "{d}");
+    assert!(d.contains("(dryrun) upload: site/tmp/x"), "{d}");
+    assert!(
+        !d.contains("index.html"),
+        "unchanged content is skipped: {d}"
+    );
+    let by_sum = env.run(&[
+        "sync",
+        "--checksum",
+        "site",
+        "local://web/www",
+        "--exclude",
+        "tmp/*",
+    ]);
+    assert_eq!(
+        stdout(&by_sum).matches("upload: ").count(),
+        1,
+        "{}",
+        stdout(&by_sum)
+    );
+    // --delete removes what the source no longer has.
+    std::fs::remove_file(env.path("site/index.html")).unwrap();
+    let del = env.run(&[
+        "sync",
+        "--delete",
+        "site",
+        "local://web/www",
+        "--exclude",
+        "tmp/*",
+    ]);
+    assert!(
+        stdout(&del).contains("delete: local://web/www/index.html"),
+        "{}",
+        stdout(&del)
+    );
+    let ls = stdout(&env.run(&["ls", "-r", "local://web/www/"]));
+    assert!(
+        !ls.contains("index.html") && ls.contains("css/a.css"),
+        "{ls}"
+    );
+    // Down: a prefix to a directory, then nothing to do, then --delete locally.
+    let down = env.run(&["sync", "local://web/www", "copy"]);
+    assert_eq!(code(&down), 0, "{}", stderr(&down));
+    assert_eq!(std::fs::read(env.path("copy/css/a.css")).unwrap(), b"b{}");
+    let again = env.run(&["sync", "local://web/www", "copy"]);
+    assert_eq!(
+        stdout(&again).matches("download: ").count(),
+        0,
+        "{}",
+        stdout(&again)
+    );
+    std::fs::write(env.path("copy/stray.txt"), b"s").unwrap();
+    let del = env.run(&["sync", "--delete", "local://web/www", "copy"]);
+    assert!(stdout(&del).contains("stray.txt"), "{}", stdout(&del));
+    assert!(!env.path("copy/stray.txt").exists());
+}
+
+#[test]
+fn include_exclude_and_wildcards_select_objects() {
+    let env = Env::new();
+    write_tree(
+        &env.path("logs"),
+        &[
+            ("a.json", b"1"),
+            ("b.json", b"2"),
+            ("c.txt", b"3"),
+            ("old/d.json", b"4"),
+        ],
+    );
+    assert_eq!(code(&env.run(&["mb", "local://lgs"])), 0);
+    let up = env.run(&[
+        "cp",
+        "-r",
+        "logs",
+        "local://lgs/l/",
+        "--include",
+        "*.json",
+        "--exclude",
+        "old/*",
+    ]);
+    assert_eq!(code(&up), 0, "{}", stderr(&up));
+    let ls = stdout(&env.run(&["ls", "-r", "local://lgs/l/"]));
+    assert!(ls.contains("l/a.json") && ls.contains("l/b.json"), "{ls}");
+    assert!(!ls.contains("c.txt") && !ls.contains("d.json"), "{ls}");
+    // A wildcard source URL.
+    assert_eq!(code(&env.run(&["cp", "-r", "logs", "local://lgs/all/"])), 0);
+    let got = env.run(&["cp", "local://lgs/all/*.txt", "out/"]);
+    assert_eq!(code(&got), 0, "{}", stderr(&got));
+    assert_eq!(std::fs::read(env.path("out/c.txt")).unwrap(), b"3");
+    assert!(!env.path("out/a.json").exists());
+    let copy = env.run(&["cp", "local://lgs/all/old/*", "local://lgs/moved/"]);
+    assert_eq!(code(&copy), 0, "{}", stderr(&copy));
+    let ls = stdout(&env.run(&["ls", "-r", "local://lgs/moved/"]));
+    assert!(ls.contains("moved/d.json"), "{ls}");
+}
+
+#[test]
+fn man_page_profiles_and_config_permissions() {
+    let env = Env::new();
+    let man = env.run(&["man"]);
+    assert_eq!(code(&man), 0);
+    assert!(
+        stdout(&man).starts_with(".ie") || stdout(&man).contains(".TH"),
+        "roff"
+    );
+    assert!(stdout(&man).contains("sync"));
+    let cfg = env.path("stor.json");
+    std::fs::write(
+        &cfg,
+        r#"{"profiles": {
+            "default": {"storage_type": "local"},
+            "minio": {"storage_type": "s3", "endpoint_url": "http://127.0.0.1:9",
+                      "aws_access_key_id": "AKIAPROFILE", "aws_secret_access_key": "hush"}}}"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let show = env.run(&[
+        "--config",
+        "stor.json",
+        "--profile",
+        "minio",
+        "config",
+        "show",
+    ]);
+    assert_eq!(code(&show), 0, "{}", stderr(&show));
+    let o = stdout(&show);
+    assert!(
+        o.contains("http://127.0.0.1:9") && !o.contains("hush"),
+        "{o}"
+    );
+    assert!(
+        stderr(&show).contains("chmod 600"),
+        "warns: {}",
+        stderr(&show)
+    );
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let show = env.run(&[
+        "--config",
+        "stor.json",
+        "--profile",
+        "minio",
+        "config",
+        "show",
+    ]);
+    assert!(!stderr(&show).contains("chmod"), "{}", stderr(&show));
+    let missing = env.run(&[
+        "--config",
+        "stor.json",
+        "--profile",
+        "prod",
+        "config",
+        "show",
+    ]);
+    assert_eq!(code(&missing), 2);
+    assert!(
+        stderr(&missing).contains("default, minio"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn doctor_checks_and_says_what_to_fix() {
+    let Some(env) = Env::with_s3() else { return };
+    let b = bucket();
+    assert_eq!(code(&env.run(&["mb", &format!("s3://{b}")])), 0);
+    let ok = env.run(&["doctor", &format!("s3://{b}")]);
+    let o = stdout(&ok);
+    assert_eq!(code(&ok), 0, "{o}{}", stderr(&ok));
+    for line in [
+        "ok    endpoint reachable",
+        "ok    clock skew",
+        "ok    write an object",
+        "ok    read it back",
+        "ok    feature: multipart uploads",
+        "ok    feature: server-side copy",
+    ] {
+        assert!(o.contains(line), "{line:?} in {o}");
+    }
+    let bad = env
+        .cmd(&["doctor", &format!("s3://{b}")])
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+        .output()
+        .unwrap();
+    assert_eq!(code(&bad), 1);
+    let o = stdout(&bad);
+    assert!(
+        o.contains("FAIL") && o.contains("fix: check the credentials"),
+        "{o}"
+    );
+    assert!(!o.contains("wrong-secret") && !stderr(&bad).contains("wrong-secret"));
+}

@@ -283,12 +283,54 @@ impl StorageConfig {
 
     /// Reads [`StorageConfig::from_json_str`] from a file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<StorageConfig> {
+        StorageConfig::from_file_profile(path, None)
+    }
+
+    /// Reads a config file that is either one config (`{"storageConfig": {...}}`)
+    /// or named profiles (`{"profiles": {"default": {...}, "minio": {...}}}`, like
+    /// rclone remotes); `profile` picks one (`default` when `None`). A file holding
+    /// secrets that group or others can read gets a warning.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("config.json");
+    /// std::fs::write(&path, r#"{"profiles": {
+    ///     "default": {"storage_type": "local"},
+    ///     "minio": {"storage_type": "s3", "endpoint_url": "http://127.0.0.1:9000"}}}"#).unwrap();
+    /// let c = stor::StorageConfig::from_file_profile(&path, Some("minio")).unwrap();
+    /// assert_eq!(c.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+    /// let e = stor::StorageConfig::from_file_profile(&path, Some("prod")).unwrap_err();
+    /// assert!(e.to_string().contains("default, minio"));
+    /// ```
+    pub fn from_file_profile(
+        path: impl AsRef<Path>,
+        profile: Option<&str>,
+    ) -> Result<StorageConfig> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("reading config {}", path.display()), e))?;
-        let cfg = StorageConfig::from_json_str(&text).map_err(|e| {
+        let in_file = |e: Error| {
             Error::config(format!("{}: {}", path.display(), e.message())).with_kind(e.kind())
-        })?;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::config(format!("{}: not valid JSON: {e}", path.display())))?;
+        let cfg = match value.get("profiles").and_then(|p| p.as_object()) {
+            Some(profiles) => {
+                let name = profile.unwrap_or("default");
+                let chosen = profiles.get(name).ok_or_else(|| {
+                    let names: Vec<&str> = profiles.keys().map(String::as_str).collect();
+                    Error::config(format!(
+                        "{}: no profile {name:?}; it has: {}",
+                        path.display(),
+                        names.join(", ")
+                    ))
+                })?;
+                StorageConfig::from_json_str(&chosen.to_string()).map_err(|e| {
+                    in_file(Error::config(format!("profile {name}: {}", e.message())))
+                })?
+            }
+            None => StorageConfig::from_json_str(&text).map_err(in_file)?,
+        };
         if cfg.aws_secret_access_key.is_some() || cfg.aws_session_token.is_some() {
             use std::os::unix::fs::PermissionsExt;
             if let Ok(meta) = std::fs::metadata(path) {
@@ -303,6 +345,14 @@ impl StorageConfig {
             }
         }
         Ok(cfg)
+    }
+
+    /// Whether a config file defines named profiles.
+    pub fn file_has_profiles(path: impl AsRef<Path>) -> bool {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v.get("profiles").is_some())
     }
 
     /// Checks every value; the error names the key and the allowed range.

@@ -79,6 +79,8 @@ pub struct HealthReport {
     /// When an operation last succeeded.
     #[serde(serialize_with = "ser_opt_time")]
     pub last_success: Option<SystemTime>,
+    /// Seconds the server's clock is ahead of ours (SigV4 fails past 900).
+    pub clock_skew_seconds: Option<f64>,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

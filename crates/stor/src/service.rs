@@ -991,6 +991,7 @@ impl Storage {
             error: res.err().map(|e| e.to_string()),
             consecutive_failures: m.consecutive_failures(),
             last_success: m.last_success(),
+            clock_skew_seconds: be.clock_skew(),
         }
     }
 

@@ -181,6 +181,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// Seconds the server's clock is ahead of ours (negative: behind), as last seen
+    /// in a response's `Date`; `None` when unknown or not applicable.
+    fn clock_skew(&self) -> Option<f64> {
+        None
+    }
+
     /// Whether large uploads should use the multipart primitives.
     fn supports_multipart(&self) -> bool {
         false

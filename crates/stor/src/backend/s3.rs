@@ -45,6 +45,7 @@ pub struct S3Backend {
     presigner: Option<Presigner>,
     credentials: Option<SharedCredentialsProvider>,
     cached_creds: std::sync::Mutex<Option<std::sync::Arc<Creds>>>,
+    skew: ClockSkew,
 }
 
 impl std::fmt::Debug for S3Backend {
@@ -106,6 +107,8 @@ impl S3Backend {
                 DEFAULT_REGION.to_owned()
             }
         };
+        let skew = ClockSkew::default();
+        b = b.interceptor(skew.clone());
         if custom {
             b = b
                 .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -134,6 +137,7 @@ impl S3Backend {
             cached_creds: std::sync::Mutex::new(None),
             endpoint,
             region,
+            skew,
         })
     }
 
@@ -291,6 +295,37 @@ where
             format!("the request could not be built: {}", chain(&e)),
         ),
         _ => Error::new(ErrorKind::Other, chain(&e)),
+    }
+}
+
+/// Remembers how far the server's clock (its `Date` header) is from ours, for
+/// `Storage::health` and `stor doctor`: SigV4 fails past 15 minutes of skew.
+#[derive(Debug, Default, Clone)]
+struct ClockSkew(std::sync::Arc<std::sync::Mutex<Option<f64>>>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ClockSkew {
+    fn name(&self) -> &'static str {
+        "StorClockSkew"
+    }
+
+    fn read_after_transmit(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let date = ctx.response().headers().get("date");
+        if let Some(d) = date.and_then(|d| {
+            aws_smithy_types::DateTime::from_str(d, aws_smithy_types::date_time::Format::HttpDate)
+                .ok()
+        }) {
+            let ours = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(d.as_secs_f64() - ours);
+        }
+        Ok(())
     }
 }
 
@@ -502,6 +537,10 @@ macro_rules! apply_upload_opts {
 impl Backend for S3Backend {
     fn scheme(&self) -> &'static str {
         "s3"
+    }
+
+    fn clock_skew(&self) -> Option<f64> {
+        *self.skew.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn supports_multipart(&self) -> bool {

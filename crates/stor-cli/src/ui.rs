@@ -1,0 +1,189 @@
+//! What the user sees while many bytes move: a progress bar on a terminal (bytes,
+//! rate, ETA, files done/total) and a summary line at the end; and the
+//! `--include`/`--exclude` filters of many-object commands.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Progress of one command: a bar when both stdout and stderr are terminals (and
+/// not `--quiet`/`--json`), counters always, for the summary.
+pub struct Ui {
+    bar: Option<ProgressBar>,
+    start: Instant,
+    files_total: u64,
+    files_done: AtomicU64,
+    bytes: AtomicU64,
+    failures: AtomicU64,
+    quiet: bool,
+}
+
+impl Ui {
+    /// `bytes_total` and `files_total` are what the command plans to move.
+    pub fn new(quiet: bool, json: bool, bytes_total: u64, files_total: u64) -> Arc<Ui> {
+        let show =
+            !quiet && !json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        let bar = show.then(|| {
+            let b = ProgressBar::with_draw_target(Some(bytes_total), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{bar:30.cyan/blue} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} \
+                     {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.set_message(format!("0/{files_total} files"));
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Arc::new(Ui {
+            bar,
+            start: Instant::now(),
+            files_total,
+            files_done: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            quiet: quiet || json,
+        })
+    }
+
+    /// A progress callback for the library: bytes done across the whole command.
+    pub fn progress(self: &Arc<Ui>) -> stor::Progress {
+        let ui = self.clone();
+        stor::Progress::new(move |done, _total| {
+            if let Some(b) = &ui.bar {
+                b.set_position(done);
+            }
+        })
+    }
+
+    /// One object finished (`bytes` when it succeeded).
+    pub fn finished(&self, bytes: Option<u64>) {
+        let n = self.files_done.fetch_add(1, Ordering::Relaxed) + 1;
+        match bytes {
+            Some(b) => {
+                self.bytes.fetch_add(b, Ordering::Relaxed);
+            }
+            None => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{n}/{} files", self.files_total));
+        }
+    }
+
+    /// Prints a line above the bar; false when there is no bar (print it
+    /// yourself, to stdout).
+    pub fn println(&self, line: &str) -> bool {
+        match &self.bar {
+            Some(b) => {
+                b.println(line);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Clears the bar and prints the summary on stderr (unless quiet):
+    /// objects, bytes, elapsed, rate, retries, failures.
+    pub fn finish(&self, retries: u64) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        if self.quiet {
+            return;
+        }
+        let secs = self.start.elapsed().as_secs_f64();
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        let rate = if secs > 0.0 { bytes as f64 / secs } else { 0.0 };
+        eprintln!(
+            "Done: {} objects, {} in {:.1} s ({}/s), {} retries, {} failures",
+            self.files_done.load(Ordering::Relaxed) - self.failures.load(Ordering::Relaxed),
+            crate::commands::human(bytes),
+            secs,
+            crate::commands::human(rate as u64),
+            retries,
+            self.failures.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// `--include` / `--exclude` globs, matched against the path below the command's
+/// directory or prefix (`*` also matches `/`, as in `aws s3`). Excludes win.
+#[derive(Debug, Default)]
+pub struct Filter {
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+}
+
+fn set(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(Glob::new(p).with_context(|| format!("bad glob {p:?}"))?);
+    }
+    Ok(Some(b.build()?))
+}
+
+impl Filter {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Filter> {
+        Ok(Filter {
+            include: set(include)?,
+            exclude: set(exclude)?,
+        })
+    }
+
+    /// A filter of one glob (a wildcard source URL).
+    pub fn glob(pattern: &str) -> Result<Filter> {
+        Filter::new(&[pattern.to_owned()], &[])
+    }
+
+    /// Whether `rel` passes.
+    pub fn allows(&self, rel: &str) -> bool {
+        self.include.as_ref().is_none_or(|g| g.is_match(rel))
+            && !self.exclude.as_ref().is_some_and(|g| g.is_match(rel))
+    }
+}
+
+/// Splits a key holding wildcards (`logs/2026-*/*.json`) into the listing prefix
+/// (up to the last `/` before the first wildcard) and the pattern for the rest.
+pub fn split_wildcard(key: &str) -> Option<(String, String)> {
+    let first = key.find(['*', '?', '['])?;
+    let cut = key[..first].rfind('/').map(|i| i + 1).unwrap_or(0);
+    Some((key[..cut].to_owned(), key[cut..].to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_include_then_exclude() {
+        let f = Filter::new(&["*.json".into()], &["tmp/*".into()]).unwrap();
+        assert!(f.allows("a.json"));
+        assert!(f.allows("2026/11/a.json"), "* crosses /");
+        assert!(!f.allows("tmp/a.json"), "exclude wins");
+        assert!(!f.allows("a.csv"));
+        assert!(Filter::default().allows("anything"));
+        assert!(Filter::new(&["[".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn wildcard_keys_split_at_the_last_slash_before_the_wildcard() {
+        assert_eq!(
+            split_wildcard("logs/2026-*/x.json"),
+            Some(("logs/".into(), "2026-*/x.json".into()))
+        );
+        assert_eq!(split_wildcard("*.json"), Some(("".into(), "*.json".into())));
+        assert_eq!(split_wildcard("logs/a.json"), None);
+    }
+}
