@@ -780,3 +780,127 @@ fn doctor_checks_and_says_what_to_fix() {
     );
     assert!(!o.contains("wrong-secret") && !stderr(&bad).contains("wrong-secret"));
 }
+
+/// Runs `stor ARGS` inside a private mount namespace where `dir` is a fresh tmpfs
+/// mounted with `opts`; returns the output and what `dir` holds afterwards.
+fn in_tmpfs(env: &Env, dir: &Path, opts: &str, args: &[&str]) -> (Output, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let script = r#"mount -t tmpfs -o "$1" tmpfs "$2" || exit 99
+bin=$3; dir=$2; shift 3
+"$bin" "$@"; rc=$?
+echo "LEFT:$(ls -A "$dir" | tr '\n' ' ')" >&2
+exit $rc"#;
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", script, "sh", opts, dir.to_str().unwrap()])
+        .arg(env!("CARGO_BIN_EXE_stor"))
+        .args(args)
+        .current_dir(env.dir.path())
+        .env("STOR_LOCAL_ROOT", env.path("store"))
+        .env("HOME", env.dir.path())
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_ne!(code(&out), 99, "could not mount a tmpfs: {err}");
+    let left = err
+        .lines()
+        .find_map(|l| l.strip_prefix("LEFT:"))
+        .unwrap_or("?")
+        .trim()
+        .to_owned();
+    (out, left)
+}
+
+#[test]
+fn disk_full_and_read_only_targets_fail_typed_and_leave_nothing() {
+    let env = Env::new();
+    assert_eq!(code(&env.run(&["mb", "local://dsk"])), 0);
+    std::fs::write(env.path("big.bin"), vec![1u8; 3 << 20]).unwrap();
+    assert_eq!(code(&env.run(&["cp", "big.bin", "local://dsk/big.bin"])), 0);
+    let target = env.path("mnt");
+    // A 1 MiB filesystem: the 3 MiB download runs out of space.
+    let (out, left) = in_tmpfs(
+        &env,
+        &target,
+        "size=1m",
+        &["cp", "local://dsk/big.bin", target.join("big.bin").to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(!err.contains("attempts"), "a full disk is not retried: {err}");
+    assert_eq!(left, "", "no temp file or partial file left: {err}");
+    // A read-only filesystem.
+    let (out, left) = in_tmpfs(
+        &env,
+        &target,
+        "ro",
+        &["cp", "local://dsk/big.bin", target.join("big.bin").to_str().unwrap()],
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+    assert_eq!(left, "", "{err}");
+}
+
+#[test]
+fn permission_denied_and_killed_downloads_leave_no_destination() {
+    let Some(env) = Env::with_s3() else { return };
+    let b = bucket();
+    assert_eq!(code(&env.run(&["mb", &format!("s3://{b}")])), 0);
+    std::fs::write(env.path("obj.bin"), vec![2u8; 64 << 20]).unwrap();
+    let put = env.run(&["cp", "obj.bin", &format!("s3://{b}/obj.bin")]);
+    assert_eq!(code(&put), 0, "{}", stderr(&put));
+    // A directory only root may write, and stor run as nobody.
+    let locked = env.path("locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // stor's environment (endpoint, credentials), run through setpriv as nobody.
+    let c = env.cmd(&[]);
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = c
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_stor"))
+        .args(["cp", &format!("s3://{b}/obj.bin")])
+        .arg(locked.join("obj.bin"))
+        .envs(envs)
+        .env("HOME", "/tmp")
+        .env("XDG_CONFIG_HOME", "/tmp/stor-nobody-config")
+        .current_dir("/tmp")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(!err.contains("attempts"), "not retried: {err}");
+    assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0);
+
+    // Killed mid-download: the destination never appears (only a temp file may).
+    let dest = env.path("killed.bin");
+    let mut child = env
+        .cmd(&["--concurrency", "1", "cp", &format!("s3://{b}/obj.bin"), "killed.bin"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = (0..400).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::fs::read_dir(env.dir.path())
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".stor-part"))
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    eprintln!("killed mid-download: {started}");
+    if started {
+        assert!(!dest.exists(), "a killed download left its destination");
+    } else {
+        // Finished before we saw it: then it must be whole.
+        assert_eq!(std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(64 << 20), 64 << 20);
+    }
+}
