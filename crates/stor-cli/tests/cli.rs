@@ -823,19 +823,30 @@ fn disk_full_and_read_only_targets_fail_typed_and_leave_nothing() {
         &env,
         &target,
         "size=1m",
-        &["cp", "local://dsk/big.bin", target.join("big.bin").to_str().unwrap()],
+        &[
+            "cp",
+            "local://dsk/big.bin",
+            target.join("big.bin").to_str().unwrap(),
+        ],
     );
     let err = stderr(&out);
     assert_eq!(code(&out), 1, "{err}");
     assert!(err.contains("No space left on device"), "{err}");
-    assert!(!err.contains("attempts"), "a full disk is not retried: {err}");
+    assert!(
+        !err.contains("attempts"),
+        "a full disk is not retried: {err}"
+    );
     assert_eq!(left, "", "no temp file or partial file left: {err}");
     // A read-only filesystem.
     let (out, left) = in_tmpfs(
         &env,
         &target,
         "ro",
-        &["cp", "local://dsk/big.bin", target.join("big.bin").to_str().unwrap()],
+        &[
+            "cp",
+            "local://dsk/big.bin",
+            target.join("big.bin").to_str().unwrap(),
+        ],
     );
     let err = stderr(&out);
     assert_eq!(code(&out), 1, "{err}");
@@ -883,16 +894,25 @@ fn permission_denied_and_killed_downloads_leave_no_destination() {
     // Killed mid-download: the destination never appears (only a temp file may).
     let dest = env.path("killed.bin");
     let mut child = env
-        .cmd(&["--concurrency", "1", "cp", &format!("s3://{b}/obj.bin"), "killed.bin"])
+        .cmd(&[
+            "--concurrency",
+            "1",
+            "cp",
+            &format!("s3://{b}/obj.bin"),
+            "killed.bin",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let started = (0..400).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(5));
-        std::fs::read_dir(env.dir.path())
-            .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".stor-part"))
+        std::fs::read_dir(env.dir.path()).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".stor-part")
+        })
     });
     child.kill().unwrap();
     let _ = child.wait();
@@ -901,6 +921,11 @@ fn permission_denied_and_killed_downloads_leave_no_destination() {
         assert!(!dest.exists(), "a killed download left its destination");
     } else {
         // Finished before we saw it: then it must be whole.
-        assert_eq!(std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(64 << 20), 64 << 20);
+        assert_eq!(
+            std::fs::metadata(&dest)
+                .map(|m| m.len())
+                .unwrap_or(64 << 20),
+            64 << 20
+        );
     }
 }

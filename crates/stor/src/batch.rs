@@ -74,9 +74,12 @@ pub struct BatchOptions {
 /// outside it (`..`, absolute paths, empty segments that mean "the directory").
 pub fn path_under(dir: &Path, rel: &str) -> Result<PathBuf> {
     let p = Path::new(rel);
-    let safe = !rel.is_empty()
-        && p.components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    // Only plain names ("." allowed), and at least one: "." or "a/.." would name
+    // the directory itself.
+    let safe = p
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && p.components().any(|c| matches!(c, Component::Normal(_)));
     if !safe {
         return Err(Error::invalid(format!(
             "the key part {rel:?} would be written outside {}; skipped",
@@ -351,7 +354,7 @@ mod tests {
     fn keys_never_escape_the_target_directory() {
         let d = Path::new("/tmp/out");
         assert_eq!(path_under(d, "a/b.txt").unwrap(), d.join("a/b.txt"));
-        for bad in ["../x", "a/../../x", "/etc/passwd", "", ".."] {
+        for bad in ["../x", "a/../../x", "/etc/passwd", "", "..", ".", "./"] {
             assert!(path_under(d, bad).is_err(), "{bad}");
         }
     }

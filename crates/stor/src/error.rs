@@ -134,7 +134,8 @@ impl ErrorKind {
             Some(408) => ErrorKind::Timeout,
             Some(429) | Some(503) => ErrorKind::Throttled,
             Some(501) => ErrorKind::Unsupported,
-            Some(s) if s >= 500 => ErrorKind::Transient,
+            // The 5xx that heal (the SDKs' standard retry list); 505, 507, 511 … do not.
+            Some(500) | Some(502) | Some(504) => ErrorKind::Transient,
             Some(400) | Some(411) | Some(413) | Some(416) => ErrorKind::InvalidInput,
             _ => ErrorKind::Other,
         }
@@ -262,6 +263,14 @@ impl Error {
         err.inner.code = code.map(str::to_owned);
         err.inner.status = status;
         err
+    }
+
+    /// An error from an HTTP status and a raw error body the SDK could not read:
+    /// S3's XML `<Error>` document, or whatever a proxy or load balancer sent (HTML,
+    /// JSON, text) — see [`parse_error_body`].
+    pub fn from_response(status: u16, body: &[u8]) -> Error {
+        let (code, message) = parse_error_body(body);
+        Error::s3(code.as_deref(), Some(status), message.as_deref())
     }
 
     /// The kind, to branch on.
@@ -419,6 +428,78 @@ impl std::error::Error for Error {
             .as_ref()
             .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
     }
+}
+
+/// Most characters of a body kept in an error message.
+const BODY_MESSAGE_CHARS: usize = 200;
+
+/// Reads an error response body: from S3's XML `<Error><Code>…</Code><Message>…
+/// </Message></Error>` the code and message (entities decoded); from anything else
+/// (an HTML page from a proxy, JSON, text) no code and its text, tags stripped,
+/// whitespace folded, at most 200 characters. Never fails, for any bytes.
+///
+/// ```
+/// use stor::error::parse_error_body;
+/// let (code, msg) = parse_error_body(b"<?xml version=\"1.0\"?><Error><Code>SlowDown</Code>\
+///     <Message>Reduce your request rate &amp; retry.</Message></Error>");
+/// assert_eq!(code.as_deref(), Some("SlowDown"));
+/// assert_eq!(msg.as_deref(), Some("Reduce your request rate & retry."));
+/// let (code, msg) = parse_error_body(b"<html><body><h1>502 Bad Gateway</h1></body></html>");
+/// assert_eq!((code, msg.as_deref()), (None, Some("502 Bad Gateway")));
+/// ```
+pub fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>) {
+    let text = String::from_utf8_lossy(body);
+    let element = |name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let start = text.find(&open)? + open.len();
+        let len = text[start..].find(&close)?;
+        let v = unescape(text[start..start + len].trim());
+        (!v.is_empty()).then(|| clip(&v))
+    };
+    if text.contains("<Error>") {
+        let code = element("Code").filter(|c| {
+            c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '.' || ch == '_')
+        });
+        if code.is_some() {
+            return (code, element("Message"));
+        }
+    }
+    // Anything else: its visible text.
+    let mut out = String::new();
+    let mut in_tag = false;
+    for ch in text.chars() {
+        match ch {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if in_tag => {}
+            c if c.is_control() || c.is_whitespace() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    let folded = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    let folded = unescape(&folded);
+    (None, (!folded.is_empty()).then(|| clip(&folded)))
+}
+
+fn clip(s: &str) -> String {
+    let mut out: String = s.chars().take(BODY_MESSAGE_CHARS).collect();
+    if s.chars().count() > BODY_MESSAGE_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 #[cfg(test)]

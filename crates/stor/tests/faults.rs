@@ -221,6 +221,27 @@ async fn server_errors_are_retried_then_succeed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_error_page_is_retried_and_reported_readably() {
+    let Some(r) = rig(|c| c.max_retries = 2).await else {
+        return;
+    };
+    let page = "<html><head><title>x</title></head><body><h1>502 Bad Gateway</h1>\
+                <p>upstream  went away</p></body></html>";
+    r.proxy
+        .add(Rule::new("GET", "/lb", Fault::Html(502, page)).times(10));
+    let e =
+        r.s.download_bytes(r.bucket.as_str(), "lb")
+            .await
+            .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    assert_eq!(e.attempts(), 2, "{e}");
+    assert!(
+        e.to_string().contains("502 Bad Gateway upstream went away"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_errors_are_tried_exactly_once() {
     let Some(r) = rig(|c| c.max_retries = 5).await else {
         return;

@@ -258,7 +258,12 @@ where
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             let err = se.err();
-            Error::s3(err.code(), Some(status), err.message())
+            match (err.code(), se.raw().body().bytes()) {
+                // No S3 error code: a proxy's page or an engine's odd body; say
+                // what it said.
+                (None, Some(body)) if !body.is_empty() => Error::from_response(status, body),
+                (code, _) => Error::s3(code, Some(status), err.message()),
+            }
         }
         SdkError::TimeoutError(_) => Error::new(ErrorKind::Timeout, "the request timed out"),
         SdkError::DispatchFailure(df) => {

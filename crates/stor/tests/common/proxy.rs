@@ -36,6 +36,8 @@ pub enum Fault {
     OkWithError(&'static str),
     /// Forward, flipping one bit of the response body at this offset.
     CorruptBody(usize),
+    /// Answer with this status and an HTML page (a proxy or load balancer).
+    Html(u16, &'static str),
 }
 
 /// A rule: requests with this method whose target (path + query) contains every
@@ -325,6 +327,15 @@ async fn serve(mut client: TcpStream, upstream: &str, st: &State) -> std::io::Re
         Some(Fault::Error(status, code)) => {
             let reason = if *status == 503 { "Slow Down" } else { "Error" };
             let r = canned(*status, reason, &error_doc(code), head_only);
+            client.write_all(&r).await?;
+            return client.shutdown().await;
+        }
+        Some(Fault::Html(status, page)) => {
+            let mut r = canned(*status, "Bad Gateway", page, head_only);
+            let at = find(&r, b"application/xml").unwrap_or(0);
+            if at > 0 {
+                r.splice(at..at + 15, b"text/html".iter().copied());
+            }
             client.write_all(&r).await?;
             return client.shutdown().await;
         }
