@@ -7,12 +7,14 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::proxy::{Fault, FaultProxy, Rule};
 use common::{payload, unique};
+use futures::TryStreamExt;
 use stor::{
     CopyOptions, DownloadOptions, ErrorKind, Progress, Storage, StorageConfig, UploadOptions,
 };
@@ -603,4 +605,238 @@ async fn connections_never_exceed_the_pool() {
             peaks[1]
         );
     }
+}
+
+// ------------------------------------------------------------------ mixed load
+
+/// A self-checking payload: a header naming the key it was first written as and
+/// its version, then bytes derived from both, so any torn or mixed object shows.
+fn body_of(origin: &str, version: u64, len: usize) -> Vec<u8> {
+    let mut out = format!("{origin}|{version}|{len}|").into_bytes();
+    let mut x = version.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ origin.len() as u64 | 1;
+    while out.len() < len.max(out.len()) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push((x >> 24) as u8);
+    }
+    out
+}
+
+/// Checks a payload is whole and returns (origin, version).
+fn parse_body(data: &[u8]) -> (String, u64) {
+    let text = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
+    let mut parts = text.splitn(4, '|');
+    let origin = parts.next().unwrap().to_owned();
+    let version: u64 = parts.next().unwrap().parse().unwrap();
+    let len: usize = parts.next().unwrap().parse().unwrap();
+    assert!(
+        data == body_of(&origin, version, len).as_slice(),
+        "mixed or torn object"
+    );
+    (origin, version)
+}
+
+type State = Option<(String, u64)>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_load_with_faults_loses_nothing() {
+    let Some(r) = rig(|c| {
+        c.max_retries = 4;
+        c.max_concurrency = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    // Faults sprinkled over the run: resets mid-request and mid-response, 503s, 500s.
+    r.proxy
+        .add(Rule::new("PUT", "/w", Fault::ResetRequestAfter(700)).times(25));
+    r.proxy
+        .add(Rule::new("GET", "/w", Fault::ResetResponseAfter(300)).times(25));
+    r.proxy
+        .add(Rule::new("GET", "/w", Fault::Error(503, "SlowDown")).times(25));
+    r.proxy
+        .add(Rule::new("DELETE", "/w", Fault::Error(500, "InternalError")).times(15));
+    r.proxy
+        .add(Rule::new("HEAD", "/w", Fault::Error(503, "SlowDown")).times(15));
+    let b = r.bucket.clone();
+    let ops_done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let restarted = Arc::new(AtomicBool::new(false));
+    let workers = (0..4u64).map(|w| {
+        let (s, b, ops_done) = (r.s.clone(), b.clone(), ops_done.clone());
+        async move {
+            // What each key may hold: every state some acknowledged or
+            // unacknowledged operation could have left.
+            let mut model: BTreeMap<String, Vec<State>> = BTreeMap::new();
+            let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ (w + 1).wrapping_mul(0x9E37_79B9);
+            let mut next = move || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            let mut uploaded = 0u64;
+            for op in 0..200u64 {
+                ops_done.fetch_add(1, Ordering::SeqCst);
+                let key = format!("w{w}/k{}", next() % 12);
+                let other = format!("w{w}/k{}", next() % 12);
+                let known = model
+                    .entry(key.clone())
+                    .or_insert_with(|| vec![None])
+                    .clone();
+                match next() % 10 {
+                    0..=3 => {
+                        let len = if next() % 25 == 0 {
+                            6 * MIB
+                        } else {
+                            1 + (next() % 65536) as usize
+                        };
+                        let version = w * 1000 + op;
+                        let res = s
+                            .upload_bytes(
+                                b.as_str(),
+                                &key,
+                                body_of(&key, version, len),
+                                UploadOptions::default(),
+                            )
+                            .await;
+                        let new = Some((key.clone(), version));
+                        match res {
+                            Ok(t) => {
+                                uploaded += t.bytes;
+                                model.insert(key, vec![new]);
+                            }
+                            Err(_) => model.get_mut(&key).unwrap().push(new),
+                        }
+                    }
+                    4..=5 => {
+                        if let Ok(d) = s.download_bytes(b.as_str(), &key).await {
+                            let got = Some(parse_body(&d.data));
+                            assert!(
+                                known.contains(&got),
+                                "{key}: read {got:?}, expected one of {known:?}"
+                            );
+                        }
+                    }
+                    6 => {
+                        let _ = s
+                            .list(
+                                b.as_str(),
+                                stor::ListOptions::default().prefix(format!("w{w}/")),
+                            )
+                            .await;
+                    }
+                    7 => {
+                        if key == other {
+                            continue;
+                        }
+                        let src = known.clone();
+                        let res = s
+                            .copy_object(
+                                b.as_str(),
+                                &key,
+                                b.as_str(),
+                                &other,
+                                CopyOptions::default(),
+                            )
+                            .await;
+                        let dst = model.entry(other.clone()).or_insert_with(|| vec![None]);
+                        match res {
+                            Ok(_) => *dst = src.into_iter().filter(|x| x.is_some()).collect(),
+                            Err(_) => dst.extend(src.into_iter().filter(|x| x.is_some())),
+                        }
+                    }
+                    8 => {
+                        if key == other {
+                            continue;
+                        }
+                        let src = known.clone();
+                        let res = s.move_object(b.as_str(), &key, b.as_str(), &other).await;
+                        match res {
+                            Ok(_) => {
+                                model.insert(
+                                    other.clone(),
+                                    src.into_iter().filter(|x| x.is_some()).collect(),
+                                );
+                                model.insert(key.clone(), vec![None]);
+                            }
+                            Err(_) => {
+                                // The copy may have landed; the source may only be
+                                // gone if its delete reached the server.
+                                let srcs: Vec<State> =
+                                    src.iter().filter(|x| x.is_some()).cloned().collect();
+                                model
+                                    .entry(other.clone())
+                                    .or_insert_with(|| vec![None])
+                                    .extend(srcs);
+                                model.get_mut(&key).unwrap().push(None);
+                            }
+                        }
+                    }
+                    _ => match s.delete(b.as_str(), &key).await {
+                        Ok(()) => {
+                            model.insert(key, vec![None]);
+                        }
+                        Err(_) => model.get_mut(&key).unwrap().push(None),
+                    },
+                }
+            }
+            (model, uploaded)
+        }
+    });
+    // One "server restart" mid-run: every connection refused for a moment.
+    let restart = async {
+        while ops_done.load(Ordering::SeqCst) < 400 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        r.proxy.set_down(true);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        r.proxy.set_down(false);
+        restarted.store(true, Ordering::SeqCst);
+    };
+    let (results, ()) = tokio::join!(futures::future::join_all(workers), restart);
+    assert!(restarted.load(Ordering::SeqCst));
+    let faults = r.proxy.faults();
+
+    // The checker, straight to the server.
+    let mut objects = 0;
+    for (model, _) in &results {
+        for (key, states) in model {
+            let actual = match r.direct.download_bytes(b.as_str(), key).await {
+                Ok(d) => Some(parse_body(&d.data)),
+                Err(e) if e.kind() == ErrorKind::KeyNotFound => None,
+                Err(e) => panic!("{key}: {e}"),
+            };
+            assert!(
+                states.contains(&actual),
+                "{key}: holds {actual:?}, possible {states:?}"
+            );
+            objects += actual.is_some() as usize;
+        }
+    }
+    let listed: Vec<_> = r
+        .direct
+        .list_stream(b.as_str(), stor::ListOptions::default())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), objects, "no object the model does not know");
+    // Multipart uploads left by aborts the dead server could not take are found
+    // and aborted by the cleanup; none may remain.
+    let orphans = pending_uploads(&r).await;
+    r.s.abort_stale_uploads(b.as_str(), "", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(pending_uploads(&r).await, 0);
+    // Metrics add up, and bytes count once however many retries.
+    let m = r.s.metrics();
+    let uploaded: u64 = results.iter().map(|(_, u)| u).sum();
+    assert_eq!(m.operations, m.successes + m.failures);
+    assert_eq!(m.bytes_uploaded, uploaded);
+    eprintln!(
+        "mixed run: 800 operations, {} faults injected and a restart, {} retries, {} failures, \
+         {objects} objects checked whole, {orphans} orphaned uploads cleaned",
+        faults, m.retries, m.failures
+    );
 }
