@@ -106,6 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .set("Content-Type", &ct)
             .send_bytes(&report)
             .map(|r| r.status())
+            .map_err(|e| e.to_string())
     })
     .await??;
     println!("browser upload: HTTP {status}");
