@@ -224,7 +224,13 @@ pub(crate) async fn upload(
                 .await?;
                 Ok(result(bytes, etag, attempts, true, sum))
             } else {
-                let (etag, attempts) = put_single(s, bucket, key, whole.body(), &opts).await?;
+                // Stores that take streams (local, memory) get one that reports
+                // progress as it is read; a single S3 PUT reports when stored.
+                let body = match &progress {
+                    Some(p) if be.accepts_streams() => counted_stream(&whole, p.clone()),
+                    _ => whole.body(),
+                };
+                let (etag, attempts) = put_single(s, bucket, key, body, &opts).await?;
                 check()?;
                 report(len, Some(len));
                 Ok(result(len, etag, attempts, false, sum))
@@ -322,6 +328,43 @@ pub(crate) async fn upload(
             Ok(result(bytes, etag, attempts, true, sum))
         }
     }
+}
+
+/// A body as a stream that reports each chunk to `progress` as it is read.
+fn counted_stream(whole: &Replay, progress: Progress) -> Body {
+    let total = whole.len();
+    let chunks: crate::backend::ByteStream = match whole {
+        Replay::Bytes(b) => {
+            let b = b.clone();
+            let step = 256 * 1024;
+            Box::pin(futures::stream::iter(
+                (0..b.len())
+                    .step_by(step)
+                    .map(move |i| Ok(b.slice(i..(i + step).min(b.len())))),
+            ))
+        }
+        Replay::File { path, offset, len } => {
+            let (path, offset, len) = (path.clone(), *offset, *len);
+            Box::pin(
+                futures::stream::once(async move {
+                    use tokio::io::AsyncSeekExt;
+                    let mut f = tokio::fs::File::open(&path)
+                        .await
+                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                    f.seek(std::io::SeekFrom::Start(offset))
+                        .await
+                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                    Ok::<_, Error>(reader_stream(Box::new(f.take(len))))
+                })
+                .try_flatten(),
+            )
+        }
+    };
+    let mut done = 0u64;
+    Body::Stream(Box::pin(chunks.inspect_ok(move |c| {
+        done += c.len() as u64;
+        progress.report(done, Some(total));
+    })))
 }
 
 /// The checksum of bytes in memory (off the runtime threads when large).
