@@ -184,13 +184,27 @@ pub(crate) async fn upload(
                     }
                     Source::File(path) => {
                         let (len, mtime) = file_meta.expect("read above");
-                        let sum = file_checksum(algo, &path, len).await?;
                         let check = path.clone();
-                        let whole = Replay::File {
-                            path,
-                            offset: 0,
-                            len,
+                        let (whole, sum) = if len <= SMALL_FILE {
+                            // Small files are read once, on this thread (from the page
+                            // cache, microseconds): checksum and body from one read, no
+                            // thread hop per file.
+                            let data = std::fs::read(&path)
+                                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                            let sum = algo.of(&data);
+                            (Replay::Bytes(Bytes::from(data)), sum)
+                        } else {
+                            let sum = file_checksum(algo, &path, len).await?;
+                            let whole = Replay::File {
+                                path,
+                                offset: 0,
+                                len,
+                            };
+                            (whole, sum)
                         };
+                        if whole.len() != len {
+                            file_unchanged(&check, len, mtime)?;
+                        }
                         (
                             whole,
                             sum,
@@ -367,6 +381,9 @@ fn counted_stream(whole: &Replay, progress: Progress) -> Body {
     })))
 }
 
+/// Files up to this size are read into memory in one go for upload.
+const SMALL_FILE: u64 = 1024 * 1024;
+
 /// The checksum of bytes in memory (off the runtime threads when large).
 async fn bytes_checksum(algo: ChecksumAlgorithm, b: &Bytes) -> Option<Checksum> {
     if b.len() < 4 * MIB as usize {
@@ -391,7 +408,9 @@ async fn file_checksum(algo: ChecksumAlgorithm, path: &Path, len: u64) -> Result
         let f = std::fs::File::open(&path)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let mut f = f.take(len);
-        let mut buf = vec![0u8; MIB as usize];
+        // Sized to the file: a zeroed 1 MiB buffer per small file was 13% of the
+        // CPU of uploading 1000 × 64 KiB files (perf).
+        let mut buf = vec![0u8; (len as usize).clamp(1, MIB as usize)];
         loop {
             let n = f
                 .read(&mut buf)

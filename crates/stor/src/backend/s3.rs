@@ -627,7 +627,17 @@ impl Backend for S3Backend {
             req = req.content_length(len as i64);
         }
         let req = apply_upload_opts!(req, opts);
-        let out = req.send().await.map_err(sdk_err)?;
+        // Payload signing hashes the whole body with SHA-256 before sending (no
+        // SHA-NI here: ~0.4 s of CPU per 64 MB). Bodies read from files already go
+        // unsigned (the SDK's choice for streams); in-memory ones now do too.
+        // Integrity in transit is TLS's, on AWS also the SDK's checksum header, and
+        // on any engine the stor CRC verified by every download.
+        let out = req
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(sdk_err)?;
         Ok(out.e_tag().map(unquote))
     }
 
@@ -900,7 +910,13 @@ impl Backend for S3Backend {
         if let Some(len) = len {
             req = req.content_length(len as i64);
         }
-        let out = req.send().await.map_err(sdk_err)?;
+        // Unsigned like put_object's body (see there).
+        let out = req
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(sdk_err)?;
         out.e_tag()
             .map(str::to_owned)
             .ok_or_else(|| Error::new(ErrorKind::Other, "the server returned no part ETag"))
