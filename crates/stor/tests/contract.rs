@@ -31,6 +31,7 @@ contract!(
     large_copy_uses_part_copies_and_keeps_headers,
     progress_counts_each_byte_once,
     object_replaced_during_parallel_download,
+    cleanup_aborts_only_uploads_older_than_asked,
 );
 
 mod cases {
@@ -1381,5 +1382,58 @@ mod cases {
         // The new version downloads whole.
         let got = s.download_bytes(b, &key).await.unwrap();
         assert!(got.data.as_ref() == v2.as_slice());
+    }
+
+    pub async fn cleanup_aborts_only_uploads_older_than_asked(f: Fixture) {
+        if f.kind != Kind::SeaweedFs {
+            // Embedded stores have no multipart uploads; moto reports every upload
+            // as initiated on 2010-11-10, so every one is "old" there.
+            return;
+        }
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let be = s.backend();
+        let old = be
+            .create_multipart(b, &f.key("left/a"), &UploadOptions::default())
+            .await
+            .unwrap();
+        let other = be
+            .create_multipart(b, &f.key("elsewhere"), &UploadOptions::default())
+            .await
+            .unwrap();
+        // Fresh uploads are not "older than an hour": nothing is aborted.
+        let none = s
+            .abort_stale_uploads(b, &f.key("left/"), Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "{none:?}");
+        assert_eq!(
+            be.list_multipart_uploads(b, &f.key("left/"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // Older than 0 s, under the prefix: exactly that one.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let done = s
+            .abort_stale_uploads(b, &f.key("left/"), Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert_eq!(done[0].upload_id, old);
+        assert!(be
+            .list_multipart_uploads(b, &f.key("left/"))
+            .await
+            .unwrap()
+            .is_empty());
+        let rest = be
+            .list_multipart_uploads(b, &f.key("elsewhere"))
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 1, "outside the prefix, untouched");
+        be.abort_multipart(b, &f.key("elsewhere"), &other)
+            .await
+            .unwrap();
     }
 }
