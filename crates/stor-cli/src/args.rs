@@ -173,6 +173,9 @@ pub struct CpArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub filter: FilterFlags,
+    /// One JSON object per transferred object, then a summary object (no progress bar)
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub upload: UploadFlags,
 }
@@ -194,6 +197,9 @@ pub struct SyncArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub filter: FilterFlags,
+    /// One JSON object per transferred object, then a summary object (no progress bar)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Globs matched against paths below the source directory or prefix (`*` also

@@ -29,6 +29,8 @@ pub struct Ctx {
     local: OnceCell<Storage>,
     out: Mutex<std::io::BufWriter<std::io::Stdout>>,
     failures: AtomicU64,
+    /// Many-object commands print JSON lines (`cp --json`, `sync --json`).
+    pub(crate) json: std::sync::atomic::AtomicBool,
 }
 
 /// Reads the config file: `--config`/`STOR_CONFIG`, else `<config dir>/stor/config.json`
@@ -108,6 +110,7 @@ impl Ctx {
                 std::io::stdout(),
             )),
             failures: AtomicU64::new(0),
+            json: Default::default(),
         })
     }
 
@@ -248,6 +251,7 @@ fn key_under(dst_key: &str, name: &str) -> String {
 // ---------------------------------------------------------------- cp
 
 pub async fn cp(ctx: &Ctx, a: &args::CpArgs) -> Result<u8> {
+    ctx.json.store(a.json, Ordering::Relaxed);
     let src = parse(&a.src)?;
     let dst = parse(&a.dst)?;
     let opts = upload_opts(&a.upload)?;
@@ -406,7 +410,8 @@ pub(crate) async fn run_batch(
     describe: &(dyn Fn(&BatchItem) -> String + Sync),
 ) {
     let total: u64 = items.iter().filter_map(|i| i.size).sum();
-    let ui = Ui::new(ctx.quiet, false, total, items.len() as u64);
+    let json = ctx.json.load(Ordering::Relaxed);
+    let ui = Ui::new(ctx.quiet, json, total, items.len() as u64);
     let opts = BatchOptions {
         upload: up.cloned().unwrap_or_default(),
         concurrency: Some(ctx.concurrency()),
@@ -414,25 +419,46 @@ pub(crate) async fn run_batch(
         ..Default::default()
     };
     let before = store.metrics().retries;
+    let op = if up.is_some() { "upload" } else { "download" };
     let mut outcomes = match up {
         Some(_) => store.upload_many(bucket, items, opts),
         None => store.download_many(bucket, items, opts),
     };
     while let Some(o) = outcomes.next().await {
+        if json {
+            // One JSON object per line, failures included (and counted for the status).
+            let line = serde_json::json!({
+                "op": op,
+                "path": o.item.path.display().to_string(),
+                "key": o.item.key,
+                "bytes": o.result.as_ref().ok().map(|r| r.bytes),
+                "etag": o.result.as_ref().ok().and_then(|r| r.etag.clone()),
+                "checksum": o.result.as_ref().ok().and_then(|r| r.checksum.clone()),
+                "error": o.result.as_ref().err().map(|e| e.to_string()),
+            });
+            ctx.say(&line.to_string());
+        }
         match &o.result {
             Ok(r) => {
                 ui.finished(Some(r.bytes));
-                if !ctx.quiet && !ui.println(&describe(&o.item)) {
+                if !json && !ctx.quiet && !ui.println(&describe(&o.item)) {
                     ctx.note(&describe(&o.item));
                 }
             }
             Err(e) => {
                 ui.finished(None);
-                ctx.fail(&describe(&o.item), e);
+                if json {
+                    ctx.failures.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    ctx.fail(&describe(&o.item), e);
+                }
             }
         }
     }
-    ui.finish(store.metrics().retries - before);
+    let summary = ui.finish(store.metrics().retries - before);
+    if json {
+        ctx.say(&serde_json::json!({ "summary": summary }).to_string());
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -62,6 +62,7 @@ async fn differs(
 }
 
 pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<u8> {
+    ctx.json.store(a.json, std::sync::atomic::Ordering::Relaxed);
     let src: Location = a.src.parse()?;
     let dst: Location = a.dst.parse()?;
     let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;

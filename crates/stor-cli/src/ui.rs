@@ -91,28 +91,48 @@ impl Ui {
         }
     }
 
-    /// Clears the bar and prints the summary on stderr (unless quiet):
-    /// objects, bytes, elapsed, rate, retries, failures.
-    pub fn finish(&self, retries: u64) {
+    /// Clears the bar and prints the summary on stderr (unless quiet or JSON):
+    /// objects, bytes, elapsed, rate, retries, failures. Returns it.
+    pub fn finish(&self, retries: u64) -> Summary {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-        if self.quiet {
-            return;
-        }
-        let secs = self.start.elapsed().as_secs_f64();
-        let bytes = self.bytes.load(Ordering::Relaxed);
-        let rate = if secs > 0.0 { bytes as f64 / secs } else { 0.0 };
-        eprintln!(
-            "Done: {} objects, {} in {:.1} s ({}/s), {} retries, {} failures",
-            self.files_done.load(Ordering::Relaxed) - self.failures.load(Ordering::Relaxed),
-            crate::commands::human(bytes),
-            secs,
-            crate::commands::human(rate as u64),
+        let failures = self.failures.load(Ordering::Relaxed);
+        let s = Summary {
+            objects: self.files_done.load(Ordering::Relaxed) - failures,
+            bytes: self.bytes.load(Ordering::Relaxed),
+            seconds: self.start.elapsed().as_secs_f64(),
             retries,
-            self.failures.load(Ordering::Relaxed)
-        );
+            failures,
+        };
+        if !self.quiet {
+            let rate = if s.seconds > 0.0 {
+                s.bytes as f64 / s.seconds
+            } else {
+                0.0
+            };
+            eprintln!(
+                "Done: {} objects, {} in {:.1} s ({}/s), {} retries, {} failures",
+                s.objects,
+                crate::commands::human(s.bytes),
+                s.seconds,
+                crate::commands::human(rate as u64),
+                s.retries,
+                s.failures
+            );
+        }
+        s
     }
+}
+
+/// What a many-object command did.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub objects: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub retries: u64,
+    pub failures: u64,
 }
 
 /// `--include` / `--exclude` globs, matched against the path below the command's

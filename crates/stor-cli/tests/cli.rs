@@ -502,6 +502,20 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs a shell command line on a pseudo-terminal (script(1)); its output is the
+/// terminal's.
+fn on_pty(env: &Env, line: &str) -> Output {
+    Command::new("script")
+        .args(["-qec", line, "/dev/null"])
+        .current_dir(env.dir.path())
+        .env("STOR_LOCAL_ROOT", env.path("store"))
+        .env("HOME", env.dir.path())
+        .env("TERM", "xterm")
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn progress_bar_on_a_terminal_and_none_in_a_pipe() {
     let env = Env::new();
@@ -513,19 +527,7 @@ fn progress_bar_on_a_terminal_and_none_in_a_pipe() {
     assert_eq!(code(&env.run(&["mb", "local://bars"])), 0);
     // On a pseudo-terminal (script(1) gives the command one): the bar is drawn.
     let bin = env!("CARGO_BIN_EXE_stor");
-    let out = Command::new("script")
-        .args([
-            "-qec",
-            &format!("{bin} cp -r up local://bars/tty/"),
-            "/dev/null",
-        ])
-        .current_dir(env.dir.path())
-        .env("STOR_LOCAL_ROOT", env.path("store"))
-        .env("HOME", env.dir.path())
-        .env("TERM", "xterm")
-        .env("XDG_CONFIG_HOME", env.path("config"))
-        .output()
-        .unwrap();
+    let out = on_pty(&env, &format!("{bin} cp -r up local://bars/tty/"));
     let tty = stdout(&out);
     assert!(out.status.success(), "{tty}");
     assert!(
@@ -552,6 +554,21 @@ fn progress_bar_on_a_terminal_and_none_in_a_pipe() {
     let quiet = env.run(&["-q", "cp", "-r", "up", "local://bars/quiet/"]);
     assert_eq!(code(&quiet), 0);
     assert!(stdout(&quiet).is_empty() && stderr(&quiet).is_empty());
+    // --json on a terminal: no bar, one object per line, then the summary.
+    let out = on_pty(&env, &format!("{bin} cp -r --json up local://bars/json/"));
+    let text = stdout(&out);
+    assert!(!text.contains("/4 files"), "no bar with --json: {text:?}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[..4]
+        .iter()
+        .all(|v| v["op"] == "upload" && v["bytes"] == 40 << 20));
+    assert_eq!(lines[4]["summary"]["objects"], 4);
+    assert_eq!(lines[4]["summary"]["failures"], 0);
 }
 
 #[test]

@@ -122,8 +122,13 @@ impl Drop for FaultProxy {
 }
 
 impl FaultProxy {
-    /// Starts a proxy to `upstream` (`http://127.0.0.1:PORT`).
-    pub async fn start(upstream: &str) -> FaultProxy {
+    /// Listens on 127.0.0.1:0 and hands each client connection, counted while
+    /// `handle` runs, to `handle` with the upstream address and the shared state.
+    async fn listen<F, Fut>(upstream: &str, handle: F) -> FaultProxy
+    where
+        F: Fn(TcpStream, String, Arc<State>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let up = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -132,57 +137,51 @@ impl FaultProxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(State::default());
         let st = state.clone();
+        let handle = Arc::new(handle);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (st, up) = (st.clone(), up.clone());
+                let (st, up, handle) = (st.clone(), up.clone(), handle.clone());
                 tokio::spawn(async move {
                     let now = st.open.fetch_add(1, Ordering::SeqCst) + 1;
                     st.peak_open.fetch_max(now, Ordering::SeqCst);
-                    let _ = serve(client, &up, &st).await;
-                    st.open.fetch_sub(1, Ordering::SeqCst);
+                    st.accepted.fetch_add(1, Ordering::SeqCst);
+                    handle(client, up, st).await;
                 });
             }
         });
         FaultProxy { url, state, task }
     }
 
+    /// Starts a proxy to `upstream` (`http://127.0.0.1:PORT`).
+    pub async fn start(upstream: &str) -> FaultProxy {
+        FaultProxy::listen(upstream, |client, up, st| async move {
+            let _ = serve(client, &up, &st).await;
+            st.open.fetch_sub(1, Ordering::SeqCst);
+        })
+        .await
+    }
+
     /// A plain TCP tunnel to `upstream` (keep-alive connections pass through as
     /// they are), counting the client connections open at once.
     pub async fn tunnel(upstream: &str) -> FaultProxy {
-        let up = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(State::default());
-        let st = state.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let (st, up) = (st.clone(), up.clone());
-                tokio::spawn(async move {
-                    let now = st.open.fetch_add(1, Ordering::SeqCst) + 1;
-                    st.peak_open.fetch_max(now, Ordering::SeqCst);
-                    st.accepted.fetch_add(1, Ordering::SeqCst);
-                    let Ok(u) = TcpStream::connect(&up).await else {
-                        st.open.fetch_sub(1, Ordering::SeqCst);
-                        return;
-                    };
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut ur, mut uw) = u.into_split();
-                    let down = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut ur, &mut cw).await;
-                    });
-                    // The client's connection counts as open until the client
-                    // closes it (its EOF), not until the server side is done too.
-                    let _ = tokio::io::copy(&mut cr, &mut uw).await;
-                    st.open.fetch_sub(1, Ordering::SeqCst);
-                    let _ = uw.shutdown().await;
-                    let _ = down.await;
-                });
-            }
-        });
-        FaultProxy { url, state, task }
+        FaultProxy::listen(upstream, |client, up, st| async move {
+            let Ok(u) = TcpStream::connect(&up).await else {
+                st.open.fetch_sub(1, Ordering::SeqCst);
+                return;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut ur, mut uw) = u.into_split();
+            let down = tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut ur, &mut cw).await;
+            });
+            // The client's connection counts as open until the client closes it
+            // (its EOF), not until the server side is done too.
+            let _ = tokio::io::copy(&mut cr, &mut uw).await;
+            st.open.fetch_sub(1, Ordering::SeqCst);
+            let _ = uw.shutdown().await;
+            let _ = down.await;
+        })
+        .await
     }
 
     /// Client connections accepted so far.
