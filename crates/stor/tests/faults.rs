@@ -840,3 +840,183 @@ async fn mixed_load_with_faults_loses_nothing() {
         faults, m.retries, m.failures
     );
 }
+
+// ------------------------------------------------------------------ a real server kill
+
+/// A private SeaweedFS this test starts, kills and restarts (by its PID, via the
+/// child handle); killed on drop whatever happens.
+struct Weed {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    ports: [u16; 4],
+}
+
+fn port_pair_free(p: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+        && std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok()
+}
+
+impl Weed {
+    fn start() -> Option<Weed> {
+        let venv = std::env::var("STOR_TEST_VENV").ok()?;
+        let mut ports = [0u16; 4];
+        let mut n = 0;
+        let mut x = std::process::id() as u64 * 7919 + 17;
+        while n < 4 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let p = 10000 + (x >> 33) as u16 % 12700;
+            if !ports[..n]
+                .iter()
+                .any(|q| q.abs_diff(p) == 0 || q.abs_diff(p) == 10000)
+                && port_pair_free(p)
+            {
+                ports[n] = p;
+                n += 1;
+            }
+        }
+        let mut w = Weed {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            ports,
+        };
+        w.spawn(&format!("{venv}/bin/weed"));
+        Some(w)
+    }
+
+    fn spawn(&mut self, weed: &str) {
+        let [s3, master, volume, filer] = self.ports;
+        let child = std::process::Command::new(weed)
+            .arg("server")
+            .arg(format!("-dir={}", self.dir.path().display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3"])
+            .arg(format!("-s3.port={s3}"))
+            .arg(format!("-master.port={master}"))
+            .arg(format!("-volume.port={volume}"))
+            .arg(format!("-filer.port={filer}"))
+            .args([
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-volume.preStopSeconds=0",
+                "-master.telemetry=false",
+                "-master.volumeSizeLimitMB=64",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports[0])
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL: no chance to finish anything
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        let venv = std::env::var("STOR_TEST_VENV").unwrap();
+        self.spawn(&format!("{venv}/bin/weed"));
+    }
+}
+
+impl Drop for Weed {
+    fn drop(&mut self) {
+        self.kill();
+        // The unix sockets weed leaves in /tmp, as scripts/with-servers.sh cleans them.
+        let [s3, master, volume, filer] = self.ports;
+        for name in [
+            format!("s3-{s3}"),
+            format!("filer-{filer}"),
+            format!("s3-grpc-{}", s3 + 10000),
+            format!("filer-grpc-{}", filer + 10000),
+            format!("master-grpc-{}", master + 10000),
+            format!("volume-grpc-{}", volume + 10000),
+        ] {
+            let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{name}.sock"));
+        }
+    }
+}
+
+async fn until_ready(s: &Storage, bucket: &str) {
+    for _ in 0..240 {
+        match s.create_bucket(bucket).await {
+            Ok(()) => return,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    panic!("the private SeaweedFS did not come up in 60 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_mid_multipart_and_restarted_leaves_nothing_after_cleanup() {
+    if common::endpoint(common::Kind::SeaweedFs).is_none() {
+        return;
+    }
+    let Some(mut weed) = Weed::start() else {
+        panic!("STOR_TEST_VENV (set by scripts/with-servers.sh) names the venv with weed");
+    };
+    let mut cfg = common::s3_config(&weed.url());
+    cfg.multipart_threshold = 5 * MIB as u64;
+    cfg.part_size = Some(5 * MIB as u64);
+    cfg.max_concurrency = 1;
+    cfg.max_retries = 2;
+    cfg.connect_timeout = 1;
+    cfg.read_timeout = 5;
+    let s = Storage::new(cfg.clone()).await.unwrap();
+    let b = "stor-kill";
+    until_ready(&s, b).await;
+    let data = payload(20 * MIB, 9);
+    let first_part = Arc::new(AtomicBool::new(false));
+    let fp = first_part.clone();
+    let progress = Progress::new(move |done, _| {
+        if done > 0 {
+            fp.store(true, Ordering::SeqCst);
+        }
+    });
+    let upload = s.upload_bytes(
+        b,
+        "killed.bin",
+        data,
+        UploadOptions::default().progress(progress),
+    );
+    let killer = async {
+        while !first_part.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        weed.kill();
+    };
+    let (res, ()) = tokio::join!(upload, killer);
+    let e = res.unwrap_err();
+    assert!(
+        e.is_retryable(),
+        "a dead server is a transient failure: {e}"
+    );
+    // Restarted on the same data: no object appeared; the upload the abort could
+    // not reach is still there, and the cleanup aborts it.
+    weed.restart();
+    let s = Storage::new(cfg).await.unwrap();
+    until_ready(&s, b).await;
+    assert!(
+        !s.exists(b, "killed.bin").await.unwrap(),
+        "no object appears"
+    );
+    let left = s.backend().list_multipart_uploads(b, "").await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    let aborted = s.abort_stale_uploads(b, "", Duration::ZERO).await.unwrap();
+    assert_eq!(aborted.len(), 1);
+    assert!(s
+        .backend()
+        .list_multipart_uploads(b, "")
+        .await
+        .unwrap()
+        .is_empty());
+}
