@@ -841,6 +841,35 @@ async fn mixed_load_with_faults_loses_nothing() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_closed_while_idle_are_not_reused() {
+    let Some(upstream) = common::endpoint(common::Kind::SeaweedFs) else {
+        return;
+    };
+    // The "server" drops connections idle for 300 ms; no retries, so a request
+    // sent on a dead pooled connection would fail the call.
+    let tunnel = FaultProxy::tunnel_closing_idle(&upstream, Duration::from_millis(300)).await;
+    let mut cfg = common::s3_config(&tunnel.url);
+    cfg.max_retries = 1;
+    let s = Storage::new(cfg).await.unwrap();
+    let b = unique("stor-idle");
+    s.create_bucket(&b).await.unwrap();
+    for i in 0..5 {
+        let r = s
+            .upload_bytes(b.as_str(), &format!("k{i}"), "v", UploadOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.attempts, 1);
+        s.info(b.as_str(), &format!("k{i}")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    assert!(
+        tunnel.accepted() >= 5,
+        "the idle connections were closed and replaced"
+    );
+    assert_eq!(s.metrics().failures, 0);
+}
+
 // ------------------------------------------------------------------ a real server kill
 
 /// A private SeaweedFS this test starts, kills and restarts (by its PID, via the

@@ -184,6 +184,37 @@ impl FaultProxy {
         .await
     }
 
+    /// A tunnel that closes any connection idle for `idle` (no bytes either way),
+    /// as S3 does after about 20 s: the client must not reuse such a connection.
+    pub async fn tunnel_closing_idle(upstream: &str, idle: Duration) -> FaultProxy {
+        FaultProxy::listen(upstream, move |client, up, st| async move {
+            let Ok(u) = TcpStream::connect(&up).await else {
+                st.open.fetch_sub(1, Ordering::SeqCst);
+                return;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut ur, mut uw) = u.into_split();
+            let mut a = vec![0u8; 64 * 1024];
+            let mut b = vec![0u8; 64 * 1024];
+            loop {
+                tokio::select! {
+                    r = cr.read(&mut a) => match r {
+                        Ok(n) if n > 0 => { if uw.write_all(&a[..n]).await.is_err() { break } }
+                        _ => break,
+                    },
+                    r = ur.read(&mut b) => match r {
+                        Ok(n) if n > 0 => { if cw.write_all(&b[..n]).await.is_err() { break } }
+                        _ => break,
+                    },
+                    _ = tokio::time::sleep(idle) => break, // idle: the "server" hangs up
+                }
+            }
+            let _ = cw.shutdown().await;
+            st.open.fetch_sub(1, Ordering::SeqCst);
+        })
+        .await
+    }
+
     /// Client connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.state.accepted.load(Ordering::SeqCst)
