@@ -835,40 +835,20 @@ fn disk_full_and_read_only_targets_fail_typed_and_leave_nothing() {
     std::fs::write(env.path("big.bin"), vec![1u8; 3 << 20]).unwrap();
     assert_eq!(code(&env.run(&["cp", "big.bin", "local://dsk/big.bin"])), 0);
     let target = env.path("mnt");
-    // A 1 MiB filesystem: the 3 MiB download runs out of space.
-    let (out, left) = in_tmpfs(
-        &env,
-        &target,
-        "size=1m",
-        &[
-            "cp",
-            "local://dsk/big.bin",
-            target.join("big.bin").to_str().unwrap(),
-        ],
-    );
-    let err = stderr(&out);
-    assert_eq!(code(&out), 1, "{err}");
-    assert!(err.contains("No space left on device"), "{err}");
-    assert!(
-        !err.contains("attempts"),
-        "a full disk is not retried: {err}"
-    );
-    assert_eq!(left, "", "no temp file or partial file left: {err}");
-    // A read-only filesystem.
-    let (out, left) = in_tmpfs(
-        &env,
-        &target,
-        "ro",
-        &[
-            "cp",
-            "local://dsk/big.bin",
-            target.join("big.bin").to_str().unwrap(),
-        ],
-    );
-    let err = stderr(&out);
-    assert_eq!(code(&out), 1, "{err}");
-    assert!(err.contains("Read-only file system"), "{err}");
-    assert_eq!(left, "", "{err}");
+    let dest = target.join("big.bin");
+    let args = ["cp", "local://dsk/big.bin", dest.to_str().unwrap()];
+    // A 1 MiB filesystem (the 3 MiB download runs out of space), then a read-only one.
+    for (opts, message) in [
+        ("size=1m", "No space left on device"),
+        ("ro", "Read-only file system"),
+    ] {
+        let (out, left) = in_tmpfs(&env, &target, opts, &args);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 1, "{opts}: {err}");
+        assert!(err.contains(message), "{opts}: {err}");
+        assert!(!err.contains("attempts"), "{opts}: not retried: {err}");
+        assert_eq!(left, "", "{opts}: no temp or partial file left: {err}");
+    }
 }
 
 #[test]
