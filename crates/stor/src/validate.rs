@@ -45,13 +45,18 @@ pub fn validate_bucket(name: &str) -> Result<()> {
     if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
         return bad("must start and end with a letter or digit");
     }
-    if name.contains("..") {
-        return bad("two adjacent dots");
+    // One pass over adjacent pairs (this runs on every call, e.g. per presigned URL).
+    for pair in name.as_bytes().windows(2) {
+        match pair {
+            b".." => return bad("two adjacent dots"),
+            b".-" | b"-." => return bad("a dot next to a hyphen"),
+            _ => {}
+        }
     }
-    if name.contains(".-") || name.contains("-.") {
-        return bad("a dot next to a hyphen");
-    }
-    if name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok()) {
+    if name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && name.split('.').count() == 4
+        && name.split('.').all(|p| p.parse::<u8>().is_ok())
+    {
         return bad("formatted as an IP address");
     }
     for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {

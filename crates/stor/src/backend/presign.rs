@@ -4,17 +4,20 @@
 //! orchestrator per URL (~28 000 URLs/s on one core here) and derives the signing
 //! key every time. A presigned GET/PUT is a canonical request, one SHA-256 and one
 //! HMAC; the signing key only changes per day, region and credentials. This module
-//! builds the canonical request by hand, keeps the key, and leaves the cryptography
-//! (key derivation, signature) to the `aws-sigv4` crate. Its URLs are byte-identical
+//! builds the canonical request by hand and keeps what changes at most once a second
+//! (timestamp, scope, the day's key ready for HMAC). The cryptography stays in
+//! well-kept crates: `aws-sigv4` derives the signing key (and is the reference the
+//! tests compare signatures with); SHA-256 and HMAC come from `aws-lc-rs`, the crypto
+//! library the SDK's TLS already links, whose assembly SHA-256 is ~1.7× the `sha2`
+//! crate's on CPUs without SHA extensions — the difference between ~215 000 and
+//! 300 000+ URLs/s on one core. Its URLs are byte-identical
 //! to the SDK's for the same inputs (tested), and it falls back to the SDK for any
 //! endpoint layout it does not know.
 
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use aws_lc_rs::{digest, hmac};
 
 /// Characters S3 keeps as they are in URIs and query values (RFC 3986 unreserved).
 fn is_unreserved(b: u8) -> bool {
@@ -104,29 +107,41 @@ pub(crate) struct Creds {
     pub expiry: Option<SystemTime>,
 }
 
-struct KeyCache {
-    date: String,
+/// Everything a URL needs that changes at most once a second: the timestamp,
+/// the encoded credential scope, the start of the string to sign, and the
+/// day's signing key ready for HMAC. Built once per second and shared.
+struct Prepared {
+    secs: u64,
     access_key: String,
     secret: String,
+    token: Option<String>,
+    date: String,
+    /// The day's signing key, as aws-sigv4 derives it.
     key: [u8; 32],
-    /// HMAC keyed with `key`, its inner and outer pads already hashed: each URL
-    /// clones it instead of hashing the pads again (two SHA-256 blocks saved).
-    mac: Hmac<Sha256>,
+    /// `key` prepared for HMAC-SHA256 (aws-lc keeps the padded key state).
+    mac: hmac::Key,
+    /// `X-Amz-Algorithm=…&X-Amz-Credential=…&X-Amz-Date=…`: shared by the
+    /// canonical query and the URL.
+    query_head: String,
+    /// `AWS4-HMAC-SHA256\n{stamp}\n{scope}\n`.
+    sts_head: String,
+    /// The session token, URI-encoded.
+    token_encoded: String,
 }
 
-/// The date stamps of one second, kept so they are formatted once per second.
-struct Stamps {
-    secs: u64,
-    date: String,
-    stamp: String,
+impl Prepared {
+    fn fits(&self, creds: &Creds) -> bool {
+        self.access_key == creds.access_key
+            && self.secret == creds.secret
+            && self.token == creds.token
+    }
 }
 
 /// Presigns S3 GET and PUT URLs for one endpoint and region.
 pub(crate) struct Presigner {
     endpoint: Endpoint,
     region: String,
-    key: Mutex<Option<KeyCache>>,
-    stamps: Mutex<Option<Stamps>>,
+    prepared: Mutex<Option<Arc<Prepared>>>,
 }
 
 /// What to presign.
@@ -151,33 +166,27 @@ fn amz_dates(t: SystemTime) -> (String, String) {
     (date, stamp)
 }
 
+/// The SigV4 signing key of `date` (`YYYYMMDD`), derived by aws-sigv4.
+fn derive_key(secret: &str, date: &str, region: &str) -> [u8; 32] {
+    // Derived at noon of that day: only the date enters the key.
+    let day = time::Date::parse(
+        date,
+        time::macros::format_description!("[year][month][day]"),
+    )
+    .map(|d| SystemTime::from(d.with_hms(12, 0, 0).expect("valid time").assume_utc()))
+    .unwrap_or_else(|_| SystemTime::now());
+    let derived = aws_sigv4::sign::v4::generate_signing_key(secret, day, region, "s3");
+    let mut key = [0u8; 32];
+    key.copy_from_slice(derived.as_ref());
+    key
+}
+
 impl Presigner {
     pub fn new(endpoint: Endpoint, region: &str) -> Presigner {
         Presigner {
             endpoint,
             region: region.to_owned(),
-            key: Mutex::new(None),
-            stamps: Mutex::new(None),
-        }
-    }
-
-    fn stamps(&self, now: SystemTime) -> (String, String) {
-        let secs = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let mut cache = self.stamps.lock().unwrap_or_else(|p| p.into_inner());
-        match cache.as_ref() {
-            Some(s) if s.secs == secs => (s.date.clone(), s.stamp.clone()),
-            _ => {
-                let (date, stamp) = amz_dates(now);
-                *cache = Some(Stamps {
-                    secs,
-                    date: date.clone(),
-                    stamp: stamp.clone(),
-                });
-                (date, stamp)
-            }
+            prepared: Mutex::new(None),
         }
     }
 
@@ -187,76 +196,61 @@ impl Presigner {
         self.endpoint.path_style || !bucket.contains('.')
     }
 
-    /// The prepared HMAC for today's signing key (one lock when cached).
-    fn signer(&self, creds: &Creds, date: &str) -> Hmac<Sha256> {
-        {
-            let cache = self.key.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(c) = cache.as_ref() {
-                if c.date == date && c.access_key == creds.access_key && c.secret == creds.secret {
-                    return c.mac.clone();
-                }
+    /// The per-second state for `creds` at `now`: one lock and a reference count
+    /// when cached; the signing key is derived again only for a new day or new
+    /// credentials.
+    fn prepared(&self, creds: &Creds, now: SystemTime) -> Arc<Prepared> {
+        let secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut cache = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cache.as_ref() {
+            if p.secs == secs && p.fits(creds) {
+                return p.clone();
             }
         }
-        self.signing_key(creds, date);
-        let cache = self.key.lock().unwrap_or_else(|p| p.into_inner());
-        cache.as_ref().expect("just derived").mac.clone()
-    }
-
-    fn signing_key(&self, creds: &Creds, date: &str) -> [u8; 32] {
-        let mut cache = self.key.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = cache.as_ref() {
-            if c.date == date && c.access_key == creds.access_key && c.secret == creds.secret {
-                return c.key;
-            }
+        let (date, stamp) = amz_dates(now);
+        let key = match cache.as_ref() {
+            Some(p) if p.date == date && p.fits(creds) => p.key,
+            _ => derive_key(&creds.secret, &date, &self.region),
+        };
+        let scope = format!("{date}/{}/s3/aws4_request", self.region);
+        let mut query_head = String::with_capacity(160);
+        query_head.push_str("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
+        uri_encode(
+            &mut query_head,
+            &format!("{}/{scope}", creds.access_key),
+            false,
+        );
+        query_head.push_str("&X-Amz-Date=");
+        query_head.push_str(&stamp);
+        let mut token_encoded = String::new();
+        if let Some(t) = &creds.token {
+            uri_encode(&mut token_encoded, t, false);
         }
-        // Derived at noon of that day: only the date enters the key.
-        let day = time::Date::parse(
-            date,
-            time::macros::format_description!("[year][month][day]"),
-        )
-        .map(|d| SystemTime::from(d.with_hms(12, 0, 0).expect("valid time").assume_utc()))
-        .unwrap_or_else(|_| SystemTime::now());
-        let derived =
-            aws_sigv4::sign::v4::generate_signing_key(&creds.secret, day, &self.region, "s3");
-        let mut key = [0u8; 32];
-        key.copy_from_slice(derived.as_ref());
-        *cache = Some(KeyCache {
-            date: date.to_owned(),
+        let p = Arc::new(Prepared {
+            secs,
             access_key: creds.access_key.clone(),
             secret: creds.secret.clone(),
+            token: creds.token.clone(),
+            sts_head: format!("AWS4-HMAC-SHA256\n{stamp}\n{scope}\n"),
+            date,
             key,
-            mac: Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key size"),
+            mac: hmac::Key::new(hmac::HMAC_SHA256, &key),
+            query_head,
+            token_encoded,
         });
-        key
+        *cache = Some(p.clone());
+        p
     }
 
     /// The presigned URL, laid out exactly as the SDK lays it out.
     pub fn presign(&self, creds: &Creds, req: &Request<'_>) -> String {
-        let (date, stamp) = self.stamps(req.now);
+        let prep = self.prepared(creds, req.now);
         let ep = &self.endpoint;
-        let host = if ep.path_style {
-            ep.host.clone()
-        } else {
-            format!("{}.{}", req.bucket, ep.host)
-        };
-        let mut path = String::with_capacity(req.bucket.len() + req.key.len() * 3 + 2);
-        path.push('/');
-        if ep.path_style {
-            uri_encode(&mut path, req.bucket, false);
-            path.push('/');
-        }
-        uri_encode(&mut path, req.key, true);
-
-        let mut credential = String::with_capacity(80);
-        uri_encode(
-            &mut credential,
-            &format!(
-                "{}/{date}/{}/s3/aws4_request",
-                creds.access_key, self.region
-            ),
-            false,
-        );
-        let signed_headers = if req.content_type.is_some() {
+        let with_ct = req.content_type.is_some();
+        let signed_headers = if with_ct {
             "content-type%3Bhost"
         } else {
             "host"
@@ -266,65 +260,102 @@ impl Presigner {
         } else {
             "GetObject"
         };
-        let expires = req.expires.as_secs();
-        let mut token = String::new();
-        if let Some(t) = &creds.token {
-            uri_encode(&mut token, t, false);
-        }
-        // Sorted by name (byte order): X-Amz-* before x-id.
-        let mut query = String::with_capacity(256 + token.len());
-        let _ = write!(
-            query,
-            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}&X-Amz-Date={stamp}\
-             &X-Amz-Expires={expires}"
-        );
-        if creds.token.is_some() {
-            let _ = write!(query, "&X-Amz-Security-Token={token}");
-        }
-        let _ = write!(query, "&X-Amz-SignedHeaders={signed_headers}&x-id={x_id}");
-        let mut canonical = String::with_capacity(path.len() + query.len() + host.len() + 128);
-        let _ = write!(canonical, "{}\n{path}\n{query}\n", req.method);
-        if let Some(ct) = req.content_type {
-            let _ = writeln!(canonical, "content-type:{}", ct.trim());
-        }
-        let _ = write!(
-            canonical,
-            "host:{host}\n\n{}\nUNSIGNED-PAYLOAD",
-            if req.content_type.is_some() {
-                "content-type;host"
-            } else {
-                "host"
-            }
-        );
-        let mut string_to_sign = String::with_capacity(160);
-        let _ = write!(
-            string_to_sign,
-            "AWS4-HMAC-SHA256\n{stamp}\n{date}/{}/s3/aws4_request\n",
-            self.region
-        );
-        let mut digest = [0u8; 64];
-        hex::encode_to_slice(Sha256::digest(canonical.as_bytes()), &mut digest)
-            .expect("64 hex digits");
-        string_to_sign.push_str(std::str::from_utf8(&digest).expect("hex is ASCII"));
-        let mut mac = self.signer(creds, &date);
-        mac.update(string_to_sign.as_bytes());
-        let mut sig = [0u8; 64];
-        hex::encode_to_slice(mac.finalize().into_bytes(), &mut sig).expect("64 hex digits");
-        let signature = std::str::from_utf8(&sig).expect("hex is ASCII");
+        let expires = req.expires.as_secs().to_string();
 
-        let mut url =
-            String::with_capacity(ep.scheme.len() + host.len() + path.len() + query.len() + 200);
-        let _ = write!(
-            url,
-            "{}://{host}{path}?x-id={x_id}&X-Amz-Algorithm=AWS4-HMAC-SHA256\
-             &X-Amz-Credential={credential}&X-Amz-Date={stamp}&X-Amz-Expires={expires}\
-             &X-Amz-SignedHeaders={signed_headers}&X-Amz-Signature={signature}",
-            ep.scheme
+        // The URL up to its query: scheme, host, path.
+        let mut url = String::with_capacity(
+            ep.scheme.len()
+                + ep.host.len()
+                + 2 * req.bucket.len()
+                + 3 * req.key.len()
+                + prep.query_head.len()
+                + prep.token_encoded.len()
+                + 220,
         );
+        url.push_str(&ep.scheme);
+        url.push_str("://");
+        let host_at = url.len();
+        if !ep.path_style {
+            url.push_str(req.bucket);
+            url.push('.');
+        }
+        url.push_str(&ep.host);
+        let path_at = url.len();
+        url.push('/');
+        if ep.path_style {
+            uri_encode(&mut url, req.bucket, false);
+            url.push('/');
+        }
+        uri_encode(&mut url, req.key, true);
+        let path_end = url.len();
+
+        // Canonical request; query sorted by name (byte order): X-Amz-* before x-id.
+        let mut canonical = String::with_capacity(url.len() + prep.query_head.len() + 256);
+        canonical.push_str(req.method);
+        canonical.push('\n');
+        canonical.push_str(&url[path_at..path_end]);
+        canonical.push('\n');
+        canonical.push_str(&prep.query_head);
+        canonical.push_str("&X-Amz-Expires=");
+        canonical.push_str(&expires);
+        if creds.token.is_some() {
+            canonical.push_str("&X-Amz-Security-Token=");
+            canonical.push_str(&prep.token_encoded);
+        }
+        canonical.push_str("&X-Amz-SignedHeaders=");
+        canonical.push_str(signed_headers);
+        canonical.push_str("&x-id=");
+        canonical.push_str(x_id);
+        canonical.push('\n');
+        if let Some(ct) = req.content_type {
+            canonical.push_str("content-type:");
+            canonical.push_str(ct.trim());
+            canonical.push('\n');
+        }
+        canonical.push_str("host:");
+        canonical.push_str(&url[host_at..path_at]);
+        canonical.push_str(if with_ct {
+            "\n\ncontent-type;host\nUNSIGNED-PAYLOAD"
+        } else {
+            "\n\nhost\nUNSIGNED-PAYLOAD"
+        });
+
+        // String to sign, signature.
+        let mut sts = [0u8; 256];
+        let head = prep.sts_head.as_bytes();
+        let sts = if head.len() + 64 <= sts.len() {
+            sts[..head.len()].copy_from_slice(head);
+            hex::encode_to_slice(
+                digest::digest(&digest::SHA256, canonical.as_bytes()),
+                &mut sts[head.len()..head.len() + 64],
+            )
+            .expect("64 hex digits");
+            hmac::sign(&prep.mac, &sts[..head.len() + 64])
+        } else {
+            // A region name too long for the stack buffer.
+            let mut v = head.to_vec();
+            v.extend_from_slice(
+                hex::encode(digest::digest(&digest::SHA256, canonical.as_bytes())).as_bytes(),
+            );
+            hmac::sign(&prep.mac, &v)
+        };
+        let mut sig = [0u8; 64];
+        hex::encode_to_slice(sts.as_ref(), &mut sig).expect("64 hex digits");
+
+        url.push_str("?x-id=");
+        url.push_str(x_id);
+        url.push('&');
+        url.push_str(&prep.query_head);
+        url.push_str("&X-Amz-Expires=");
+        url.push_str(&expires);
+        url.push_str("&X-Amz-SignedHeaders=");
+        url.push_str(signed_headers);
+        url.push_str("&X-Amz-Signature=");
+        url.push_str(std::str::from_utf8(&sig).expect("hex is ASCII"));
         if creds.token.is_some() {
             // Signed like the rest, but placed after the signature, as the SDK does.
             url.push_str("&X-Amz-Security-Token=");
-            url.push_str(&token);
+            url.push_str(&prep.token_encoded);
         }
         url
     }
@@ -346,7 +377,8 @@ mod tests {
     }
 
     /// AWS's documented example of a presigned GET ("Authenticating Requests: Using
-    /// Query Parameters", examplebucket/test.txt, 2013-05-24), without x-id.
+    /// Query Parameters", examplebucket/test.txt, 2013-05-24), without x-id: the
+    /// prepared scope, string-to-sign head and HMAC give the documented signature.
     #[test]
     fn aws_sigv4_presign_test_vector() {
         let creds = Creds {
@@ -356,16 +388,20 @@ mod tests {
             expiry: None,
         };
         let canonical = "GET\n/test.txt\nX-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host\nhost:examplebucket.s3.amazonaws.com\n\nhost\nUNSIGNED-PAYLOAD";
-        let sts = format!(
-            "AWS4-HMAC-SHA256\n20130524T000000Z\n20130524/us-east-1/s3/aws4_request\n{}",
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        );
         let p = Presigner::new(Endpoint::aws("us-east-1", false).unwrap(), "us-east-1");
-        let key = p.signing_key(&creds, "20130524");
-        assert_eq!(
-            aws_sigv4::sign::v4::calculate_signature(key, sts.as_bytes()),
-            "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+        let prep = p.prepared(&creds, UNIX_EPOCH + Duration::from_secs(1_369_353_600));
+        assert!(canonical.contains(&prep.query_head));
+        let sts = format!(
+            "{}{}",
+            prep.sts_head,
+            hex::encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
         );
+        let want = "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+        assert_eq!(
+            aws_sigv4::sign::v4::calculate_signature(prep.key, sts.as_bytes()),
+            want
+        );
+        assert_eq!(hex::encode(hmac::sign(&prep.mac, sts.as_bytes())), want);
     }
 
     #[test]
@@ -377,17 +413,15 @@ mod tests {
             token: None,
             expiry: None,
         };
+        let prep = p.prepared(&creds, UNIX_EPOCH + Duration::from_secs(1_795_000_000));
         for sts in [
             "",
             "AWS4-HMAC-SHA256\n20261126T000000Z\nscope\nabc",
             &"x".repeat(300),
         ] {
-            let key = p.signing_key(&creds, "20261126");
-            let mut mac = p.signer(&creds, "20261126");
-            mac.update(sts.as_bytes());
             assert_eq!(
-                hex::encode(mac.finalize().into_bytes()),
-                aws_sigv4::sign::v4::calculate_signature(key, sts.as_bytes())
+                hex::encode(hmac::sign(&prep.mac, sts.as_bytes())),
+                aws_sigv4::sign::v4::calculate_signature(prep.key, sts.as_bytes())
             );
         }
     }
@@ -434,10 +468,22 @@ mod tests {
             now,
         };
         let u1 = p.presign(&creds, &req);
-        let cached = p.key.lock().unwrap().as_ref().unwrap().key;
+        let first = p.prepared(&creds, now);
         let u2 = p.presign(&creds, &req);
         assert_eq!(u1, u2);
-        assert_eq!(p.key.lock().unwrap().as_ref().unwrap().key, cached);
+        assert!(Arc::ptr_eq(&first, &p.prepared(&creds, now)), "same second");
+        let later = now + Duration::from_secs(7);
+        let second = p.prepared(&creds, later);
+        assert!(!Arc::ptr_eq(&first, &second), "new second, new stamp");
+        assert_eq!(first.key, second.key, "same day, same key");
+        assert_ne!(p.presign(&creds, &Request { now: later, ..req }), u1);
+        let next_day = p.prepared(&creds, now + Duration::from_secs(86_400));
+        assert_ne!(next_day.key, first.key, "new day, new key");
+        assert_eq!(
+            next_day.key,
+            derive_key("s", &next_day.date, "us-east-1"),
+            "derived by aws-sigv4"
+        );
         let other = Creds {
             secret: "s2".into(),
             ..creds.clone()
