@@ -134,7 +134,8 @@ pub struct StorageConfig {
     pub part_size: Option<u64>,
     /// Parts (or objects) transferred at once per transfer.
     pub max_concurrency: usize,
-    /// Requests in flight at once across the whole client (the connection pool).
+    /// Requests in flight at once across the whole client, and the most TCP
+    /// connections open to the endpoint at any moment (the connection pool).
     pub max_pool_connections: usize,
     /// fsync each downloaded file before it is renamed into place, so it survives a
     /// power loss too. Off by default, like aws, s5cmd and rclone: the temp-file

@@ -16,6 +16,7 @@ use futures::Stream;
 use crate::error::Result;
 use crate::types::{ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, UploadOptions};
 
+mod http;
 mod listing;
 pub mod local;
 pub mod memory;

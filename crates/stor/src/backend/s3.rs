@@ -61,7 +61,7 @@ impl S3Backend {
     /// Builds the client from config, filling the rest from the AWS environment.
     pub async fn new(cfg: &StorageConfig) -> Result<S3Backend> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client(cfg)?)
+            .http_client(super::http::client(cfg)?)
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -354,58 +354,6 @@ impl ProvideCredentials for MaskedCredentials {
     {
         aws_credential_types::provider::future::ProvideCredentials::ready(Ok(self.0.clone()))
     }
-}
-
-/// Pooled connections idle longer than this are closed rather than reused: S3 drops
-/// idle connections after about 20 s, and reusing one it already closed fails the
-/// request.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The SDK's HTTPS client (rustls, as its default), configured: certificates from
-/// `ca_bundle` or `AWS_CA_BUNDLE` replace the system roots (as in the aws cli), and
-/// idle connections kept are bounded by the pool size and expire before S3's.
-fn http_client(
-    cfg: &StorageConfig,
-) -> Result<aws_smithy_runtime_api::client::http::SharedHttpClient> {
-    use aws_smithy_http_client::tls;
-    let bundle = cfg.ca_bundle.clone().or_else(|| {
-        std::env::var_os("AWS_CA_BUNDLE")
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from)
-    });
-    let trust = match &bundle {
-        Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "cannot read the CA bundle {} (ca_bundle / AWS_CA_BUNDLE): {e}",
-                        path.display()
-                    ),
-                )
-            })?;
-            if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!("the CA bundle {} holds no PEM certificate", path.display()),
-                ));
-            }
-            tls::TrustStore::empty().with_pem_certificate(pem)
-        }
-        None => tls::TrustStore::default(),
-    };
-    let context = tls::TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .map_err(|e| Error::new(ErrorKind::Config, format!("TLS setup failed: {e}")))?;
-    Ok(aws_smithy_http_client::Builder::new()
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(cfg.max_pool_connections)
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::AwsLc,
-        ))
-        .tls_context(context)
-        .build_https())
 }
 
 /// The error and its causes in one line (the SDK's Display is terse).
