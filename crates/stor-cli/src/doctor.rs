@@ -145,7 +145,7 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<u8> {
         let be = store.backend();
         if be.supports_multipart() {
             match be
-                .create_multipart(b, &probe, &UploadOptions::default())
+                .create_multipart(b, &probe, &UploadOptions::default(), None)
                 .await
             {
                 Ok(id) => {
@@ -170,6 +170,9 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<u8> {
                 "an object replaced during a download is then caught only by its checksum",
             ),
         }
+        if scheme == Scheme::S3 {
+            native_checksums(&mut r, cfg, b, &format!("{probe}.native")).await;
+        }
         let copy = format!("{probe}.copy");
         match store
             .copy_object(b, &probe, b, &copy, CopyOptions::default())
@@ -192,6 +195,57 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<u8> {
     }
     ctx.flush();
     Ok(if r.failed { EXIT_FAILED } else { 0 })
+}
+
+/// Whether the endpoint checks and keeps S3's own checksum headers: an upload with
+/// them on, then HEAD in checksum mode must return stor's CRC64NVME.
+async fn native_checksums(r: &mut Report<'_>, cfg: &stor::StorageConfig, b: &str, key: &str) {
+    let on = cfg.native_checksums.unwrap_or(cfg.endpoint_url.is_none());
+    let cfg = stor::StorageConfig {
+        native_checksums: Some(true),
+        checksum: stor::ChecksumAlgorithm::Crc64nvme,
+        ..cfg.clone()
+    };
+    let data = "stor doctor native checksum probe";
+    let want = stor::ChecksumAlgorithm::Crc64nvme
+        .of(data.as_bytes())
+        .map(|c| c.encoded());
+    let probe = async {
+        let store = stor::Storage::new(cfg.clone()).await?;
+        store
+            .upload_bytes(b, key, data, UploadOptions::default())
+            .await?;
+        let raw = stor::backend::s3::S3Backend::new(&cfg).await?;
+        let head = raw
+            .client()
+            .head_object()
+            .bucket(b)
+            .key(key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await;
+        let _ = store.delete(b, key).await;
+        Ok::<_, stor::Error>(
+            head.ok()
+                .and_then(|h| h.checksum_crc64_nvme().map(str::to_owned)),
+        )
+    };
+    match probe.await {
+        Ok(got) if got.is_some() && got == want => r.ok(if on {
+            "feature: S3-native checksums (on: the server checks every upload)"
+        } else {
+            "feature: S3-native checksums are kept here; set \"native_checksums\": true \
+             to have the server check every upload"
+        }),
+        Ok(_) => r.warn(
+            "feature: S3-native checksums are not kept",
+            "leave native_checksums off (stor's own checksum still guards every download)",
+        ),
+        Err(e) => r.warn(
+            &format!("feature: S3-native checksum headers refused: {e}"),
+            "leave native_checksums off",
+        ),
+    }
 }
 
 fn rand_id() -> u64 {

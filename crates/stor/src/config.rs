@@ -147,6 +147,13 @@ pub struct StorageConfig {
     /// Full-object checksum stored with every upload and verified on every download:
     /// `crc64nvme` (default), `crc32c` or `none`.
     pub checksum: ChecksumAlgorithm,
+    /// Also send that checksum in S3's own headers (`x-amz-checksum-crc64nvme` /
+    /// `-crc32c`; multipart uploads as a FULL_OBJECT checksum), so the server checks
+    /// every upload on arrival and keeps the checksum (also for streams over the
+    /// multipart threshold, whose checksum is known only at the end). Unset: on for
+    /// AWS, off for custom endpoints (`true` for engines that support it: SeaweedFS,
+    /// MinIO, R2 do; `stor doctor` tells).
+    pub native_checksums: Option<bool>,
 }
 
 impl Default for StorageConfig {
@@ -174,6 +181,7 @@ impl Default for StorageConfig {
             max_pool_connections: 50,
             fsync_downloads: false,
             checksum: ChecksumAlgorithm::Crc64nvme,
+            native_checksums: None,
             ca_bundle: None,
         }
     }
@@ -212,6 +220,7 @@ impl fmt::Debug for StorageConfig {
             .field("fsync_downloads", &self.fsync_downloads)
             .field("checksum", &self.checksum)
             .field("ca_bundle", &self.ca_bundle)
+            .field("native_checksums", &self.native_checksums)
             .finish()
     }
 }

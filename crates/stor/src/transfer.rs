@@ -233,7 +233,8 @@ pub(crate) async fn upload(
                     None,
                     progress.as_ref(),
                     Some(len),
-                    check,
+                    sum.map(|c| c.algorithm),
+                    move || check().map(|()| sum),
                 )
                 .await?;
                 Ok(result(bytes, etag, attempts, true, sum))
@@ -312,7 +313,8 @@ pub(crate) async fn upload(
                 ));
             }
             // The checksum of a stream is known only at its end, after the upload
-            // was created: it is computed and reported, not stored.
+            // was created: too late for metadata, so it is reported, and sent with
+            // the completion where S3-native checksums are on (`native_checksums`).
             let hasher = Arc::new(Mutex::new(Hasher::new(algo)));
             let parts = reader_parts(
                 s,
@@ -331,17 +333,23 @@ pub(crate) async fn upload(
                 None,
                 progress.as_ref(),
                 None,
-                || Ok(()),
+                (algo != ChecksumAlgorithm::None).then_some(algo),
+                || Ok(stream_sum(&hasher)),
             )
             .await?;
-            let sum = hasher
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map(Hasher::finish);
+            let sum = stream_sum(&hasher);
             Ok(result(bytes, etag, attempts, true, sum))
         }
     }
+}
+
+/// The checksum of all bytes a stream upload read.
+fn stream_sum(hasher: &Mutex<Option<Hasher>>) -> Option<Checksum> {
+    hasher
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(Hasher::finish)
 }
 
 /// A body as a stream that reports each chunk to `progress` as it is read.
@@ -608,7 +616,9 @@ impl Drop for AbortGuard {
 
 /// Multipart upload (of parts sent, or copied from `copy_src`); `before_complete`
 /// runs after all parts are stored and may veto completion (e.g. the source file
-/// changed). Progress counts each part once, when it is stored.
+/// changed); it returns the whole object's checksum (of algorithm `checksum`, as
+/// announced at the start), sent with the completion. Progress counts each part
+/// once, when it is stored.
 #[allow(clippy::too_many_arguments)]
 async fn multipart(
     s: &Storage,
@@ -619,11 +629,12 @@ async fn multipart(
     copy_src: Option<&ObjectInfo>,
     progress: Option<&Progress>,
     total: Option<u64>,
-    before_complete: impl FnOnce() -> Result<()>,
+    checksum: Option<ChecksumAlgorithm>,
+    before_complete: impl FnOnce() -> Result<Option<Checksum>>,
 ) -> Result<(Option<String>, u32, u64)> {
     let be = s.inner.backend.clone();
     let (upload_id, _) = s
-        .request(|_| be.create_multipart(bucket, key, opts))
+        .request(|_| be.create_multipart(bucket, key, opts, checksum))
         .await?;
     let guard = AbortGuard {
         backend: be.clone(),
@@ -645,7 +656,7 @@ async fn multipart(
                 let (n, body, permit) = p?;
                 let sent_part = match &body {
                     PartBody::Data(b) => {
-                        s.request(|_| be.upload_part(bucket, key, id, n, b.body()))
+                        s.request(|_| be.upload_part(bucket, key, id, n, b.body(), checksum))
                             .await
                     }
                     PartBody::Copy(range) => {
@@ -658,6 +669,14 @@ async fn multipart(
                         };
                         s.request(|_| be.upload_part_copy(&from, bucket, key, id, n))
                             .await
+                            .map(|(etag, attempts)| {
+                                let part = CompletedPart {
+                                    part_number: n,
+                                    etag,
+                                    checksum: None,
+                                };
+                                (part, attempts)
+                            })
                             .map_err(changed)
                     }
                 };
@@ -665,7 +684,7 @@ async fn multipart(
                     PartBody::Data(b) => b.len(),
                     PartBody::Copy(r) => r.end - r.start,
                 };
-                let (etag, attempts) = sent_part.map_err(|e| {
+                let (part, attempts) = sent_part.map_err(|e| {
                     Error::new(e.kind(), format!("part {n}: {}", e.message()))
                         .with_attempts(e.attempts(), e.elapsed().unwrap_or_default())
                 })?;
@@ -675,18 +694,15 @@ async fn multipart(
                 if let Some(p) = progress {
                     p.report(now, total);
                 }
-                Ok::<_, Error>(CompletedPart {
-                    part_number: n,
-                    etag,
-                })
+                Ok::<_, Error>(part)
             })
             .buffer_unordered(conc)
             .try_collect()
             .await?;
-        before_complete()?;
+        let whole = before_complete()?;
         done.sort_by_key(|p| p.part_number);
         let (etag, attempts) = s
-            .request(|_| be.complete_multipart(bucket, key, id, &done))
+            .request(|_| be.complete_multipart(bucket, key, id, &done, whole.as_ref()))
             .await?;
         max_attempts.fetch_max(attempts, Ordering::Relaxed);
         Ok::<_, Error>(etag)
@@ -1129,11 +1145,19 @@ pub(crate) async fn copy(
                 .map(|(i, r)| Ok((i as i32 + 1, PartBody::Copy(r), None))),
         );
         let new_opts = replace.unwrap_or_else(|| options_of(&src));
-        let (etag, attempts, _) =
-            multipart(s, db, dk, &new_opts, parts, Some(&src), None, None, || {
-                Ok(())
-            })
-            .await?;
+        let (etag, attempts, _) = multipart(
+            s,
+            db,
+            dk,
+            &new_opts,
+            parts,
+            Some(&src),
+            None,
+            None,
+            None,
+            || Ok(None),
+        )
+        .await?;
         (etag, attempts)
     } else {
         s.request(|_| be.copy_object(sb, sk, db, dk, replace.as_ref()))

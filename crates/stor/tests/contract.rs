@@ -32,6 +32,7 @@ contract!(
     progress_counts_each_byte_once,
     object_replaced_during_parallel_download,
     cleanup_aborts_only_uploads_older_than_asked,
+    native_checksums_are_checked_and_kept_by_the_server,
 );
 
 mod cases {
@@ -1394,11 +1395,11 @@ mod cases {
         let b = f.bucket.as_str();
         let be = s.backend();
         let old = be
-            .create_multipart(b, &f.key("left/a"), &UploadOptions::default())
+            .create_multipart(b, &f.key("left/a"), &UploadOptions::default(), None)
             .await
             .unwrap();
         let other = be
-            .create_multipart(b, &f.key("elsewhere"), &UploadOptions::default())
+            .create_multipart(b, &f.key("elsewhere"), &UploadOptions::default(), None)
             .await
             .unwrap();
         // Fresh uploads are not "older than an hour": nothing is aborted.
@@ -1435,5 +1436,71 @@ mod cases {
         be.abort_multipart(b, &f.key("elsewhere"), &other)
             .await
             .unwrap();
+    }
+
+    /// With `native_checksums`, uploads carry S3's own checksum headers: a single
+    /// PUT, a multipart file (FULL_OBJECT, parts checksummed) and a stream over
+    /// the threshold, whose checksum exists only at its end. Where the engine keeps
+    /// them (SeaweedFS), HEAD with checksum mode returns exactly stor's CRC64NVME;
+    /// moto takes the headers but keeps no CRC64NVME: there the uploads must simply
+    /// work and read back verified.
+    pub async fn native_checksums_are_checked_and_kept_by_the_server(f: Fixture) {
+        if !f.kind.is_s3() {
+            return; // nothing native to send to
+        }
+        let tweak = |c: &mut stor::StorageConfig| {
+            c.multipart_threshold = 5 * MIB as u64;
+            c.part_size = Some(5 * MIB as u64);
+            c.native_checksums = Some(true);
+        };
+        let (s, _) = storage_with(f.kind, tweak).await.unwrap();
+        let mut raw_cfg = crate::common::s3_config(&crate::common::endpoint(f.kind).unwrap());
+        tweak(&mut raw_cfg);
+        let raw = stor::backend::s3::S3Backend::new(&raw_cfg).await.unwrap();
+        let b = f.bucket.as_str();
+        let dir = tempfile::tempdir().unwrap();
+
+        let small = payload(1000, 1);
+        let big = payload(12 * MIB + 3, 2);
+        let file = dir.path().join("big.bin");
+        std::fs::write(&file, &big).unwrap();
+        let (k1, k2, k3) = (f.key("n-small"), f.key("n-file"), f.key("n-stream"));
+        let r1 = s
+            .upload_bytes(b, &k1, small.clone(), UploadOptions::default())
+            .await
+            .unwrap();
+        let r2 = s
+            .upload_file(b, &k2, &file, UploadOptions::default())
+            .await
+            .unwrap();
+        assert!(r2.multipart);
+        let reader = std::io::Cursor::new(big.clone());
+        let r3 = s
+            .upload_reader(b, &k3, reader, UploadOptions::default())
+            .await
+            .unwrap();
+        assert!(r3.multipart);
+        let want = |data: &[u8]| stor::ChecksumAlgorithm::Crc64nvme.of(data).unwrap();
+        for (r, data) in [(&r1, &small), (&r2, &big), (&r3, &big)] {
+            assert_eq!(r.checksum, Some(want(data).label()), "reported");
+        }
+        for (key, data) in [(&k1, &small), (&k2, &big), (&k3, &big)] {
+            let head = raw
+                .client()
+                .head_object()
+                .bucket(b)
+                .key(key.as_str())
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+                .await
+                .unwrap();
+            if f.kind == Kind::SeaweedFs {
+                let native = head.checksum_crc64_nvme();
+                assert_eq!(native, Some(want(data).encoded().as_str()), "{key}");
+            }
+            // And stor still reads each back verified.
+            let got = s.download_bytes(b, key).await.unwrap();
+            assert_eq!(&got.data[..], &data[..]);
+        }
     }
 }

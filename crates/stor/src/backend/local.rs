@@ -35,6 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::memory::{info_from_opts, slice_range};
 use super::{list_sorted, Backend, Body, CompletedPart, GetResponse, PendingUpload};
+use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, UploadOptions};
 
@@ -720,11 +721,25 @@ impl Backend for LocalBackend {
         Ok(etag)
     }
 
-    async fn create_multipart(&self, _: &str, _: &str, _: &UploadOptions) -> Result<String> {
+    async fn create_multipart(
+        &self,
+        _: &str,
+        _: &str,
+        _: &UploadOptions,
+        _: Option<ChecksumAlgorithm>,
+    ) -> Result<String> {
         Err(Self::unsupported_multipart())
     }
 
-    async fn upload_part(&self, _: &str, _: &str, _: &str, _: i32, _: Body) -> Result<String> {
+    async fn upload_part(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: i32,
+        _: Body,
+        _: Option<ChecksumAlgorithm>,
+    ) -> Result<CompletedPart> {
         Err(Self::unsupported_multipart())
     }
 
@@ -734,6 +749,7 @@ impl Backend for LocalBackend {
         _: &str,
         _: &str,
         _: &[CompletedPart],
+        _: Option<&Checksum>,
     ) -> Result<Option<String>> {
         Err(Self::unsupported_multipart())
     }

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use md5::{Digest, Md5};
 
 use super::{list_sorted, Backend, Body, ByteStream, CompletedPart, GetResponse, PendingUpload};
+use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, UploadOptions};
 
@@ -360,6 +361,7 @@ impl Backend for MemoryBackend {
         bucket: &str,
         key: &str,
         opts: &UploadOptions,
+        _checksum: Option<ChecksumAlgorithm>,
     ) -> Result<String> {
         let mut st = self.lock();
         if !st.buckets.contains_key(bucket) {
@@ -386,7 +388,8 @@ impl Backend for MemoryBackend {
         upload_id: &str,
         part_number: i32,
         body: Body,
-    ) -> Result<String> {
+        _checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<CompletedPart> {
         let data = collect_body(body).await?;
         let etag = etag_of(&data);
         let mut st = self.lock();
@@ -395,7 +398,11 @@ impl Backend for MemoryBackend {
             .get_mut(upload_id)
             .ok_or_else(|| Error::new(ErrorKind::KeyNotFound, "no such multipart upload"))?;
         up.parts.insert(part_number, data);
-        Ok(etag)
+        Ok(CompletedPart {
+            part_number,
+            etag,
+            checksum: None,
+        })
     }
 
     async fn complete_multipart(
@@ -404,6 +411,7 @@ impl Backend for MemoryBackend {
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        _checksum: Option<&Checksum>,
     ) -> Result<Option<String>> {
         let mut st = self.lock();
         let up = st

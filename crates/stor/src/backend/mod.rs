@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
+use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::Result;
 use crate::types::{ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, UploadOptions};
 
@@ -145,6 +146,8 @@ pub struct CompletedPart {
     pub part_number: i32,
     /// The part's ETag as returned by the server.
     pub etag: String,
+    /// The part's S3-native checksum (base64), when the upload asked for one.
+    pub checksum: Option<String>,
 }
 
 /// The source of an UploadPartCopy: a range of an object, pinned to its ETag.
@@ -245,14 +248,17 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         replace: Option<&UploadOptions>,
     ) -> Result<Option<String>>;
 
-    /// Starts a multipart upload; returns its id.
+    /// Starts a multipart upload; returns its id. `checksum`: the upload will
+    /// send a full-object checksum of this algorithm at completion (backends with
+    /// S3-native checksums turned on then have each part checksummed too).
     async fn create_multipart(
         &self,
         bucket: &str,
         key: &str,
         opts: &UploadOptions,
+        checksum: Option<ChecksumAlgorithm>,
     ) -> Result<String>;
-    /// Stores one part; returns its ETag.
+    /// Stores one part; `checksum` as given to `create_multipart`.
     async fn upload_part(
         &self,
         bucket: &str,
@@ -260,7 +266,8 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         upload_id: &str,
         part_number: i32,
         body: Body,
-    ) -> Result<String>;
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<CompletedPart>;
     /// Copies a range of another object into one part (UploadPartCopy); returns
     /// the part's ETag. Backends without multipart need not implement it.
     async fn upload_part_copy(
@@ -278,12 +285,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         ))
     }
     /// Completes a multipart upload from its parts in order; returns the ETag.
+    /// `checksum`: the whole object's, for backends that check and keep it.
     async fn complete_multipart(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        checksum: Option<&Checksum>,
     ) -> Result<Option<String>>;
     /// Aborts a multipart upload and frees its parts.
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()>;
