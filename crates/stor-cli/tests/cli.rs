@@ -786,7 +786,10 @@ fn doctor_checks_and_says_what_to_fix() {
     ] {
         assert!(o.contains(line), "{line:?} in {o}");
     }
-    assert!(!o.contains(".stor-doctor"), "probe keys are not printed: {o}");
+    assert!(
+        !o.contains(".stor-doctor"),
+        "probe keys are not printed: {o}"
+    );
     let bad = env
         .cmd(&["doctor", &format!("s3://{b}")])
         .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
