@@ -838,20 +838,31 @@ exit $rc"#;
 fn disk_full_and_read_only_targets_fail_typed_and_leave_nothing() {
     let env = Env::new();
     assert_eq!(code(&env.run(&["mb", "local://dsk"])), 0);
-    std::fs::write(env.path("big.bin"), vec![1u8; 3 << 20]).unwrap();
-    assert_eq!(code(&env.run(&["cp", "big.bin", "local://dsk/big.bin"])), 0);
+    // 3 MiB fills the disk while writing; 12 MiB is refused up front (its blocks
+    // are reserved before any byte is fetched).
+    for name in ["big.bin", "huge.bin"] {
+        let len = if name == "big.bin" { 3 << 20 } else { 12 << 20 };
+        std::fs::write(env.path(name), vec![1u8; len]).unwrap();
+        let dst = format!("local://dsk/{name}");
+        assert_eq!(code(&env.run(&["cp", name, &dst])), 0);
+    }
     let target = env.path("mnt");
-    let dest = target.join("big.bin");
-    let args = ["cp", "local://dsk/big.bin", dest.to_str().unwrap()];
-    // A 1 MiB filesystem (the 3 MiB download runs out of space), then a read-only one.
-    for (opts, message) in [
-        ("size=1m", "No space left on device"),
-        ("ro", "Read-only file system"),
+    // A 1 MiB filesystem (the downloads run out of space), then a read-only one.
+    for (opts, message, name) in [
+        ("size=1m", "No space left on device", "big.bin"),
+        ("size=1m", "No space left on device", "huge.bin"),
+        ("ro", "Read-only file system", "big.bin"),
     ] {
+        let dest = target.join(name);
+        let src = format!("local://dsk/{name}");
+        let args = ["cp", src.as_str(), dest.to_str().unwrap()];
         let (out, left) = in_tmpfs(&env, &target, opts, &args);
         let err = stderr(&out);
         assert_eq!(code(&out), 1, "{opts}: {err}");
         assert!(err.contains(message), "{opts}: {err}");
+        if name == "huge.bin" {
+            assert!(err.contains("allocating"), "refused before fetching: {err}");
+        }
         assert!(!err.contains("attempts"), "{opts}: not retried: {err}");
         assert_eq!(left, "", "{opts}: no temp or partial file left: {err}");
     }

@@ -924,6 +924,26 @@ async fn fetch_object(
     })
 }
 
+/// Sizes the temp file. Large ones get their blocks reserved up front (like
+/// rclone's preallocation): the parallel ranges then write into allocated extents
+/// instead of allocating block by block, and a full disk fails at once, before
+/// any byte is fetched. Small files and filesystems without fallocate: set_len.
+fn allocate(file: &std::fs::File, size: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if size >= 8 << 20 {
+        // SAFETY: a valid open descriptor; fallocate only reads its arguments.
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            return Err(e);
+        }
+    }
+    file.set_len(size)
+}
+
 pub(crate) async fn download_to_file(
     s: &Storage,
     bucket: &str,
@@ -955,8 +975,7 @@ pub(crate) async fn download_to_file(
         .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
     let file = tmp.as_file();
     let on_size = |size: u64| -> Result<()> {
-        file.set_len(size)
-            .map_err(|e| Error::io(format!("allocating {}", path.display()), e))
+        allocate(file, size).map_err(|e| Error::io(format!("allocating {}", path.display()), e))
     };
     // Positional writes of ≤ 256 KiB chunks go to the page cache; doing them on the
     // runtime thread avoids a thread hop per chunk.
