@@ -607,8 +607,9 @@ impl Backend for S3Backend {
         // Payload signing hashes the whole body with SHA-256 before sending (no
         // SHA-NI here: ~0.4 s of CPU per 64 MB). Bodies read from files already go
         // unsigned (the SDK's choice for streams); in-memory ones now do too.
-        // Integrity in transit is TLS's, on AWS also the SDK's checksum header, and
-        // on any engine the stor CRC verified by every download.
+        // Integrity in transit: TLS, the native checksum header where that is on
+        // (the default on AWS), and on any engine the stor CRC verified by every
+        // download.
         let out = req
             .customize()
             .disable_payload_signing()
