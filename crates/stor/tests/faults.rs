@@ -913,23 +913,27 @@ fn port_pair_free(p: u16) -> bool {
 impl Weed {
     fn start() -> Option<Weed> {
         let venv = std::env::var("STOR_TEST_VENV").ok()?;
+        // Tests in this process start their servers concurrently, and a port is
+        // free until weed binds it: ports handed out here are never handed out
+        // again, so two private servers never share one.
+        static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+        let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
         let mut ports = [0u16; 4];
         let mut n = 0;
-        let mut x = std::process::id() as u64 * 7919 + 17;
+        let mut x = std::process::id() as u64 * 7919 + 17 + taken.len() as u64;
         while n < 4 {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let p = 10000 + (x >> 33) as u16 % 12700;
-            if !ports[..n]
-                .iter()
-                .any(|q| q.abs_diff(p) == 0 || q.abs_diff(p) == 10000)
-                && port_pair_free(p)
-            {
+            let clash = |q: &u16| q.abs_diff(p) == 0 || q.abs_diff(p) == 10000;
+            if !ports[..n].iter().any(clash) && !taken.iter().any(clash) && port_pair_free(p) {
                 ports[n] = p;
                 n += 1;
             }
         }
+        taken.extend_from_slice(&ports);
+        drop(taken);
         let mut w = Weed {
             child: None,
             dir: tempfile::tempdir().unwrap(),
