@@ -320,25 +320,18 @@ impl Presigner {
             "\n\nhost\nUNSIGNED-PAYLOAD"
         });
 
-        // String to sign, signature.
-        let mut sts = [0u8; 256];
-        let head = prep.sts_head.as_bytes();
-        let sts = if head.len() + 64 <= sts.len() {
-            sts[..head.len()].copy_from_slice(head);
-            hex::encode_to_slice(
-                digest::digest(&digest::SHA256, canonical.as_bytes()),
-                &mut sts[head.len()..head.len() + 64],
-            )
-            .expect("64 hex digits");
-            hmac::sign(&prep.mac, &sts[..head.len() + 64])
-        } else {
-            // A region name too long for the stack buffer.
-            let mut v = head.to_vec();
-            v.extend_from_slice(
-                hex::encode(digest::digest(&digest::SHA256, canonical.as_bytes())).as_bytes(),
-            );
-            hmac::sign(&prep.mac, &v)
-        };
+        // String to sign (the prepared head, then the canonical request's hex
+        // SHA-256), fed to the HMAC in two pieces: no buffer to assemble it in.
+        let mut hash = [0u8; 64];
+        hex::encode_to_slice(
+            digest::digest(&digest::SHA256, canonical.as_bytes()),
+            &mut hash,
+        )
+        .expect("64 hex digits");
+        let mut mac = hmac::Context::with_key(&prep.mac);
+        mac.update(prep.sts_head.as_bytes());
+        mac.update(&hash);
+        let sts = mac.sign();
         let mut sig = [0u8; 64];
         hex::encode_to_slice(sts.as_ref(), &mut sig).expect("64 hex digits");
 
