@@ -23,6 +23,8 @@ pub enum ChecksumAlgorithm {
     Crc64nvme,
     /// CRC-32C (Castagnoli).
     Crc32c,
+    /// CRC-32 (ISO-HDLC, zlib's), the default of the AWS SDKs and CLI.
+    Crc32,
     /// No checksum is stored (downloads still verify objects that carry one).
     None,
 }
@@ -32,6 +34,7 @@ impl ChecksumAlgorithm {
         match self {
             ChecksumAlgorithm::Crc64nvme => Some(CrcAlgorithm::Crc64Nvme),
             ChecksumAlgorithm::Crc32c => Some(CrcAlgorithm::Crc32Iscsi),
+            ChecksumAlgorithm::Crc32 => Some(CrcAlgorithm::Crc32IsoHdlc),
             ChecksumAlgorithm::None => None,
         }
     }
@@ -41,6 +44,7 @@ impl ChecksumAlgorithm {
         match self {
             ChecksumAlgorithm::Crc64nvme => "crc64nvme",
             ChecksumAlgorithm::Crc32c => "crc32c",
+            ChecksumAlgorithm::Crc32 => "crc32",
             ChecksumAlgorithm::None => "none",
         }
     }
@@ -52,9 +56,17 @@ impl ChecksumAlgorithm {
 
     fn width(self) -> usize {
         match self {
-            ChecksumAlgorithm::Crc32c => 4,
+            ChecksumAlgorithm::Crc32c | ChecksumAlgorithm::Crc32 => 4,
             _ => 8,
         }
+    }
+
+    /// Whether `encoded` can be a checksum of this algorithm: base64 of exactly
+    /// its width in bytes (engines have been seen sending other things).
+    pub fn fits(self, encoded: &str) -> bool {
+        self.crc().is_some()
+            && aws_smithy_types::base64::decode(encoded.trim())
+                .is_ok_and(|b| b.len() == self.width())
     }
 
     /// The checksum of `data` in one call.
@@ -68,7 +80,12 @@ impl ChecksumAlgorithm {
 /// Metadata keys stor reserves for its checksums.
 pub const META_PREFIX: &str = "stor-";
 
-const STORED: [ChecksumAlgorithm; 2] = [ChecksumAlgorithm::Crc64nvme, ChecksumAlgorithm::Crc32c];
+/// Every algorithm stor computes, stores and verifies.
+pub(crate) const STORED: [ChecksumAlgorithm; 3] = [
+    ChecksumAlgorithm::Crc64nvme,
+    ChecksumAlgorithm::Crc32c,
+    ChecksumAlgorithm::Crc32,
+];
 
 /// A computed checksum of `len` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +179,30 @@ impl Hasher {
     }
 }
 
+/// Running CRCs of the same bytes in several algorithms: one when the object's
+/// checksum is known, all of [`STORED`] for bytes that arrive before it is known
+/// (an S3-native checksum is learnt after the first range of a download).
+#[derive(Clone)]
+pub(crate) struct Hashers(Vec<Hasher>);
+
+impl Hashers {
+    /// Hashers for `algorithms`, or `None` when there is nothing to compute.
+    pub fn new(algorithms: &[ChecksumAlgorithm]) -> Option<Hashers> {
+        let v: Vec<Hasher> = algorithms.iter().filter_map(|a| Hasher::new(*a)).collect();
+        (!v.is_empty()).then_some(Hashers(v))
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.iter_mut().for_each(|h| h.update(data));
+    }
+
+    /// The checksum in `algorithm` of everything fed, if it was computed.
+    pub fn finish(&self, algorithm: ChecksumAlgorithm) -> Option<Checksum> {
+        let h = self.0.iter().find(|h| h.algorithm == algorithm)?;
+        Some(h.finish())
+    }
+}
+
 /// Checksums of ranges that arrived in any order, joined in offset order at the end.
 #[derive(Default)]
 pub(crate) struct RangeChecksums(std::sync::Mutex<Vec<(u64, Checksum)>>);
@@ -229,7 +270,15 @@ mod tests {
         assert_eq!(c.value, 0xe306_9283);
         let c = ChecksumAlgorithm::Crc64nvme.of(b"123456789").unwrap();
         assert_eq!(c.value, 0xae8b_1486_0a79_9888);
+        let c = ChecksumAlgorithm::Crc32.of(b"123456789").unwrap();
+        assert_eq!(c.value, 0xcbf4_3926);
         assert!(ChecksumAlgorithm::None.of(b"x").is_none());
+        assert!(ChecksumAlgorithm::Crc32.fits(&c.encoded()));
+        assert!(
+            !ChecksumAlgorithm::Crc64nvme.fits(&c.encoded()),
+            "4 bytes, not 8"
+        );
+        assert!(!ChecksumAlgorithm::Crc32.fits("not base64!") && !ChecksumAlgorithm::None.fits(""));
         // S3's header encoding: base64 of the big-endian bytes.
         let empty = ChecksumAlgorithm::Crc64nvme.of(b"").unwrap();
         assert_eq!(empty.encoded(), "AAAAAAAAAAA=");
@@ -258,6 +307,26 @@ mod tests {
             r.add(11, algo.of(&data[11..]).unwrap());
             assert_eq!(r.join(100_000), None);
         }
+    }
+
+    #[test]
+    fn hashers_give_each_algorithms_checksum() {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 13 % 241) as u8).collect();
+        let mut all = Hashers::new(&STORED).unwrap();
+        let mut one = Hashers::new(&[ChecksumAlgorithm::Crc32c]).unwrap();
+        for piece in data.chunks(7000) {
+            all.update(piece);
+            one.update(piece);
+        }
+        for algo in STORED {
+            assert_eq!(all.finish(algo), algo.of(&data), "{}", algo.name());
+        }
+        assert_eq!(
+            one.finish(ChecksumAlgorithm::Crc32c),
+            ChecksumAlgorithm::Crc32c.of(&data)
+        );
+        assert_eq!(one.finish(ChecksumAlgorithm::Crc32), None, "not computed");
+        assert!(Hashers::new(&[]).is_none() && Hashers::new(&[ChecksumAlgorithm::None]).is_none());
     }
 
     #[test]

@@ -145,14 +145,15 @@ pub struct StorageConfig {
     /// (like the aws cli's `ca_bundle`); else `AWS_CA_BUNDLE`, else the system roots.
     pub ca_bundle: Option<PathBuf>,
     /// Full-object checksum stored with every upload and verified on every download:
-    /// `crc64nvme` (default), `crc32c` or `none`.
+    /// `crc64nvme` (default), `crc32c`, `crc32` or `none`.
     pub checksum: ChecksumAlgorithm,
     /// Also send that checksum in S3's own headers (`x-amz-checksum-crc64nvme` /
     /// `-crc32c`; multipart uploads as a FULL_OBJECT checksum), so the server checks
     /// every upload on arrival and keeps the checksum (also for streams over the
     /// multipart threshold, whose checksum is known only at the end). Unset: on for
     /// AWS, off for custom endpoints (`true` for engines that support it: SeaweedFS,
-    /// MinIO, R2 do; `stor doctor` tells).
+    /// MinIO, R2 do; `stor doctor` tells). Downloads of objects without a stor
+    /// checksum are then verified against the full-object checksum the server keeps.
     pub native_checksums: Option<bool>,
 }
 

@@ -578,7 +578,8 @@ impl Storage {
             }));
             // A whole object is verified against its stored checksum as it streams.
             if opts.range.is_none() {
-                if let Some(expected) = crate::checksum::stored_in(&resp.info.metadata) {
+                let stored = crate::checksum::stored_in(&resp.info.metadata);
+                if let Some(expected) = stored.or(resp.checksum.clone()) {
                     body = crate::transfer::verified_stream(body, expected);
                 }
             }

@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::backend::{Backend, Body, CompletedPart, PartCopySource, Replay};
-use crate::checksum::{self, Checksum, ChecksumAlgorithm, Hasher, RangeChecksums};
+use crate::checksum::{self, Checksum, ChecksumAlgorithm, Hasher, Hashers, RangeChecksums};
 use crate::config::{MAX_PARTS, MAX_PART_SIZE, MIB, MIN_PART_SIZE};
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::{reader_stream, Downloaded, Storage};
@@ -758,9 +758,11 @@ async fn fetch_range(
                 .await
                 .map_err(changed)?;
             let mut body = resp.body;
-            let (n, sum, broken) = drain(&mut body, p, end, sink, sums.map(|x| x.0)).await?;
-            if let (Some(c), Some((_, all))) = (sum, sums) {
-                all.add(p, c);
+            let algos = sums.map(|x| [x.0]);
+            let (n, h, broken) =
+                drain(&mut body, p, end, sink, algos.as_ref().map_or(&[], |a| a)).await?;
+            if let (Some(h), Some((algo, all))) = (h, sums) {
+                all.add(p, h.finish(algo).expect("computed"));
             }
             pos.fetch_add(n, Ordering::SeqCst);
             if let Some(e) = broken {
@@ -781,18 +783,18 @@ async fn fetch_range(
 /// Writes a body to `sink` from offset `at`, never past `end`, chunk by chunk as
 /// the network delivers them. (Gathering chunks into 1 MiB writes was measured: it
 /// cost more CPU in copies than it saved in syscalls, W2 0.55 s -> 0.72 s.)
-/// Returns the bytes written, their checksum when `algo` is given, and the error
-/// that broke the body, if one did (the bytes before it are written, so a retry
-/// resumes after them).
+/// Returns the bytes written, their checksums in `algos`, and the error that broke
+/// the body, if one did (the bytes before it are written, so a retry resumes after
+/// them).
 async fn drain(
     body: &mut crate::backend::ByteStream,
     at: u64,
     end: u64,
     sink: Sink<'_>,
-    algo: Option<ChecksumAlgorithm>,
-) -> Result<(u64, Option<Checksum>, Option<Error>)> {
+    algos: &[ChecksumAlgorithm],
+) -> Result<(u64, Option<Hashers>, Option<Error>)> {
     let mut written = 0u64;
-    let mut hasher = algo.and_then(Hasher::new);
+    let mut hasher = Hashers::new(algos);
     let mut broken = None;
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
@@ -814,7 +816,7 @@ async fn drain(
         }
         written += chunk.len() as u64;
     }
-    Ok((written, hasher.map(|h| h.finish()), broken))
+    Ok((written, hasher, broken))
 }
 
 fn changed(e: Error) -> Error {
@@ -830,7 +832,7 @@ fn changed(e: Error) -> Error {
 }
 
 /// What [`fetch_object`] got: the object's info, attempts, and the checksum it
-/// verified (when the object carries one).
+/// verified (when the object has one: stor's, or an S3-native one).
 struct Fetched {
     info: ObjectInfo,
     attempts: u32,
@@ -842,7 +844,10 @@ struct Fetched {
 /// `on_size` before any byte; the rest is read in parallel ranges pinned to the
 /// first response's ETag. When the object carries a stor checksum, every range is
 /// checksummed as it arrives and the joined result must match, else the download
-/// fails with an integrity error before the caller keeps anything.
+/// fails with an integrity error before the caller keeps anything. Objects without
+/// one are checked against their S3-native full-object checksum where the backend
+/// uses those: its algorithm is learnt (HEAD, same ETag) after the first range,
+/// which is therefore checksummed in every algorithm stor knows.
 async fn fetch_object(
     s: &Storage,
     bucket: &str,
@@ -855,6 +860,7 @@ async fn fetch_object(
     let parallel = be.supports_multipart();
     let ps = s.inner.config.part_size.unwrap_or(AUTO_PART_SIZE);
     let range = parallel.then_some(ByteRange { start: 0, end: ps });
+    let native = be.native_checksums();
     let done = AtomicU64::new(0);
     let size_seen = AtomicU64::new(0);
     let counted = |off: u64, data: &[u8]| -> Result<()> {
@@ -877,23 +883,40 @@ async fn fetch_object(
             };
             on_size(resp.info.size)?;
             size_seen.store(resp.info.size, Ordering::Relaxed);
-            let algo = checksum::stored_in(&resp.info.metadata).map(|(a, _)| a);
+            let known = checksum::stored_in(&resp.info.metadata).or(resp.checksum);
+            let algos = match &known {
+                Some((a, _)) => vec![*a],
+                None if native => checksum::STORED.to_vec(),
+                None => Vec::new(),
+            };
             let mut body = resp.body;
-            let (got, sum, broken) = drain(&mut body, 0, resp.content_length, sink, algo).await?;
-            Ok((resp.info, resp.content_length, got, sum, broken))
+            let (got, h, broken) = drain(&mut body, 0, resp.content_length, sink, &algos).await?;
+            Ok((resp.info, resp.content_length, got, (known, h), broken))
         })
         .await?;
+    let (known, first_sums) = sum;
     let size = info.size;
-    let expected = checksum::stored_in(&info.metadata);
-    let sums = RangeChecksums::default();
-    let hashing = expected.as_ref().map(|(a, _)| (*a, &sums));
-    if let Some(c) = sum {
-        sums.add(0, c);
-    }
     if let Some(e) = broken.filter(|e| !e.is_retryable()) {
         return Err(e);
     }
     let etag = info.etag.as_deref();
+    let expected = match known {
+        Some(k) => Some(k),
+        None if native => {
+            let (n, tries) = s
+                .request(|_| be.native_checksum(bucket, key, etag))
+                .await
+                .map_err(changed)?;
+            attempts = attempts.max(tries);
+            n
+        }
+        None => None,
+    };
+    let sums = RangeChecksums::default();
+    let hashing = expected.as_ref().map(|(a, _)| (*a, &sums));
+    if let (Some(h), Some((algo, _))) = (first_sums, &expected) {
+        sums.add(0, h.finish(*algo).expect("computed"));
+    }
     if got < first_len {
         // The connection broke: resume the rest of the first range, same version.
         attempts += fetch_range(s, bucket, key, got, first_len, etag, sink, hashing).await?;

@@ -33,6 +33,7 @@ contract!(
     object_replaced_during_parallel_download,
     cleanup_aborts_only_uploads_older_than_asked,
     native_checksums_are_checked_and_kept_by_the_server,
+    objects_with_only_a_native_checksum_are_verified_against_it,
 );
 
 mod cases {
@@ -43,6 +44,9 @@ mod cases {
     use stor::{
         CopyOptions, DownloadOptions, ErrorKind, ListOptions, PresignOptions, UploadOptions,
     };
+
+    use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+    use stor::backend::s3::S3Backend;
 
     use crate::common::{http, payload, storage_with, unique, Fixture, Kind};
 
@@ -1438,6 +1442,20 @@ mod cases {
             .unwrap();
     }
 
+    /// The fixture's S3 server through the SDK directly, configured like stor's.
+    async fn raw_s3(kind: Kind, tweak: impl Fn(&mut stor::StorageConfig)) -> S3Backend {
+        let mut cfg = crate::common::s3_config(&crate::common::endpoint(kind).unwrap());
+        tweak(&mut cfg);
+        S3Backend::new(&cfg).await.unwrap()
+    }
+
+    /// HEAD in checksum mode: what the server keeps.
+    async fn head_with_checksums(raw: &S3Backend, b: &str, key: &str) -> HeadObjectOutput {
+        let req = raw.client().head_object().bucket(b).key(key);
+        let req = req.checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled);
+        req.send().await.unwrap()
+    }
+
     /// With `native_checksums`, uploads carry S3's own checksum headers: a single
     /// PUT, a multipart file (FULL_OBJECT, parts checksummed) and a stream over
     /// the threshold, whose checksum exists only at its end. Where the engine keeps
@@ -1454,9 +1472,7 @@ mod cases {
             c.native_checksums = Some(true);
         };
         let (s, _) = storage_with(f.kind, tweak).await.unwrap();
-        let mut raw_cfg = crate::common::s3_config(&crate::common::endpoint(f.kind).unwrap());
-        tweak(&mut raw_cfg);
-        let raw = stor::backend::s3::S3Backend::new(&raw_cfg).await.unwrap();
+        let raw = raw_s3(f.kind, tweak).await;
         let b = f.bucket.as_str();
         let dir = tempfile::tempdir().unwrap();
 
@@ -1485,15 +1501,7 @@ mod cases {
             assert_eq!(r.checksum, Some(want(data).label()), "reported");
         }
         for (key, data) in [(&k1, &small), (&k2, &big), (&k3, &big)] {
-            let head = raw
-                .client()
-                .head_object()
-                .bucket(b)
-                .key(key.as_str())
-                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-                .send()
-                .await
-                .unwrap();
+            let head = head_with_checksums(&raw, b, key).await;
             if f.kind == Kind::SeaweedFs {
                 let native = head.checksum_crc64_nvme();
                 assert_eq!(native, Some(want(data).encoded().as_str()), "{key}");
@@ -1501,6 +1509,107 @@ mod cases {
             // And stor still reads each back verified.
             let got = s.download_bytes(b, key).await.unwrap();
             assert_eq!(&got.data[..], &data[..]);
+        }
+    }
+
+    /// An object without a stor checksum — a stream that went up in parts (its
+    /// checksum exists only at the end, too late for metadata), or one another
+    /// client put with the SDK's CRC32 — is verified against the full-object
+    /// checksum the server keeps, by every kind of download (parallel ranges to a
+    /// file, memory, a whole-object stream), where native checksums are on. What
+    /// stor reports as verified must be exactly what the server keeps.
+    pub async fn objects_with_only_a_native_checksum_are_verified_against_it(f: Fixture) {
+        if !f.kind.is_s3() {
+            return; // no S3-native checksums
+        }
+        let tweak = |c: &mut stor::StorageConfig| {
+            c.multipart_threshold = 5 * MIB as u64;
+            c.part_size = Some(5 * MIB as u64);
+            c.native_checksums = Some(true);
+        };
+        let (s, _) = storage_with(f.kind, tweak).await.unwrap();
+        let (plain, _) = storage_with(f.kind, |c| c.native_checksums = Some(false))
+            .await
+            .unwrap();
+        let raw = raw_s3(f.kind, tweak).await;
+        let b = f.bucket.as_str();
+        let dir = tempfile::tempdir().unwrap();
+
+        let streamed = payload(12 * MIB + 7, 5);
+        let k1 = f.key("native-stream");
+        s.upload_reader(
+            b,
+            &k1,
+            std::io::Cursor::new(streamed.clone()),
+            UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+        let foreign = payload(11 * MIB + 1, 6);
+        let k2 = f.key("native-foreign");
+        raw.client()
+            .put_object()
+            .bucket(b)
+            .key(k2.as_str())
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+            .body(foreign.clone().into())
+            .send()
+            .await
+            .unwrap();
+
+        for (key, data) in [(&k1, &streamed), (&k2, &foreign)] {
+            let info = s.info(b, key).await.unwrap();
+            assert!(
+                stor::checksum::stored_in(&info.metadata).is_none(),
+                "{key}: no stor checksum: {:?}",
+                info.metadata
+            );
+            // What the server keeps, asked directly.
+            let head = head_with_checksums(&raw, b, key).await;
+            use stor::ChecksumAlgorithm as A;
+            let sent = [
+                (A::Crc64nvme, head.checksum_crc64_nvme()),
+                (A::Crc32c, head.checksum_crc32_c()),
+                (A::Crc32, head.checksum_crc32()),
+            ]
+            .into_iter()
+            .find_map(|(a, v)| Some((a, v?)));
+            // Only a well-formed full-object value can be verified (moto sends a
+            // 32-byte "CRC64NVME" for multipart uploads: stor must then claim nothing).
+            let kept = sent.filter(|(a, v)| a.fits(v) && !v.contains('-'));
+            if f.kind == Kind::SeaweedFs {
+                assert!(
+                    kept.is_some(),
+                    "{key}: SeaweedFS keeps a full-object checksum"
+                );
+            }
+            if let Some((algo, v)) = kept {
+                let ours = algo.of(data).unwrap().encoded();
+                assert_eq!(v, ours, "{key}: the server kept our bytes' CRC");
+            }
+            let kept = kept.map(|(a, v)| format!("{}:{v}", a.name()));
+
+            let out = dir.path().join("native.out");
+            let r = s.download_file(b, key, &out).await.unwrap();
+            assert!(std::fs::read(&out).unwrap() == *data, "{key}");
+            assert_eq!(
+                r.checksum, kept,
+                "{key}: file (parallel ranges) verified natively"
+            );
+            let got = s.download_bytes(b, key).await.unwrap();
+            assert!(got.data == *data, "{key}");
+            assert_eq!(got.result.checksum, kept, "{key}: memory download");
+            let streamed_back = s
+                .download_stream(b, key, DownloadOptions::default())
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            assert!(streamed_back == *data, "{key}: stream");
+            // Without native checksums nothing is asked for, nothing claimed.
+            let r = plain.download_bytes(b, key).await.unwrap();
+            assert_eq!(r.result.checksum, None, "{key}");
         }
     }
 }

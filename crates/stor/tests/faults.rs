@@ -422,6 +422,79 @@ async fn a_corrupted_byte_in_transit_is_an_integrity_error_and_no_file() {
     }
 }
 
+/// The same for objects whose only checksum is the one the server keeps (streams
+/// uploaded in parts): with native checksums on, a flipped byte in the first range
+/// (checksummed before the algorithm is known), in a whole small object, or in a
+/// whole-object stream is an integrity error, and no file is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_byte_fails_against_the_native_checksum_too() {
+    let Some(r) = rig(|c| {
+        c.native_checksums = Some(true);
+        c.part_size = Some(8 * MIB as u64); // 6 MiB comes in one GET, 12 MiB in two
+    })
+    .await
+    else {
+        return;
+    };
+    let b = r.bucket.as_str();
+    let writer = Storage::new({
+        let mut c = common::s3_config(&common::endpoint(common::Kind::SeaweedFs).unwrap());
+        c.multipart_threshold = 5 * MIB as u64;
+        c.part_size = Some(5 * MIB as u64);
+        c.native_checksums = Some(true);
+        c.checksum = stor::ChecksumAlgorithm::Crc32c;
+        c
+    })
+    .await
+    .unwrap();
+    for (key, len) in [("n-small.bin", 6 * MIB), ("n-ranged.bin", 12 * MIB)] {
+        let data = payload(len, 9);
+        writer
+            .upload_reader(
+                b,
+                key,
+                std::io::Cursor::new(data.clone()),
+                UploadOptions::default(),
+            )
+            .await
+            .unwrap();
+        let info = r.direct.info(b, key).await.unwrap();
+        assert!(stor::checksum::stored_in(&info.metadata).is_none(), "{key}");
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join(key);
+        r.proxy.add(Rule::new(
+            "GET",
+            format!("/{key}"),
+            Fault::CorruptBody(len / 3),
+        ));
+        let e = r.s.download_file(b, key, &out).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Integrity, "{key}: {e}");
+        assert!(
+            e.to_string().contains("CRC32C"),
+            "{key}: names the algorithm: {e}"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{key}");
+        r.proxy.add(Rule::new(
+            "GET",
+            format!("/{key}"),
+            Fault::CorruptBody(len / 3),
+        ));
+        let stream =
+            r.s.download_stream(b, key, stor::DownloadOptions::default())
+                .await
+                .unwrap();
+        let e = stream.collect().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Integrity, "{key} stream: {e}");
+        // Uncorrupted, the same downloads verify.
+        let got = r.s.download_file(b, key, &out).await.unwrap();
+        assert!(
+            got.checksum.as_deref().unwrap_or("").starts_with("crc32c:"),
+            "{got:?}"
+        );
+        assert!(std::fs::read(&out).unwrap() == data);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_gone_mid_multipart_leaves_an_upload_that_cleanup_aborts() {
     let Some(r) = rig(|c| {

@@ -568,6 +568,7 @@ impl Backend for LocalBackend {
             return Ok(GetResponse {
                 info: row.info,
                 content_length: end - start,
+                checksum: None,
                 body: Box::pin(stream),
             });
         }

@@ -244,6 +244,7 @@ impl Backend for MemoryBackend {
         Ok(GetResponse {
             info: obj.info,
             content_length: end - start,
+            checksum: None,
             body: once_stream(body),
         })
     }

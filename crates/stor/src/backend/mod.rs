@@ -137,6 +137,10 @@ pub struct GetResponse {
     pub body: ByteStream,
     /// Length of `body`.
     pub content_length: u64,
+    /// The S3-native full-object checksum the server sent with a whole-object GET
+    /// (asked for only where native checksums are on; see
+    /// [`Backend::native_checksum`]).
+    pub checksum: Option<(ChecksumAlgorithm, String)>,
 }
 
 /// A part of a multipart upload that was stored.
@@ -194,6 +198,26 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Whether large uploads should use the multipart primitives.
     fn supports_multipart(&self) -> bool {
         false
+    }
+
+    /// Whether the backend uses S3's native checksums (`native_checksums`), so an
+    /// object without a stor checksum may still have one to verify against.
+    fn native_checksums(&self) -> bool {
+        false
+    }
+
+    /// The S3-native checksum stored with the object, when the backend uses them
+    /// and the object has one that covers its whole content in an algorithm stor
+    /// computes (CRC64NVME, CRC32C, CRC32). A multipart upload's COMPOSITE checksum
+    /// (a checksum of part checksums) cannot be checked against the bytes alone and
+    /// gives `None`. With `etag`, the object must still be that version.
+    async fn native_checksum(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        _etag: Option<&str>,
+    ) -> Result<Option<(ChecksumAlgorithm, String)>> {
+        Ok(None)
     }
 
     /// Creates a bucket.

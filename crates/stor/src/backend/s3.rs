@@ -36,7 +36,7 @@ use crate::types::{
     UploadOptions,
 };
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sdk_s3::types::{ChecksumAlgorithm as SdkAlgo, ChecksumType};
+use aws_sdk_s3::types::{ChecksumAlgorithm as SdkAlgo, ChecksumMode, ChecksumType};
 
 /// The S3 backend.
 pub struct S3Backend {
@@ -121,7 +121,9 @@ impl S3Backend {
             // the SDK's default CRC32 on top.
             b = b.request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
         }
-        if custom {
+        if custom || native {
+            // Native: stor verifies the stored checksum itself, also across parallel
+            // ranges, and reports a mismatch as an integrity error (see get_object).
             b = b.response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         }
         let special = [
@@ -157,6 +159,7 @@ impl S3Backend {
         match algo.filter(|_| self.native)? {
             StorAlgo::Crc64nvme => Some(SdkAlgo::Crc64Nvme),
             StorAlgo::Crc32c => Some(SdkAlgo::Crc32C),
+            StorAlgo::Crc32 => Some(SdkAlgo::Crc32),
             StorAlgo::None => None,
         }
     }
@@ -270,6 +273,33 @@ impl S3Backend {
 
 /// Converts any SDK error into a stor error: S3 code and HTTP status through the one
 /// table in `error.rs`; network failures as transient or timeout.
+/// The first of an object's S3-native checksums that covers its whole content.
+/// A COMPOSITE checksum (or a part-level value, `…-N`) is a checksum of the parts'
+/// checksums and cannot be checked against the bytes without the part layout.
+fn full_object_checksum<const N: usize>(
+    kind: Option<&ChecksumType>,
+    values: [(StorAlgo, Option<&str>); N],
+) -> Option<(StorAlgo, String)> {
+    if kind == Some(&ChecksumType::Composite) {
+        return None;
+    }
+    let (algo, value) = values.into_iter().find_map(|(a, v)| Some((a, v?)))?;
+    if value.contains('-') {
+        return None;
+    }
+    if !algo.fits(value) {
+        // Not a checksum of that algorithm (moto 5 sends a 32-byte value as
+        // CRC64NVME for multipart uploads): nothing to verify against.
+        tracing::warn!(
+            algorithm = algo.name(),
+            value,
+            "the server sent a malformed checksum; not verifying against it"
+        );
+        return None;
+    }
+    Some((algo, value.trim().to_owned()))
+}
+
 fn sdk_err<E>(e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -520,6 +550,10 @@ impl Backend for S3Backend {
         true
     }
 
+    fn native_checksums(&self) -> bool {
+        self.native
+    }
+
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         let mut req = self.client.create_bucket().bucket(bucket);
         // us-east-1 takes no location constraint; everywhere else needs one on AWS.
@@ -600,6 +634,7 @@ impl Backend for S3Backend {
                 req = match algo {
                     StorAlgo::Crc64nvme => req.checksum_crc64_nvme(value),
                     StorAlgo::Crc32c => req.checksum_crc32_c(value),
+                    StorAlgo::Crc32 => req.checksum_crc32(value),
                     StorAlgo::None => req,
                 };
             }
@@ -639,7 +674,30 @@ impl Backend for S3Backend {
         if let Some(m) = if_match {
             req = req.if_match(format!("\"{m}\""));
         }
-        let out = req.send().await.map_err(sdk_err)?;
+        let out = if self.native && range.is_none() {
+            // Ask for the stored checksum by header rather than the `checksum_mode`
+            // field: the field also makes the SDK validate the body, a second CRC of
+            // every byte whose mismatch surfaces as an untyped body error; stor
+            // verifies it itself (transfer::verified_stream).
+            req.customize()
+                .mutate_request(|r| {
+                    r.headers_mut().insert("x-amz-checksum-mode", "ENABLED");
+                })
+                .send()
+                .await
+        } else {
+            req.send().await
+        }
+        .map_err(sdk_err)?;
+        let checksum = full_object_checksum(
+            out.checksum_type(),
+            [
+                (StorAlgo::Crc64nvme, out.checksum_crc64_nvme()),
+                (StorAlgo::Crc32c, out.checksum_crc32_c()),
+                (StorAlgo::Crc32, out.checksum_crc32()),
+            ],
+        )
+        .filter(|_| self.native && range.is_none());
         let content_length = out.content_length().unwrap_or(0).max(0) as u64;
         // The whole object's size: from Content-Range on ranged reads.
         let size = out
@@ -672,9 +730,39 @@ impl Backend for S3Backend {
         });
         Ok(GetResponse {
             info,
+            checksum,
             content_length,
             body: Box::pin(stream),
         })
+    }
+
+    async fn native_checksum(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<Option<(StorAlgo, String)>> {
+        if !self.native {
+            return Ok(None);
+        }
+        let mut req = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled);
+        if let Some(m) = etag {
+            req = req.if_match(format!("\"{m}\""));
+        }
+        let out = req.send().await.map_err(sdk_err)?;
+        Ok(full_object_checksum(
+            out.checksum_type(),
+            [
+                (StorAlgo::Crc64nvme, out.checksum_crc64_nvme()),
+                (StorAlgo::Crc32c, out.checksum_crc32_c()),
+                (StorAlgo::Crc32, out.checksum_crc32()),
+            ],
+        ))
     }
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
@@ -914,6 +1002,7 @@ impl Backend for S3Backend {
         let checksum = match native {
             Some(SdkAlgo::Crc64Nvme) => out.checksum_crc64_nvme(),
             Some(SdkAlgo::Crc32C) => out.checksum_crc32_c(),
+            Some(SdkAlgo::Crc32) => out.checksum_crc32(),
             _ => None,
         };
         Ok(CompletedPart {
@@ -966,6 +1055,7 @@ impl Backend for S3Backend {
                 match (&native, &p.checksum) {
                     (Some(SdkAlgo::Crc64Nvme), Some(c)) => b.checksum_crc64_nvme(c),
                     (Some(SdkAlgo::Crc32C), Some(c)) => b.checksum_crc32_c(c),
+                    (Some(SdkAlgo::Crc32), Some(c)) => b.checksum_crc32(c),
                     _ => b,
                 }
                 .build()
@@ -987,6 +1077,7 @@ impl Backend for S3Backend {
             req = req.checksum_type(ChecksumType::FullObject);
             req = match algo {
                 SdkAlgo::Crc64Nvme => req.checksum_crc64_nvme(c.encoded()),
+                SdkAlgo::Crc32 => req.checksum_crc32(c.encoded()),
                 _ => req.checksum_crc32_c(c.encoded()),
             };
         }
