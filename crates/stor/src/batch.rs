@@ -24,9 +24,10 @@
 //! # Ok::<(), stor::Error>(()) }).unwrap();
 //! ```
 
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -208,19 +209,31 @@ impl Storage {
     ) -> BoxStream<'static, BatchOutcome> {
         let bucket = bucket.into().map(str::to_owned);
         let this = self.clone();
+        // Each directory is made once per batch, not once per file: many files share
+        // one, and every tokio::fs call is a hop to the blocking pool.
+        let made: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
         self.run_batch(items, opts, move |item, _, progress| {
-            let (this, bucket) = (this.clone(), bucket.clone());
+            let (this, bucket, made) = (this.clone(), bucket.clone(), made.clone());
             async move {
                 if let Some(parent) = item.path.parent() {
-                    tokio::fs::create_dir_all(parent)
-                        .await
-                        .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                    let seen = made
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(parent);
+                    if !seen {
+                        tokio::fs::create_dir_all(parent)
+                            .await
+                            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                        made.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(parent.to_path_buf());
+                    }
                 }
                 let o = DownloadOptions {
                     progress,
                     ..Default::default()
                 };
-                this.download_file_with(bucket.as_deref(), &item.key, &item.path, o)
+                this.download_file_sized(bucket.as_deref(), &item.key, &item.path, o, item.size)
                     .await
             }
         })

@@ -498,6 +498,20 @@ impl Storage {
         path: impl AsRef<Path>,
         opts: DownloadOptions,
     ) -> Result<TransferResult> {
+        self.download_file_sized(bucket, key, path.as_ref(), opts, None)
+            .await
+    }
+
+    /// [`Storage::download_file_with`] for an object whose size a listing told
+    /// (`size`): one that fits in a part is fetched with a plain GET.
+    pub(crate) async fn download_file_sized<'b>(
+        &self,
+        bucket: impl Into<BucketArg<'b>>,
+        key: &str,
+        path: &Path,
+        opts: DownloadOptions,
+        size: Option<u64>,
+    ) -> Result<TransferResult> {
         let b = self.bucket_or_default(bucket.into())?;
         validate_key(key)?;
         if opts.range.is_some() || opts.if_match.is_some() {
@@ -507,9 +521,8 @@ impl Storage {
             .with_op("download")
             .with_location(&b, key));
         }
-        let path = path.as_ref().to_path_buf();
         let progress = opts.progress;
-        let fut = crate::transfer::download_to_file(self, &b, key, &path, progress.as_ref());
+        let fut = crate::transfer::download_to_file(self, &b, key, path, progress.as_ref(), size);
         self.operation(
             "download",
             &b,

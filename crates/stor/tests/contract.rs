@@ -34,13 +34,14 @@ contract!(
     cleanup_aborts_only_uploads_older_than_asked,
     native_checksums_are_checked_and_kept_by_the_server,
     objects_with_only_a_native_checksum_are_verified_against_it,
+    batch_download_gets_what_is_there_when_the_listing_is_stale,
 );
 
 mod cases {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use futures::TryStreamExt;
+    use futures::{StreamExt, TryStreamExt};
     use stor::{
         CopyOptions, DownloadOptions, ErrorKind, ListOptions, PresignOptions, UploadOptions,
     };
@@ -1611,5 +1612,63 @@ mod cases {
             let r = plain.download_bytes(b, key).await.unwrap();
             assert_eq!(r.result.checksum, None, "{key}");
         }
+    }
+
+    /// A prefix downloaded into a tree: every directory made, every object
+    /// verified. The sizes the listing told steer how each object is fetched (one
+    /// plain GET for those that fit in a part), so objects replaced between the
+    /// listing and their download — grown past a part, or shrunk into one — must
+    /// still arrive whole and current.
+    pub async fn batch_download_gets_what_is_there_when_the_listing_is_stale(f: Fixture) {
+        let Some((s, _root)) = small_parts(&f, 4).await else {
+            return;
+        };
+        let b = f.bucket.as_str();
+        let prefix = f.key("tree/");
+        let put = |key: &str, data: Vec<u8>| {
+            let (s, key) = (s.clone(), format!("{prefix}{key}"));
+            async move {
+                s.upload_bytes(b, &key, data, UploadOptions::default())
+                    .await
+                    .unwrap();
+            }
+        };
+        put("a/grows", payload(1000, 1)).await;
+        put("a/b/same", payload(70_000, 2)).await;
+        put("c/shrinks", payload(12 * MIB, 3)).await;
+        put("empty", Vec::new()).await;
+        let out = tempfile::tempdir().unwrap();
+        let items: Vec<_> = s
+            .plan_download(b, &prefix, out.path())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.unwrap())
+            .collect();
+        assert_eq!(items.len(), 4);
+        // Replaced after the listing.
+        let grown = payload(11 * MIB + 5, 4);
+        let shrunk = payload(3000, 5);
+        put("a/grows", grown.clone()).await;
+        put("c/shrinks", shrunk.clone()).await;
+
+        let done: Vec<_> = s
+            .download_many(b, items, stor::BatchOptions::default())
+            .collect()
+            .await;
+        for o in &done {
+            let r = o
+                .result
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{}: {e}", o.item.key));
+            if r.bytes > 0 {
+                assert!(r.checksum.is_some(), "{}: verified", o.item.key);
+            }
+        }
+        let read = |rel: &str| std::fs::read(out.path().join(rel)).unwrap();
+        assert!(read("a/grows") == grown, "grown past a part: whole");
+        assert!(read("a/b/same") == payload(70_000, 2));
+        assert!(read("c/shrinks") == shrunk);
+        assert!(read("empty").is_empty());
     }
 }
