@@ -1045,9 +1045,12 @@ pub(crate) async fn download_to_file(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "download".into());
+    // Created 0666 less the umask, like any file a program writes (and what aws cli
+    // and s5cmd leave): the temp file's private 0600 would stay with the download.
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".stor-part")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(&dir)
         .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
     let file = tmp.as_file();

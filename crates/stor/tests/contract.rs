@@ -652,6 +652,16 @@ mod cases {
         assert_eq!(r.bytes, 100_000);
         assert_eq!(std::fs::read(&path).unwrap(), data);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // With the permissions any new file gets (0666 less the umask), not the
+        // temp file's private 0600.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
+        let reference = tempfile::tempdir().unwrap().keep().join("reference");
+        std::fs::write(&reference, b"x").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        s.download_file(b, &f.key("obj"), &path).await.unwrap();
+        assert_eq!(mode(&path), mode(&reference), "a fresh download's mode");
+        std::fs::remove_dir_all(reference.parent().unwrap()).unwrap();
         // A directory as target is a clear error.
         let e = s
             .download_file(b, &f.key("obj"), dir.path())
