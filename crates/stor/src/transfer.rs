@@ -876,6 +876,16 @@ fn changed(e: Error) -> Error {
     }
 }
 
+/// What the first response of a download told, handed to the other ranges.
+struct First {
+    size: u64,
+    etag: Option<String>,
+    /// Bytes the first response carries.
+    len: u64,
+    /// The checksum to expect, when the headers named one.
+    known: Option<(ChecksumAlgorithm, String)>,
+}
+
 /// What [`fetch_object`] got: the object's info, attempts, and the checksum it
 /// verified (when the object has one: stor's, or an S3-native one).
 struct Fetched {
@@ -923,47 +933,89 @@ async fn fetch_object(
         Ok(())
     };
     let sink: Sink<'_> = if progress.is_some() { &counted } else { sink };
+    // The first response tells the size (and the checksum to expect); the other
+    // ranges start as soon as its headers are in, while its body is still being
+    // read — not after it (which cost a whole first part's transfer time of idle
+    // connections on every large download).
+    let (told, heard) = futures::channel::oneshot::channel::<First>();
+    let told = Mutex::new(Some(told));
+    // Once the others started on a version, a retried first request must read
+    // that same version.
+    let pinned: Mutex<Option<String>> = Mutex::new(None);
     // The first response's body is read inside its request, under its permit, so
     // requests in flight (and connections) never exceed the pool.
-    let ((info, first_len, got, sum, broken), mut attempts) = s
-        .request(|_| async {
-            let resp = match be.get_object(bucket, key, range, None).await {
-                // A range of an empty object is "not satisfiable": read it whole.
-                Err(e) if e.status() == Some(416) => be.get_object(bucket, key, None, None).await?,
-                r => r?,
-            };
-            on_size(resp.info.size)?;
-            size_seen.store(resp.info.size, Ordering::Relaxed);
-            let known = checksum::stored_in(&resp.info.metadata).or(resp.checksum);
-            let algos = match &known {
-                Some((a, _)) => vec![*a],
-                None if native => checksum::STORED.to_vec(),
-                None => Vec::new(),
-            };
-            let mut body = resp.body;
-            let (got, h, broken) = drain(&mut body, 0, resp.content_length, sink, &algos).await?;
-            Ok((resp.info, resp.content_length, got, (known, h), broken))
-        })
-        .await?;
-    let (known, first_sums) = sum;
+    let first = s.request(|_| async {
+        let pin = pinned.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let pin = pin.as_deref();
+        let resp = match be.get_object(bucket, key, range, pin).await {
+            // A range of an empty object is "not satisfiable": read it whole.
+            Err(e) if e.status() == Some(416) => be.get_object(bucket, key, None, pin).await,
+            r => r,
+        }
+        .map_err(changed)?;
+        on_size(resp.info.size)?;
+        size_seen.store(resp.info.size, Ordering::Relaxed);
+        let known = checksum::stored_in(&resp.info.metadata).or(resp.checksum);
+        let algos = match &known {
+            Some((a, _)) => vec![*a],
+            None if native => checksum::STORED.to_vec(),
+            None => Vec::new(),
+        };
+        if let Some(t) = told.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            *pinned.lock().unwrap_or_else(|p| p.into_inner()) = resp.info.etag.clone();
+            let _ = t.send(First {
+                size: resp.info.size,
+                etag: resp.info.etag.clone(),
+                len: resp.content_length,
+                known,
+            });
+        }
+        let mut body = resp.body;
+        let (got, h, broken) = drain(&mut body, 0, resp.content_length, sink, &algos).await?;
+        Ok((resp.info, resp.content_length, got, h, broken))
+    });
+    let sums = RangeChecksums::default();
+    let rest = async {
+        // No headers ever (the first request failed): `first` carries the error.
+        let Ok(head) = heard.await else {
+            return futures::future::pending().await;
+        };
+        let etag = head.etag.as_deref();
+        let mut attempts = 0;
+        let expected = match head.known {
+            Some(k) => Some(k),
+            None if native => {
+                let (n, tries) = s
+                    .request(|_| be.native_checksum(bucket, key, etag))
+                    .await
+                    .map_err(changed)?;
+                attempts = tries;
+                n
+            }
+            None => None,
+        };
+        let hashing = expected.as_ref().map(|(a, _)| (*a, &sums));
+        if parallel && head.size > head.len {
+            // With the first request still reading, one fewer at a time.
+            let conc = s.inner.config.max_concurrency;
+            let ranges = download_ranges(head.len, head.size, s.inner.config.part_size, conc);
+            let more: Vec<u32> = futures::stream::iter(ranges)
+                .map(|r| fetch_range(s, bucket, key, r.start, r.end, etag, sink, hashing))
+                .buffer_unordered(conc.saturating_sub(1).max(1))
+                .try_collect()
+                .await?;
+            attempts = attempts.max(more.into_iter().max().unwrap_or(1));
+        }
+        Ok::<_, Error>((expected, attempts))
+    };
+    let (((info, first_len, got, first_sums, broken), first_attempts), (expected, more)) =
+        futures::try_join!(first, rest)?;
+    let mut attempts = first_attempts.max(more);
     let size = info.size;
     if let Some(e) = broken.filter(|e| !e.is_retryable()) {
         return Err(e);
     }
     let etag = info.etag.as_deref();
-    let expected = match known {
-        Some(k) => Some(k),
-        None if native => {
-            let (n, tries) = s
-                .request(|_| be.native_checksum(bucket, key, etag))
-                .await
-                .map_err(changed)?;
-            attempts = attempts.max(tries);
-            n
-        }
-        None => None,
-    };
-    let sums = RangeChecksums::default();
     let hashing = expected.as_ref().map(|(a, _)| (*a, &sums));
     if let (Some(h), Some((algo, _))) = (first_sums, &expected) {
         sums.add(0, h.finish(*algo).expect("computed"));
@@ -971,16 +1023,6 @@ async fn fetch_object(
     if got < first_len {
         // The connection broke: resume the rest of the first range, same version.
         attempts += fetch_range(s, bucket, key, got, first_len, etag, sink, hashing).await?;
-    }
-    if parallel && size > first_len {
-        let conc = s.inner.config.max_concurrency;
-        let ranges = download_ranges(first_len, size, s.inner.config.part_size, conc);
-        let more: Vec<u32> = futures::stream::iter(ranges)
-            .map(|r| fetch_range(s, bucket, key, r.start, r.end, etag, sink, hashing))
-            .buffer_unordered(conc)
-            .try_collect()
-            .await?;
-        attempts = attempts.max(more.into_iter().max().unwrap_or(1));
     }
     let verified = match &expected {
         Some(exp) => {

@@ -349,6 +349,41 @@ async fn ok_with_error_body_is_never_success() {
     assert_eq!(pending_uploads(&r).await, 0, "aborted");
 }
 
+/// The other ranges of a large download start once the first response's headers
+/// are in, not after its whole body: the proxy holds the first body after 1 MiB
+/// until it has seen the other two GETs (12 MiB in 5 MiB parts), and lets go
+/// after 10 s if they never come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_start_while_the_first_body_is_still_arriving() {
+    let Some(r) = rig(|c| c.max_concurrency = 4).await else {
+        return;
+    };
+    let b = r.bucket.as_str();
+    let data = payload(12 * MIB, 8);
+    r.direct
+        .upload_bytes(b, "held.bin", data.clone(), UploadOptions::default())
+        .await
+        .unwrap();
+    r.proxy.add(Rule::new(
+        "GET",
+        "/held.bin",
+        Fault::HoldBody {
+            after: MIB,
+            until_seen: 3,
+        },
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("held.bin");
+    r.s.download_file(b, "held.bin", &out).await.unwrap();
+    assert!(std::fs::read(&out).unwrap() == data);
+    assert_eq!(r.proxy.count("GET", "/held.bin"), 3);
+    assert_eq!(
+        r.proxy.seen_at_release(),
+        3,
+        "both other ranges were asked for while the first was held"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_server_times_out_with_a_typed_error() {
     let Some(r) = rig(|c| {

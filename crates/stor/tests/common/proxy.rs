@@ -38,6 +38,10 @@ pub enum Fault {
     CorruptBody(usize),
     /// Answer with this status and an HTML page (a proxy or load balancer).
     Html(u16, &'static str),
+    /// Forward, but hold the response after its head and about this many body
+    /// bytes until the proxy has seen `until_seen` requests in all (at most 10 s):
+    /// shows whether a client starts other requests while one body is still coming.
+    HoldBody { after: usize, until_seen: usize },
 }
 
 /// A rule: requests with this method whose target (path + query) contains every
@@ -83,6 +87,8 @@ struct State {
     accepted: AtomicUsize,
     inflight: AtomicUsize,
     peak_inflight: AtomicUsize,
+    /// Requests seen when a held body was let go.
+    seen_at_release: AtomicUsize,
 }
 
 /// Counts a request in flight from its head until just before the last byte of its
@@ -256,6 +262,11 @@ impl FaultProxy {
     /// Most requests in flight at once (head seen, response not yet complete).
     pub fn peak_requests(&self) -> usize {
         self.state.peak_inflight.load(Ordering::SeqCst)
+    }
+
+    /// How many requests the proxy had seen when a `HoldBody` response went on.
+    pub fn seen_at_release(&self) -> usize {
+        self.state.seen_at_release.load(Ordering::SeqCst)
     }
 
     /// Most client connections open at once.
@@ -480,6 +491,18 @@ async fn serve(mut client: TcpStream, upstream: &str, st: &State) -> std::io::Re
                     return Err(std::io::Error::other("reset mid-response"));
                 }
                 continue;
+            }
+            if let (Some(Fault::HoldBody { after, until_seen }), Some(b)) = (&fault2, body_at) {
+                if relayed <= b + after && relayed + data.len() > b + after {
+                    for _ in 0..2000 {
+                        if st.seen.lock().unwrap().len() >= *until_seen {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    let n = st.seen.lock().unwrap().len();
+                    st.seen_at_release.store(n, Ordering::SeqCst);
+                }
             }
             if end_at.is_some_and(|e| relayed + data.len() >= e) {
                 inflight.end();
