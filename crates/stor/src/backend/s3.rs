@@ -271,8 +271,6 @@ impl S3Backend {
     }
 }
 
-/// Converts any SDK error into a stor error: S3 code and HTTP status through the one
-/// table in `error.rs`; network failures as transient or timeout.
 /// The first of an object's S3-native checksums that covers its whole content.
 /// A COMPOSITE checksum (or a part-level value, `…-N`) is a checksum of the parts'
 /// checksums and cannot be checked against the bytes without the part layout.
@@ -300,6 +298,8 @@ fn full_object_checksum<const N: usize>(
     Some((algo, value.trim().to_owned()))
 }
 
+/// Converts any SDK error into a stor error: S3 code and HTTP status through the one
+/// table in `error.rs`; network failures as transient or timeout.
 fn sdk_err<E>(e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -689,15 +689,18 @@ impl Backend for S3Backend {
             req.send().await
         }
         .map_err(sdk_err)?;
-        let checksum = full_object_checksum(
-            out.checksum_type(),
-            [
-                (StorAlgo::Crc64nvme, out.checksum_crc64_nvme()),
-                (StorAlgo::Crc32c, out.checksum_crc32_c()),
-                (StorAlgo::Crc32, out.checksum_crc32()),
-            ],
-        )
-        .filter(|_| self.native && range.is_none());
+        let checksum = if self.native && range.is_none() {
+            full_object_checksum(
+                out.checksum_type(),
+                [
+                    (StorAlgo::Crc64nvme, out.checksum_crc64_nvme()),
+                    (StorAlgo::Crc32c, out.checksum_crc32_c()),
+                    (StorAlgo::Crc32, out.checksum_crc32()),
+                ],
+            )
+        } else {
+            None
+        };
         let content_length = out.content_length().unwrap_or(0).max(0) as u64;
         // The whole object's size: from Content-Range on ranged reads.
         let size = out
