@@ -25,7 +25,10 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::backend::{Backend, Body, CompletedPart, PartCopySource, Replay};
+use crate::backend::{
+    source_changed, Backend, Body, CompletedPart, FileRange, PartCopySource, Replay, SourceCheck,
+    Tap,
+};
 use crate::checksum::{self, Checksum, ChecksumAlgorithm, Hasher, Hashers, RangeChecksums};
 use crate::config::{MAX_PARTS, MAX_PART_SIZE, MIB, MIN_PART_SIZE};
 use crate::error::{Error, ErrorKind, Result};
@@ -220,55 +223,98 @@ pub(crate) async fn upload(
     match src {
         Source::Bytes(_) | Source::File(_) => {
             // Known length and replayable: checksum first (it goes into the metadata
-            // the upload starts with), then one PUT or parts of the same source.
-            let (whole, sum, check): (Replay, _, Box<dyn Fn() -> Result<()> + Send + Sync>) =
-                match src {
-                    Source::Bytes(b) => {
-                        let sum = bytes_checksum(algo, &b).await;
-                        (Replay::Bytes(b), sum, Box::new(|| Ok(())))
-                    }
-                    Source::File(path) => {
-                        let (len, mtime) = file_meta.expect("read above");
-                        let check = path.clone();
-                        let (whole, sum) = if len <= SMALL_FILE {
-                            // Small files are read once, on this thread (from the page
-                            // cache, microseconds): checksum and body from one read, no
-                            // thread hop per file.
-                            let data = std::fs::read(&path)
-                                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                            let sum = algo.of(&data);
-                            (Replay::Bytes(Bytes::from(data)), sum)
-                        } else {
-                            let sum = file_checksum(algo, &path, len).await?;
-                            let whole = Replay::File {
-                                path,
-                                offset: 0,
-                                len,
-                            };
-                            (whole, sum)
-                        };
-                        if whole.len() != len {
-                            file_unchanged(&check, len, mtime)?;
+            // the upload starts with), then one PUT or parts of the same source. A
+            // file is read twice — once for the checksum, once to send — so every
+            // body re-checks what it sends before its last byte (see FileRange):
+            // a file changed in between fails before anything is committed.
+            let len = match (&src, file_meta) {
+                (Source::Bytes(b), _) => b.len() as u64,
+                (_, Some((len, _))) => len,
+                _ => unreachable!("a file was looked at above"),
+            };
+            let in_parts = be.supports_multipart() && len > threshold;
+            let ps = if in_parts {
+                part_size(len, cfg.part_size)?
+            } else {
+                len.max(1)
+            };
+            let ranges: Vec<(u64, u64)> = (0..part_count(len, ps))
+                .map(|i| (i * ps, ((i + 1) * ps).min(len)))
+                .collect();
+            let done = Arc::new(AtomicU64::new(0));
+            let tap = || {
+                progress
+                    .clone()
+                    .map(|p| Tap::new(p, Some(len), done.clone()))
+            };
+            // Per range: its body and checksum; and, for a file, what is checked
+            // once more before a multipart upload is completed.
+            type Unchanged = Option<(PathBuf, u64, Option<SystemTime>)>;
+            let (bodies, sums, check): (Vec<Replay>, Vec<Option<Checksum>>, Unchanged) = match src {
+                Source::Bytes(b) => {
+                    let sum = bytes_checksum(algo, &b).await;
+                    let bodies = ranges
+                        .iter()
+                        .map(|&(a, z)| Replay::Bytes(b.slice(a as usize..z as usize)))
+                        .collect();
+                    (bodies, vec![sum], None)
+                }
+                Source::File(path) => {
+                    let (_, mtime) = file_meta.expect("looked at above");
+                    if len <= SMALL_FILE {
+                        // Small files are read once, on this thread (from the page
+                        // cache, microseconds): checksum and body from one read, no
+                        // thread hop per file — and checked unchanged before sending.
+                        let data = std::fs::read(&path)
+                            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                        file_unchanged(&path, len, mtime)?;
+                        if data.len() as u64 != len {
+                            return Err(changed_error(&path, "its size changed"));
                         }
-                        (
-                            whole,
-                            sum,
-                            Box::new(move || file_unchanged(&check, len, mtime)),
-                        )
+                        let sum = algo.of(&data);
+                        (vec![Replay::Bytes(Bytes::from(data))], vec![sum], None)
+                    } else {
+                        let sums = file_checksums(algo, &path, &ranges).await?;
+                        let check = SourceCheck::new(None, len, mtime);
+                        let bodies = ranges
+                            .iter()
+                            .zip(&sums)
+                            .map(|(&(a, z), sum)| {
+                                let r = FileRange::new(path.clone(), a, z - a)
+                                    .checked(check.for_range(*sum))
+                                    .with_progress(tap());
+                                Replay::File(r)
+                            })
+                            .collect();
+                        (bodies, sums, Some((path, len, mtime)))
                     }
-                    Source::Reader(_) => unreachable!("matched above"),
-                };
+                }
+                Source::Reader(_) => unreachable!("matched above"),
+            };
+            let sum = sums
+                .iter()
+                .copied()
+                .reduce(|a, b| a.zip(b).map(|(a, b)| a.then(b)))
+                .flatten();
             if let Some(c) = &sum {
                 c.store_in(&mut opts.metadata);
             }
-            let len = whole.len();
             report(0, Some(len));
-            if be.supports_multipart() && len > threshold {
-                let ps = part_size(len, cfg.part_size)?;
-                let parts = futures::stream::iter((0..part_count(len, ps)).map(move |i| {
-                    let (off, end) = (i * ps, ((i + 1) * ps).min(len));
-                    Ok((i as i32 + 1, PartBody::Data(whole.slice(off, end)), None))
-                }));
+            // A file's bodies report progress as they are read; bytes as stored.
+            let store_progress = check.is_none().then_some(progress.as_ref()).flatten();
+            if in_parts {
+                let parts = futures::stream::iter(
+                    bodies
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, b)| Ok((i as i32 + 1, PartBody::Data(b), None))),
+                );
+                let verify = move || {
+                    if let Some((path, len, mtime)) = &check {
+                        file_unchanged(path, *len, *mtime)?;
+                    }
+                    Ok(sum)
+                };
                 let (etag, attempts, bytes) = multipart(
                     s,
                     bucket,
@@ -276,22 +322,24 @@ pub(crate) async fn upload(
                     &opts,
                     parts,
                     None,
-                    progress.as_ref(),
+                    store_progress,
                     Some(len),
                     sum.map(|c| c.algorithm),
-                    move || check().map(|()| sum),
+                    verify,
                 )
                 .await?;
                 Ok(result(bytes, etag, attempts, true, sum))
             } else {
-                // Stores that take streams (local, memory) get one that reports
-                // progress as it is read; a single S3 PUT reports when stored.
-                let body = match &progress {
-                    Some(p) if be.accepts_streams() => counted_stream(&whole, p.clone()),
+                let whole = bodies.into_iter().next().expect("one range");
+                // Stores that take streams (local, memory) get bytes as a stream that
+                // reports progress as it is read; a file reports through its body.
+                let body = match (&whole, store_progress) {
+                    (Replay::Bytes(_), Some(p)) if be.accepts_streams() => {
+                        counted_stream(&whole, p.clone())
+                    }
                     _ => whole.body(),
                 };
                 let (etag, attempts) = put_single(s, bucket, key, body, &opts).await?;
-                check()?;
                 report(len, Some(len));
                 Ok(result(len, etag, attempts, false, sum))
             }
@@ -399,34 +447,16 @@ fn stream_sum(hasher: &Mutex<Option<Hasher>>) -> Option<Checksum> {
 
 /// A body as a stream that reports each chunk to `progress` as it is read.
 fn counted_stream(whole: &Replay, progress: Progress) -> Body {
-    let total = whole.len();
-    let chunks: crate::backend::ByteStream = match whole {
-        Replay::Bytes(b) => {
-            let b = b.clone();
-            let step = 256 * 1024;
-            Box::pin(futures::stream::iter(
-                (0..b.len())
-                    .step_by(step)
-                    .map(move |i| Ok(b.slice(i..(i + step).min(b.len())))),
-            ))
-        }
-        Replay::File { path, offset, len } => {
-            let (path, offset, len) = (path.clone(), *offset, *len);
-            Box::pin(
-                futures::stream::once(async move {
-                    use tokio::io::AsyncSeekExt;
-                    let mut f = tokio::fs::File::open(&path)
-                        .await
-                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                    f.seek(std::io::SeekFrom::Start(offset))
-                        .await
-                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                    Ok::<_, Error>(reader_stream(Box::new(f.take(len))))
-                })
-                .try_flatten(),
-            )
-        }
+    let Replay::Bytes(b) = whole else {
+        return whole.body();
     };
+    let (b, total) = (b.clone(), whole.len());
+    let step = 256 * 1024;
+    let chunks = futures::stream::iter(
+        (0..b.len())
+            .step_by(step)
+            .map(move |i| Ok::<_, Error>(b.slice(i..(i + step).min(b.len())))),
+    );
     let mut done = 0u64;
     Body::Stream(Box::pin(chunks.inspect_ok(move |c| {
         done += c.len() as u64;
@@ -449,34 +479,51 @@ async fn bytes_checksum(algo: ChecksumAlgorithm, b: &Bytes) -> Option<Checksum> 
         .flatten()
 }
 
-/// The checksum of a file's first `len` bytes, read once before the upload (its
-/// pages are then in the cache the upload reads from).
-async fn file_checksum(algo: ChecksumAlgorithm, path: &Path, len: u64) -> Result<Option<Checksum>> {
-    let Some(mut h) = Hasher::new(algo) else {
-        return Ok(None);
-    };
-    let path = path.to_path_buf();
+/// The checksums of a file's `ranges` (in order, covering it), read once before
+/// the upload (its pages are then in the cache the upload reads from). Each range
+/// is a part (or the whole file): every body checks its own range before its last
+/// byte, and together they make the whole file's checksum.
+async fn file_checksums(
+    algo: ChecksumAlgorithm,
+    path: &Path,
+    ranges: &[(u64, u64)],
+) -> Result<Vec<Option<Checksum>>> {
+    if Hasher::new(algo).is_none() {
+        return Ok(vec![None; ranges.len()]);
+    }
+    let (path, ranges) = (path.to_path_buf(), ranges.to_vec());
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
-        let f = std::fs::File::open(&path)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        let mut f = f.take(len);
+        let read_err = |e| Error::io(format!("reading {}", path.display()), e);
+        let mut f = std::fs::File::open(&path).map_err(read_err)?;
+        let largest = ranges.iter().map(|(a, z)| z - a).max().unwrap_or(0);
         // Sized to the file: a zeroed 1 MiB buffer per small file was 13% of the
         // CPU of uploading 1000 × 64 KiB files (perf).
-        let mut buf = vec![0u8; (len as usize).clamp(1, MIB as usize)];
-        loop {
-            let n = f
-                .read(&mut buf)
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            if n == 0 {
-                break;
+        let mut buf = vec![0u8; (largest as usize).clamp(1, MIB as usize)];
+        let mut sums = Vec::with_capacity(ranges.len());
+        for (a, z) in ranges {
+            let mut h = Hasher::new(algo).expect("checked above");
+            let mut left = z - a;
+            while left > 0 {
+                let want = (left as usize).min(buf.len());
+                let n = f.read(&mut buf[..want]).map_err(read_err)?;
+                if n == 0 {
+                    return Err(changed_error(&path, "it ended early"));
+                }
+                h.update(&buf[..n]);
+                left -= n as u64;
             }
-            h.update(&buf[..n]);
+            sums.push(Some(h.finish()));
         }
-        Ok(Some(h.finish()))
+        Ok(sums)
     })
     .await
     .map_err(|e| Error::new(ErrorKind::Other, e.to_string()))?
+}
+
+/// The integrity error for a source file that changed during its upload.
+fn changed_error(path: &Path, what: &str) -> Error {
+    Error::new(ErrorKind::Integrity, source_changed(path, what))
 }
 
 /// Fails if the file's size or modification time moved since the upload started.
@@ -484,15 +531,14 @@ fn file_unchanged(path: &Path, len: u64, mtime: Option<SystemTime>) -> Result<()
     let meta =
         std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let (now, now_mtime) = (meta.len(), meta.modified().ok());
-    if now != len || now_mtime != mtime {
-        return Err(Error::new(
-            ErrorKind::Integrity,
-            format!(
-                "{} changed during the upload ({len} -> {now} bytes); nothing was stored — \
-                 upload it again once it is no longer being written",
-                path.display()
-            ),
+    if now != len {
+        return Err(changed_error(
+            path,
+            &format!("its size went from {len} to {now} bytes"),
         ));
+    }
+    if now_mtime != mtime {
+        return Err(changed_error(path, "it was modified"));
     }
     Ok(())
 }
@@ -590,7 +636,7 @@ async fn put_single(
                     "the storage service was shut down",
                 )
             })?;
-            Ok((be.put_object(bucket, key, stream, opts).await?, 1))
+            Ok((be.put_object(bucket, key, Body::Stream(stream), opts).await?, 1))
         }
     }
 }

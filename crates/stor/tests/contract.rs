@@ -35,6 +35,7 @@ contract!(
     native_checksums_are_checked_and_kept_by_the_server,
     objects_with_only_a_native_checksum_are_verified_against_it,
     batch_download_gets_what_is_there_when_the_listing_is_stale,
+    a_source_changed_during_upload_leaves_the_previous_object,
 );
 
 mod cases {
@@ -1680,5 +1681,76 @@ mod cases {
         assert!(read("a/b/same") == payload(70_000, 2));
         assert!(read("c/shrinks") == shrunk);
         assert!(read("empty").is_empty());
+    }
+
+    /// Check before commit: a file that changes while it uploads (rewritten in the
+    /// middle with size and modification time kept, grown, shrunk) fails with an
+    /// integrity error before anything is committed, in one PUT and in parts; the
+    /// previous object stays whole and no multipart upload is left.
+    pub async fn a_source_changed_during_upload_leaves_the_previous_object(f: Fixture) {
+        use std::os::unix::fs::FileExt;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let Some((parts, _root)) = small_parts(&f, 2).await else {
+            return;
+        };
+        let b = f.bucket.as_str();
+        let dir = tempfile::tempdir().unwrap();
+        for (store, size) in [(&f.storage, 3 * MIB), (&parts, 12 * MIB)] {
+            for change in ["rewrite", "grow", "shrink"] {
+                let key = f.key(&format!("changing/{change}-{size}"));
+                let before = payload(1000, 1);
+                store
+                    .upload_bytes(b, &key, before.clone(), UploadOptions::default())
+                    .await
+                    .unwrap();
+                let path = dir.path().join(format!("{change}-{size}"));
+                std::fs::write(&path, payload(size, 2)).unwrap();
+                let fired = std::sync::Arc::new(AtomicBool::new(false));
+                let (p, fire) = (path.clone(), fired.clone());
+                let progress = stor::Progress::new(move |done, _| {
+                    if done < 512 * 1024 || fire.swap(true, Ordering::SeqCst) {
+                        return;
+                    }
+                    let file = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                    let mtime = file.metadata().unwrap().modified().unwrap();
+                    match change {
+                        "rewrite" => {
+                            file.write_all_at(b"8 bytes!", (size / 2) as u64).unwrap();
+                            file.set_modified(mtime).unwrap();
+                        }
+                        "grow" => file.write_all_at(b"more", size as u64).unwrap(),
+                        _ => file.set_len((size / 3) as u64).unwrap(),
+                    }
+                });
+                let opts = UploadOptions {
+                    progress: Some(progress),
+                    ..UploadOptions::default()
+                };
+                let e = store.upload_file(b, &key, &path, opts).await.unwrap_err();
+                assert!(
+                    fired.load(Ordering::SeqCst),
+                    "the file was changed mid-upload"
+                );
+                assert_eq!(e.kind(), ErrorKind::Integrity, "{change} {size}: {e}");
+                assert!(
+                    e.to_string()
+                        .contains("changed while it was being uploaded"),
+                    "{e}"
+                );
+                assert_eq!(e.attempts(), 1, "a changed source is not retried: {e}");
+                let now = store.download_bytes(b, &key).await.unwrap();
+                assert_eq!(
+                    now.data.as_ref(),
+                    &before[..],
+                    "{change} {size}: the previous object"
+                );
+                let pending = store
+                    .backend()
+                    .list_multipart_uploads(b, &key)
+                    .await
+                    .unwrap();
+                assert!(pending.is_empty(), "{change} {size}: {pending:?}");
+            }
+        }
     }
 }

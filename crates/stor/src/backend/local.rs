@@ -274,38 +274,17 @@ impl LocalBackend {
                         .await
                         .map_err(|e| Error::io("writing to the local store", e))?;
                 }
-                Body::File { path, offset, len } => {
-                    let mut src = tokio::fs::File::open(&path)
-                        .await
-                        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-                    src.seek(std::io::SeekFrom::Start(offset))
-                        .await
-                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                    let mut src = src.take(len);
-                    let mut buf = vec![0u8; 1 << 20];
-                    loop {
-                        let n = src
-                            .read(&mut buf)
-                            .await
-                            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-                        if n == 0 {
-                            break;
-                        }
-                        md5.update(&buf[..n]);
-                        size += n as u64;
-                        file.write_all(&buf[..n])
+                Body::File(r) => {
+                    // Checked before its last chunk (see FileRange): a source that
+                    // changed fails here, before anything is committed.
+                    let mut src = r.body();
+                    while let Some(chunk) = src.next().await {
+                        let chunk = chunk?;
+                        md5.update(&chunk);
+                        size += chunk.len() as u64;
+                        file.write_all(&chunk)
                             .await
                             .map_err(|e| Error::io("writing to the local store", e))?;
-                    }
-                    if size != len {
-                        return Err(Error::new(
-                            ErrorKind::Integrity,
-                            format!(
-                                "{} changed size while it was being uploaded \
-                                 (expected {len} bytes, read {size})",
-                                path.display()
-                            ),
-                        ));
                     }
                 }
                 Body::Stream(mut s) => {
@@ -700,11 +679,7 @@ impl Backend for LocalBackend {
         let name = new_blob_name();
         let (from, to) = (self.blob_path(&src.blob), self.blob_path(&name));
         if std::fs::hard_link(&from, &to).is_err() {
-            let tmp_src = Body::File {
-                path: from,
-                offset: 0,
-                len: src.info.size,
-            };
+            let tmp_src = Body::File(super::FileRange::new(from, 0, src.info.size));
             let (blob, _, _) = self.write_blob(tmp_src).await?;
             std::fs::rename(self.blob_path(&blob), &to)
                 .map_err(|e| Error::io("copying in the local store", e))?;

@@ -100,26 +100,13 @@ pub(crate) fn info_from_opts(
 pub(crate) async fn collect_body(body: Body) -> Result<Bytes> {
     match body {
         Body::Bytes(b) => Ok(b),
-        Body::File { path, offset, len } => {
-            use tokio::io::{AsyncReadExt, AsyncSeekExt};
-            let mut f = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-            f.seek(std::io::SeekFrom::Start(offset))
-                .await
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            let mut buf = Vec::with_capacity(len as usize);
-            f.take(len)
-                .read_to_end(&mut buf)
-                .await
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            if buf.len() as u64 != len {
-                return Err(Error::new(
-                    ErrorKind::Integrity,
-                    format!("{} changed size while it was being read", path.display()),
-                ));
+        Body::File(r) => {
+            let mut buf = BytesMut::with_capacity(r.len as usize);
+            let mut body = r.body();
+            while let Some(chunk) = body.next().await {
+                buf.extend_from_slice(&chunk?);
             }
-            Ok(buf.into())
+            Ok(buf.freeze())
         }
         Body::Stream(mut s) => {
             let mut buf = BytesMut::new();

@@ -6,7 +6,6 @@
 //! the same shape: a struct, its constructor, and the [`Backend`] impl.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::pin::Pin;
 
 use async_trait::async_trait;
@@ -17,6 +16,7 @@ use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::Result;
 use crate::types::{ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, UploadOptions};
 
+mod file_body;
 mod http;
 mod listing;
 pub mod local;
@@ -24,6 +24,8 @@ pub mod memory;
 mod presign;
 pub mod s3;
 
+pub(crate) use file_body::{source_changed, Tap};
+pub use file_body::{FileBody, FileRange, SourceCheck};
 pub(crate) use listing::{list_sorted, successor as listing_upper_bound};
 
 /// A stream of body chunks.
@@ -33,15 +35,9 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 pub enum Body {
     /// Bytes in memory.
     Bytes(Bytes),
-    /// `len` bytes of a file from `offset`; re-opened on each attempt.
-    File {
-        /// The file.
-        path: PathBuf,
-        /// First byte.
-        offset: u64,
-        /// Bytes to send.
-        len: u64,
-    },
+    /// A range of a file, re-opened on each attempt and read through
+    /// [`FileRange::body`], which checks it before its last byte.
+    File(FileRange),
     /// A stream of unknown length. Only for backends that
     /// [`Backend::accepts_streams`]; never retried.
     Stream(ByteStream),
@@ -52,7 +48,7 @@ impl Body {
     pub fn len(&self) -> Option<u64> {
         match self {
             Body::Bytes(b) => Some(b.len() as u64),
-            Body::File { len, .. } => Some(*len),
+            Body::File(r) => Some(r.len),
             Body::Stream(_) => None,
         }
     }
@@ -64,11 +60,11 @@ impl Body {
 
     /// The body as something every attempt can send again; a stream (which cannot
     /// be replayed) comes back as it was.
-    pub(crate) fn replay(self) -> std::result::Result<Replay, Body> {
+    pub(crate) fn replay(self) -> std::result::Result<Replay, ByteStream> {
         match self {
             Body::Bytes(b) => Ok(Replay::Bytes(b)),
-            Body::File { path, offset, len } => Ok(Replay::File { path, offset, len }),
-            s @ Body::Stream(_) => Err(s),
+            Body::File(r) => Ok(Replay::File(r)),
+            Body::Stream(s) => Err(s),
         }
     }
 }
@@ -77,11 +73,7 @@ impl Body {
 /// Unlike [`Body`] it is `Sync`, so futures that borrow it across retries stay `Send`.
 pub(crate) enum Replay {
     Bytes(Bytes),
-    File {
-        path: PathBuf,
-        offset: u64,
-        len: u64,
-    },
+    File(FileRange),
 }
 
 impl Replay {
@@ -89,30 +81,14 @@ impl Replay {
     pub fn body(&self) -> Body {
         match self {
             Replay::Bytes(b) => Body::Bytes(b.clone()),
-            Replay::File { path, offset, len } => Body::File {
-                path: path.clone(),
-                offset: *offset,
-                len: *len,
-            },
+            Replay::File(r) => Body::File(r.clone()),
         }
     }
 
     pub fn len(&self) -> u64 {
         match self {
             Replay::Bytes(b) => b.len() as u64,
-            Replay::File { len, .. } => *len,
-        }
-    }
-
-    /// Bytes `start..end` of this body.
-    pub fn slice(&self, start: u64, end: u64) -> Replay {
-        match self {
-            Replay::Bytes(b) => Replay::Bytes(b.slice(start as usize..end as usize)),
-            Replay::File { path, offset, .. } => Replay::File {
-                path: path.clone(),
-                offset: offset + start,
-                len: end - start,
-            },
+            Replay::File(r) => r.len,
         }
     }
 }
@@ -121,9 +97,7 @@ impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Body::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
-            Body::File { path, offset, len } => {
-                write!(f, "Body::File({}, {offset}+{len})", path.display())
-            }
+            Body::File(r) => write!(f, "Body::{r:?}"),
             Body::Stream(_) => f.write_str("Body::Stream"),
         }
     }

@@ -16,7 +16,7 @@ use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::primitives::{ByteStream as SdkStream, Length};
+use aws_sdk_s3::primitives::ByteStream as SdkStream;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart as SdkPart, Delete, MetadataDirective,
     ObjectIdentifier, ServerSideEncryption, StorageClass,
@@ -27,7 +27,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::presign::{Creds, Endpoint, Presigner, Request};
-use super::{Backend, Body, CompletedPart, GetResponse, PartCopySource, PendingUpload};
+use super::{Backend, Body, CompletedPart, FileRange, GetResponse, PartCopySource, PendingUpload};
 use crate::checksum::{Checksum, ChecksumAlgorithm as StorAlgo};
 use crate::config::{StorageConfig, DEFAULT_REGION};
 use crate::error::{Error, ErrorKind, Result};
@@ -477,19 +477,22 @@ fn copy_source(bucket: &str, key: &str) -> String {
     format!("{}/{}", bucket, utf8_percent_encode(key, COPY_SOURCE))
 }
 
+/// The failure a file body's checks ended it with, if any: the SDK reports it as a
+/// dispatch failure (retryable), but a source that changed must not be retried.
+fn body_failure(body: &Body) -> impl Fn() -> Option<Error> {
+    let range = match body {
+        Body::File(r) => Some(r.clone()),
+        _ => None,
+    };
+    move || range.as_ref().and_then(FileRange::failure)
+}
+
 async fn to_sdk_stream(body: Body) -> Result<SdkStream> {
     match body {
         Body::Bytes(b) => Ok(SdkStream::from(b)),
-        Body::File { path, offset, len } => SdkStream::read_from()
-            .path(&path)
-            .offset(offset)
-            .length(Length::Exact(len))
-            .buffer_size(256 * 1024)
-            .build()
-            .await
-            .map_err(|e| {
-                Error::new(ErrorKind::Io, format!("reading {}: {e}", path.display())).with_source(e)
-            }),
+        // Checked before its last byte (see FileRange): a source that changed
+        // ends the body with an error, so the server never gets the whole of it.
+        Body::File(r) => Ok(SdkStream::from_body_1_x(r.body())),
         Body::Stream(_) => Err(Error::new(
             ErrorKind::Unsupported,
             "S3 needs a known length per request; stream bodies go through multipart",
@@ -618,6 +621,7 @@ impl Backend for S3Backend {
         opts: &UploadOptions,
     ) -> Result<Option<String>> {
         let len = body.len();
+        let failed = body_failure(&body);
         let stream = to_sdk_stream(body).await?;
         let mut req = self
             .client
@@ -650,7 +654,7 @@ impl Backend for S3Backend {
             .disable_payload_signing()
             .send()
             .await
-            .map_err(sdk_err)?;
+            .map_err(|e| failed().unwrap_or_else(|| sdk_err(e)))?;
         Ok(out.e_tag().map(unquote))
     }
 
@@ -974,6 +978,7 @@ impl Backend for S3Backend {
         checksum: Option<StorAlgo>,
     ) -> Result<CompletedPart> {
         let len = body.len();
+        let failed = body_failure(&body);
         let stream = to_sdk_stream(body).await?;
         let mut req = self
             .client
@@ -997,7 +1002,7 @@ impl Backend for S3Backend {
             .disable_payload_signing()
             .send()
             .await
-            .map_err(sdk_err)?;
+            .map_err(|e| failed().unwrap_or_else(|| sdk_err(e)))?;
         let etag = out
             .e_tag()
             .map(str::to_owned)
