@@ -176,6 +176,10 @@ pub struct CpArgs {
     /// One JSON object per transferred object, then a summary object (no progress bar)
     #[arg(long)]
     pub json: bool,
+    /// The size the source must have (for `-`: a stream that ends short or runs long
+    /// fails and stores nothing), e.g. 10GiB; also sizes the parts of a long stream
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub expected_size: Option<u64>,
     #[command(flatten)]
     pub upload: UploadFlags,
 }

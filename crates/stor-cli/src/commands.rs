@@ -16,7 +16,7 @@ use stor::{
 use tokio::sync::OnceCell;
 
 use crate::args::{self, Global, Method};
-use crate::ui::{split_wildcard, Filter, Ui};
+use crate::ui::{printable, split_wildcard, Filter, Ui};
 
 /// Exit status when some operation failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -29,6 +29,8 @@ pub struct Ctx {
     local: OnceCell<Storage>,
     out: Mutex<std::io::BufWriter<std::io::Stdout>>,
     failures: AtomicU64,
+    /// Entries a walk left out (FIFOs, dangling links …), for the summary.
+    pub(crate) skipped: AtomicU64,
     /// Many-object commands print JSON lines (`cp --json`, `sync --json`).
     pub(crate) json: std::sync::atomic::AtomicBool,
 }
@@ -110,6 +112,7 @@ impl Ctx {
                 std::io::stdout(),
             )),
             failures: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
             json: Default::default(),
         })
     }
@@ -132,11 +135,21 @@ impl Ctx {
         Ok(s)
     }
 
-    /// Writes a line to stdout. A closed pipe (`stor ls | head`) ends quietly.
+    /// Writes a line to stdout, control characters escaped (a key holding `\n` or
+    /// ESC never splits a line or reaches the terminal). A closed pipe (`stor ls |
+    /// head`) ends quietly.
     pub fn say(&self, line: &str) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = writeln!(out, "{line}") {
+        if let Err(e) = writeln!(out, "{}", printable(line)) {
             exit_on_broken_pipe(e);
+        }
+    }
+
+    /// Several lines of text the command made itself (pretty JSON: serde escapes
+    /// control characters in strings), each through [`Ctx::say`].
+    pub fn say_block(&self, text: &str) {
+        for line in text.lines() {
+            self.say(line);
         }
     }
 
@@ -154,11 +167,33 @@ impl Ctx {
         }
     }
 
+    /// Reports the entries a directory walk left out (those the filter would have
+    /// excluded anyway are not mentioned): failures fail the command, the rest are
+    /// counted as skipped in its summary.
+    pub fn report_skipped(&self, skipped: &[stor::Skipped], prefix: &str, filter: &Filter) {
+        for s in skipped {
+            let rel = s.key.as_deref().map(|k| k.get(prefix.len()..).unwrap_or(k));
+            if rel.is_some_and(|r| !filter.allows(r.trim_end_matches('/'))) {
+                continue;
+            }
+            if s.failed {
+                self.fail(&format!("upload {}", s.path.display()), &s.reason);
+            } else {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+                if !self.quiet {
+                    self.flush();
+                    let line = format!("skipped {}: {}", s.path.display(), s.reason);
+                    eprintln!("stor: {}", printable(&line));
+                }
+            }
+        }
+    }
+
     /// Reports one failed item of a many-item command and remembers the failure.
     pub fn fail(&self, what: &str, err: &dyn std::fmt::Display) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.flush();
-        eprintln!("stor: {what} failed: {err}");
+        eprintln!("stor: {}", printable(&format!("{what} failed: {err}")));
     }
 
     pub fn status(&self) -> u8 {
@@ -239,6 +274,14 @@ pub(crate) fn usage(msg: String) -> anyhow::Error {
     stor::Error::new(ErrorKind::InvalidInput, msg).into()
 }
 
+/// The one rule of every recursive command (`cp -r`, `mv -r`, `rm -r`, `sync`,
+/// `du`, `ls -r`): a URL names a directory, so `s3://b/logs` and `s3://b/logs/`
+/// both mean the keys under `logs/` — never `logs-archive/…` or `logsX`, which
+/// only share a name prefix (a wildcard, `s3://b/logs*`, matches by name).
+pub(crate) fn tree_prefix(key: &str) -> String {
+    dir_prefix(key)
+}
+
 /// The key for `name` under a destination key: `dir/` + name, or the key itself.
 fn key_under(dst_key: &str, name: &str) -> String {
     if dst_key.is_empty() || dst_key.ends_with('/') {
@@ -254,7 +297,13 @@ pub async fn cp(ctx: &Ctx, a: &args::CpArgs) -> Result<u8> {
     ctx.json.store(a.json, Ordering::Relaxed);
     let src = parse(&a.src)?;
     let dst = parse(&a.dst)?;
-    let opts = upload_opts(&a.upload)?;
+    let mut opts = upload_opts(&a.upload)?;
+    opts.expected_size = a.expected_size;
+    if a.expected_size.is_some() && (a.recursive || !dst.is_object() || src.is_object()) {
+        return Err(usage(
+            "--expected-size applies to one upload (a file or - to an object URL)".into(),
+        ));
+    }
     match (&src, &dst) {
         (
             Location::Path(p),
@@ -331,13 +380,18 @@ pub async fn cp(ctx: &Ctx, a: &args::CpArgs) -> Result<u8> {
                 // s3://b/logs/*.json: the matching keys, named below the wildcard's
                 // directory, into the target directory.
                 let filter = Filter::glob(&pattern)?;
-                download_prefix(ctx, store, *scheme, bucket, &prefix, p, a.dry_run, &filter)
-                    .await?;
+                let url = Some(a.src.as_str());
+                download_prefix(
+                    ctx, store, *scheme, bucket, &prefix, p, a.dry_run, &filter, url,
+                )
+                .await?;
             } else if a.recursive {
                 let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
-                let prefix = dir_prefix(key);
-                download_prefix(ctx, store, *scheme, bucket, &prefix, p, a.dry_run, &filter)
-                    .await?;
+                let prefix = tree_prefix(key);
+                download_prefix(
+                    ctx, store, *scheme, bucket, &prefix, p, a.dry_run, &filter, None,
+                )
+                .await?;
             } else {
                 if key.is_empty() || key.ends_with('/') {
                     return Err(usage(format!("{} is a prefix; add --recursive", a.src)));
@@ -399,6 +453,13 @@ pub async fn cp(ctx: &Ctx, a: &args::CpArgs) -> Result<u8> {
     Ok(ctx.status())
 }
 
+/// Which way a batch goes: uploads with these options, or downloads that stay
+/// inside this directory.
+pub(crate) enum Way<'a> {
+    Up(&'a UploadOptions),
+    Down(&'a Path),
+}
+
 /// Runs a batch through the library (one budget for all objects), printing one
 /// line per object and the summary.
 pub(crate) async fn run_batch(
@@ -406,9 +467,13 @@ pub(crate) async fn run_batch(
     store: &Storage,
     bucket: &str,
     items: Vec<BatchItem>,
-    up: Option<&UploadOptions>,
+    way: Way<'_>,
     describe: &(dyn Fn(&BatchItem) -> String + Sync),
 ) {
+    let (up, root) = match way {
+        Way::Up(o) => (Some(o), None),
+        Way::Down(dir) => (None, Some(dir.to_path_buf())),
+    };
     let total: u64 = items.iter().filter_map(|i| i.size).sum();
     let json = ctx.json.load(Ordering::Relaxed);
     let ui = Ui::new(ctx.quiet, json, total, items.len() as u64);
@@ -416,9 +481,11 @@ pub(crate) async fn run_batch(
         upload: up.cloned().unwrap_or_default(),
         concurrency: Some(ctx.concurrency()),
         progress: Some(ui.progress()),
+        root,
         ..Default::default()
     };
     let before = store.metrics().retries;
+    let earlier = ctx.failures.load(Ordering::Relaxed);
     let op = if up.is_some() { "upload" } else { "download" };
     let mut outcomes = match up {
         Some(_) => store.upload_many(bucket, items, opts),
@@ -455,7 +522,8 @@ pub(crate) async fn run_batch(
             }
         }
     }
-    let summary = ui.finish(store.metrics().retries - before);
+    let skipped = ctx.skipped.load(Ordering::Relaxed);
+    let summary = ui.finish(store.metrics().retries - before, skipped, earlier);
     if json {
         ctx.say(&serde_json::json!({ "summary": summary }).to_string());
     }
@@ -477,7 +545,10 @@ async fn upload_dir(
         return Err(usage(format!("{} is not a directory", dir.display())));
     }
     let prefix = dir_prefix(key);
-    let items: Vec<BatchItem> = stor::plan_upload(dir, &prefix)?
+    let plan = stor::plan_upload(dir, &prefix, true)?;
+    ctx.report_skipped(&plan.skipped, &prefix, filter);
+    let items: Vec<BatchItem> = plan
+        .items
         .into_iter()
         .filter(|i| filter.allows(&i.key[prefix.len()..]))
         .collect();
@@ -494,7 +565,7 @@ async fn upload_dir(
         }
         return Ok(());
     }
-    run_batch(ctx, store, bucket, items, Some(opts), &describe).await;
+    run_batch(ctx, store, bucket, items, Way::Up(opts), &describe).await;
     Ok(())
 }
 
@@ -510,14 +581,23 @@ async fn download_prefix(
     dir: &Path,
     dry_run: bool,
     filter: &Filter,
+    pattern: Option<&str>,
 ) -> Result<()> {
     let mut items = Vec::new();
+    let mut refused = 0;
     for planned in store.plan_download(bucket, prefix, dir).await? {
         match planned {
             Ok(i) if filter.allows(&i.key[prefix.len()..]) => items.push(i),
             Ok(_) => {}
-            Err(e) => ctx.fail("download", &e),
+            Err(e) if e.key().is_some_and(|k| !filter.allows(&k[prefix.len()..])) => {}
+            Err(e) => {
+                refused += 1;
+                ctx.fail("download", &e)
+            }
         }
+    }
+    if let (Some(url), true) = (pattern, items.is_empty() && refused == 0) {
+        return Err(anyhow!("no objects match {url}"));
     }
     let describe = |i: &BatchItem| {
         format!(
@@ -532,7 +612,7 @@ async fn download_prefix(
         }
         return Ok(());
     }
-    run_batch(ctx, store, bucket, items, None, &describe).await;
+    run_batch(ctx, store, bucket, items, Way::Down(dir), &describe).await;
     Ok(())
 }
 
@@ -568,8 +648,9 @@ async fn copy_objects(
     let dstore = ctx.store(*ds).await?;
     let verb = if delete_source { "move" } else { "copy" };
     let wildcard = split_wildcard(sk);
-    let pairs: Vec<(String, String)> = if recursive || wildcard.is_some() {
-        let (sp, pattern) = wildcard.unwrap_or_else(|| (dir_prefix(sk), String::new()));
+    let (many, wildcard_given) = (recursive || wildcard.is_some(), wildcard.is_some());
+    let pairs: Vec<(String, String)> = if many {
+        let (sp, pattern) = wildcard.unwrap_or_else(|| (tree_prefix(sk), String::new()));
         let only = if pattern.is_empty() {
             None
         } else {
@@ -595,47 +676,62 @@ async fn copy_objects(
         vec![(sk.clone(), key_under(dk, name))]
     };
     let replace = has_upload_flags(opts).then(|| opts.clone());
+    let one = |from: String, to: String| {
+        let replace = replace.clone();
+        async move {
+            if ss == ds {
+                let opts = CopyOptions { replace };
+                if delete_source {
+                    // One path for every move, with its "never delete the only
+                    // copy" proof (an in-place move with new headers is a metadata
+                    // replacement).
+                    sstore
+                        .move_object(sb.as_str(), &from, db.as_str(), &to, opts)
+                        .await?;
+                } else {
+                    sstore
+                        .copy_object(sb.as_str(), &from, db.as_str(), &to, opts)
+                        .await?;
+                }
+            } else {
+                // Two stores: two objects; the source goes only after the copy
+                // arrived whole (stream_copy verifies it).
+                stream_copy(sstore, sb, &from, dstore, db, &to, replace).await?;
+                if delete_source {
+                    sstore.delete(sb.as_str(), &from).await?;
+                }
+            }
+            Ok::<(), anyhow::Error>(())
+        }
+    };
+    if !many {
+        // One object named: its error is the command's (and its exit status).
+        let (from, to) = pairs.into_iter().next().expect("one pair");
+        let (fu, tu) = (url(*ss, sb, &from), url(*ds, db, &to));
+        if dry_run {
+            ctx.say(&format!("(dryrun) {verb}: {fu} to {tu}"));
+        } else {
+            one(from, to).await?;
+            ctx.note(&format!("{verb}: {fu} to {tu}"));
+        }
+        return Ok(());
+    }
+    if pairs.is_empty() && wildcard_given {
+        return Err(anyhow!(
+            "no objects match {src} (nothing was {})",
+            if delete_source { "moved" } else { "copied" }
+        ));
+    }
     futures::stream::iter(pairs)
         .for_each_concurrent(ctx.concurrency(), |(from, to)| {
-            let replace = replace.clone();
+            let one = &one;
             async move {
                 let (fu, tu) = (url(*ss, sb, &from), url(*ds, db, &to));
                 if dry_run {
                     ctx.say(&format!("(dryrun) {verb}: {fu} to {tu}"));
                     return;
                 }
-                let res: Result<()> = async {
-                    if ss == ds {
-                        if delete_source && replace.is_none() {
-                            sstore
-                                .move_object(sb.as_str(), &from, db.as_str(), &to)
-                                .await?;
-                        } else {
-                            sstore
-                                .copy_object(
-                                    sb.as_str(),
-                                    &from,
-                                    db.as_str(),
-                                    &to,
-                                    CopyOptions {
-                                        replace: replace.clone(),
-                                    },
-                                )
-                                .await?;
-                            if delete_source {
-                                sstore.delete(sb.as_str(), &from).await?;
-                            }
-                        }
-                    } else {
-                        stream_copy(sstore, sb, &from, dstore, db, &to, replace).await?;
-                        if delete_source {
-                            sstore.delete(sb.as_str(), &from).await?;
-                        }
-                    }
-                    Ok(())
-                }
-                .await;
-                match res {
+                match one(from, to).await {
                     Ok(()) => ctx.note(&format!("{verb}: {fu} to {tu}")),
                     Err(e) => ctx.fail(&format!("{verb} {fu}"), &e),
                 }
@@ -735,6 +831,17 @@ pub async fn mv(ctx: &Ctx, a: &args::MvArgs) -> Result<u8> {
         ) => {
             let name = key.rsplit('/').next().unwrap_or(key);
             let target = if p.is_dir() { p.join(name) } else { p.clone() };
+            // A FIFO or device would take the bytes and keep none: deleting the
+            // object after that would lose it.
+            if let Ok(m) = std::fs::metadata(&target) {
+                if !m.is_file() {
+                    return Err(usage(format!(
+                        "{} is not a regular file; mv needs one to keep the object's bytes \
+                         (use cp to write into it)",
+                        target.display()
+                    )));
+                }
+            }
             let store = ctx.store(*scheme).await?;
             store.download_file(bucket.as_str(), key, &target).await?;
             store.delete(bucket.as_str(), key).await?;
@@ -802,7 +909,12 @@ pub async fn ls(ctx: &Ctx, a: &args::LsArgs) -> Result<u8> {
         _ => "",
     };
     let (mut count, mut total) = (0u64, 0u64);
-    let mut opts = ListOptions::default().prefix(key.clone());
+    // Recursive: the tree below the "directory" the URL names (see `tree_prefix`).
+    let mut opts = ListOptions::default().prefix(if a.recursive {
+        tree_prefix(&key)
+    } else {
+        key.clone()
+    });
     if !a.recursive {
         opts = opts.delimiter("/");
     }
@@ -848,7 +960,9 @@ pub async fn ls(ctx: &Ctx, a: &args::LsArgs) -> Result<u8> {
             } else {
                 total.to_string()
             };
-            ctx.say(&format!("\nTotal Objects: {count}\n   Total Size: {size}"));
+            ctx.say("");
+            ctx.say(&format!("Total Objects: {count}"));
+            ctx.say(&format!("   Total Size: {size}"));
         }
     }
     Ok(ctx.status())
@@ -925,7 +1039,7 @@ pub async fn rm(ctx: &Ctx, a: &args::RmArgs) -> Result<u8> {
         }
         return Ok(ctx.status());
     }
-    delete_prefix(ctx, store, scheme, &bucket, &key, a.dry_run).await?;
+    delete_prefix(ctx, store, scheme, &bucket, &tree_prefix(&key), a.dry_run).await?;
     Ok(ctx.status())
 }
 
@@ -1122,7 +1236,10 @@ pub async fn du(ctx: &Ctx, a: &args::DuArgs) -> Result<u8> {
     let (scheme, bucket, key) = object(&a.url)?;
     let store = ctx.store(scheme).await?;
     let (count, bytes) = store
-        .list_stream(bucket.as_str(), ListOptions::default().prefix(key.clone()))
+        .list_stream(
+            bucket.as_str(),
+            ListOptions::default().prefix(tree_prefix(&key)),
+        )
         .try_fold(
             (0u64, 0u64),
             |(n, b), o| async move { Ok((n + 1, b + o.size)) },
@@ -1161,7 +1278,7 @@ pub fn config_show(ctx: &Ctx) -> Result<u8> {
             ctx.base.resolved_local_root().display().to_string().into(),
         );
     }
-    ctx.say(&serde_json::to_string_pretty(
+    ctx.say_block(&serde_json::to_string_pretty(
         &serde_json::json!({ "storageConfig": v }),
     )?);
     Ok(ctx.status())

@@ -18,11 +18,13 @@ impl Report<'_> {
         self.ctx.say(&format!("ok    {what}"));
     }
     fn warn(&self, what: &str, fix: &str) {
-        self.ctx.say(&format!("warn  {what}\n      fix: {fix}"));
+        self.ctx.say(&format!("warn  {what}"));
+        self.ctx.say(&format!("      fix: {fix}"));
     }
     fn fail(&mut self, what: &str, fix: &str) {
         self.failed = true;
-        self.ctx.say(&format!("FAIL  {what}\n      fix: {fix}"));
+        self.ctx.say(&format!("FAIL  {what}"));
+        self.ctx.say(&format!("      fix: {fix}"));
     }
 }
 

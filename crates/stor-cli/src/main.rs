@@ -104,8 +104,8 @@ fn report(e: &anyhow::Error) -> u8 {
         }
         _ => commands::EXIT_FAILED,
     };
-    let msg = format!("{e:#}").replace('\n', " ");
-    eprintln!("stor: error: {msg}");
+    let msg = format!("{e:#}");
+    eprintln!("stor: error: {}", ui::printable(&msg));
     code
 }
 
@@ -132,5 +132,7 @@ fn init_logging(verbose: u8, quiet: bool) {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .with_target(false)
+        // Colour codes only for a terminal: a log file or pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -11,10 +11,10 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 use futures::TryStreamExt;
-use stor::{dir_prefix, BatchItem, ChecksumAlgorithm, ListOptions, Location, Storage};
+use stor::{BatchItem, ChecksumAlgorithm, ListOptions, Location, Storage};
 
 use crate::args::SyncArgs;
-use crate::commands::{run_batch, url, usage, Ctx};
+use crate::commands::{run_batch, tree_prefix, url, usage, Ctx, Way};
 use crate::ui::Filter;
 
 /// What is on the other side, per relative path: size, modified time.
@@ -79,11 +79,24 @@ pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<u8> {
                 return Err(usage(format!("{} is not a directory", dir.display())));
             }
             let store = ctx.store(*scheme).await?;
-            let prefix = dir_prefix(key);
+            let prefix = tree_prefix(key);
             let remote = remote_side(store, bucket, &prefix).await?;
             let mut todo = Vec::new();
             let mut local_keys = std::collections::HashSet::new();
-            for item in stor::plan_upload(dir, &prefix)? {
+            let plan = stor::plan_upload(dir, &prefix, true)?;
+            ctx.report_skipped(&plan.skipped, &prefix, &filter);
+            // What exists in the source but was left out is never deleted remotely.
+            let kept: Vec<&str> = plan
+                .skipped
+                .iter()
+                .filter_map(|s| s.key.as_deref())
+                .map(|k| &k[prefix.len()..])
+                .collect();
+            let protected = |rel: &str| {
+                kept.iter()
+                    .any(|k| rel == *k || (k.ends_with('/') && rel.starts_with(k)))
+            };
+            for item in plan.items {
                 let rel = item.key[prefix.len()..].to_owned();
                 if !filter.allows(&rel) {
                     continue;
@@ -122,7 +135,7 @@ pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<u8> {
             };
             let extras: Vec<String> = remote
                 .keys()
-                .filter(|rel| filter.allows(rel) && !local_keys.contains(*rel))
+                .filter(|rel| filter.allows(rel) && !local_keys.contains(*rel) && !protected(rel))
                 .map(|rel| format!("{prefix}{rel}"))
                 .collect();
             if a.dry_run {
@@ -137,7 +150,7 @@ pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<u8> {
                 return Ok(ctx.status());
             }
             let opts = stor::UploadOptions::default();
-            run_batch(ctx, store, bucket, todo, Some(&opts), &describe).await;
+            run_batch(ctx, store, bucket, todo, Way::Up(&opts), &describe).await;
             if a.delete && !extras.is_empty() {
                 for r in store.delete_many(bucket.as_str(), &extras).await? {
                     match &r.error {
@@ -156,7 +169,7 @@ pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<u8> {
             Location::Path(dir),
         ) => {
             let store = ctx.store(*scheme).await?;
-            let prefix = dir_prefix(key);
+            let prefix = tree_prefix(key);
             let mut todo = Vec::new();
             let mut remote_paths = std::collections::HashSet::new();
             let mut times = HashMap::new();
@@ -206,7 +219,8 @@ pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<u8> {
             };
             let mut extras = Vec::new();
             if a.delete && dir.is_dir() {
-                for item in stor::plan_upload(dir, "")? {
+                // Not following links: only regular files inside the directory go.
+                for item in stor::plan_upload(dir, "", false)?.items {
                     if filter.allows(&item.key) && !remote_paths.contains(&item.path) {
                         extras.push(item.path);
                     }
@@ -222,7 +236,7 @@ pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<u8> {
                 return Ok(ctx.status());
             }
             let paths: Vec<_> = todo.iter().map(|i| i.path.clone()).collect();
-            run_batch(ctx, store, bucket, todo, None, &describe).await;
+            run_batch(ctx, store, bucket, todo, Way::Down(dir), &describe).await;
             // The object's time on the file, so the next sync sees it unchanged.
             for p in paths {
                 if let (Some(Some(t)), Ok(f)) =

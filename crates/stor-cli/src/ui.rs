@@ -84,7 +84,7 @@ impl Ui {
     pub fn println(&self, line: &str) -> bool {
         match &self.bar {
             Some(b) => {
-                b.println(line);
+                b.println(printable(line));
                 true
             }
             None => false,
@@ -93,7 +93,9 @@ impl Ui {
 
     /// Clears the bar and prints the summary on stderr (unless quiet or JSON):
     /// objects, bytes, elapsed, rate, retries, failures. Returns it.
-    pub fn finish(&self, retries: u64) -> Summary {
+    /// `earlier_failures`: items that failed before the transfers started (refused
+    /// while planning), counted in the summary too.
+    pub fn finish(&self, retries: u64, skipped: u64, earlier_failures: u64) -> Summary {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
@@ -103,7 +105,8 @@ impl Ui {
             bytes: self.bytes.load(Ordering::Relaxed),
             seconds: self.start.elapsed().as_secs_f64(),
             retries,
-            failures,
+            failures: failures + earlier_failures,
+            skipped,
         };
         if !self.quiet {
             let rate = if s.seconds > 0.0 {
@@ -111,8 +114,12 @@ impl Ui {
             } else {
                 0.0
             };
+            let skipped = match s.skipped {
+                0 => String::new(),
+                n => format!(", {n} skipped"),
+            };
             eprintln!(
-                "Done: {} objects, {} in {:.1} s ({}/s), {} retries, {} failures",
+                "Done: {} objects, {} in {:.1} s ({}/s), {} retries, {} failures{skipped}",
                 s.objects,
                 crate::commands::human(s.bytes),
                 s.seconds,
@@ -133,6 +140,8 @@ pub struct Summary {
     pub seconds: f64,
     pub retries: u64,
     pub failures: u64,
+    /// Entries left out: not regular files, dangling links, loops.
+    pub skipped: u64,
 }
 
 /// `--include` / `--exclude` globs, matched against the path below the command's
@@ -174,6 +183,38 @@ impl Filter {
     }
 }
 
+/// `s` with control characters escaped, for a terminal or a line-oriented pipe:
+/// `\n` and `\r` as such, others as `\xHH` (C0, DEL) or `\u{HH}` (C1), so a key
+/// holding a newline never splits a line and ESC never reaches a terminal. Tabs
+/// stay (columns use them, and they do neither). Borrowed when there is nothing to
+/// escape.
+///
+/// ```ignore
+/// assert_eq!(printable("a\nb\x1b[31m"), "a\\nb\\x1b[31m");
+/// ```
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write;
+    let unsafe_char = |c: char| c.is_control() && c != '\t';
+    if !s.chars().any(unsafe_char) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x80 && unsafe_char(c) => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if unsafe_char(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
 /// Splits a key holding wildcards (`logs/2026-*/*.json`) into the listing prefix
 /// (up to the last `/` before the first wildcard) and the pattern for the rest.
 pub fn split_wildcard(key: &str) -> Option<(String, String)> {
@@ -185,6 +226,22 @@ pub fn split_wildcard(key: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        for (raw, shown) in [
+            ("plain/key.txt", "plain/key.txt"),
+            ("a\nb", "a\\nb"),
+            ("tab\there\r", "tab\there\\r"),
+            ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+            ("bell\x07del\x7f", "bell\\x07del\\x7f"),
+            ("c1\u{9b}31m", "c1\\u{9b}31m"),
+            ("ünïcödé 日本", "ünïcödé 日本"),
+        ] {
+            assert_eq!(printable(raw), shown, "{raw:?}");
+            assert!(!printable(raw).chars().any(|c| c.is_control() && c != '\t'));
+        }
+    }
 
     #[test]
     fn filters_include_then_exclude() {

@@ -32,8 +32,10 @@ use std::sync::{Arc, Mutex};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
+use crate::destination::Sweeps;
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::{BucketArg, Storage};
+use crate::transfer::FileTarget;
 use crate::types::{DownloadOptions, ListOptions, Progress, TransferResult, UploadOptions};
 
 /// One object of a batch: the local path and the key it maps to.
@@ -69,6 +71,11 @@ pub struct BatchOptions {
     pub concurrency: Option<usize>,
     /// Called with bytes done and total across the whole batch.
     pub progress: Option<Progress>,
+    /// Downloads: the directory every item's path lies in. Writes stay inside it
+    /// whatever is planted there: no symlink below it is followed, and only regular
+    /// files are replaced (a symlink, FIFO or device there fails that item).
+    /// [`Storage::download_prefix`] sets it to its target directory.
+    pub root: Option<PathBuf>,
 }
 
 /// A key's relative part as a path below `dir`, refusing anything that would land
@@ -99,50 +106,203 @@ pub fn dir_prefix(key: &str) -> String {
     }
 }
 
-/// The files under `dir` (following symlinks to files, not to directories) and the
-/// keys they get under `prefix`, `/`-separated, sorted by key.
-pub fn plan_upload(dir: &Path, prefix: &str) -> Result<Vec<BatchItem>> {
-    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64)>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let ft = entry.file_type()?;
-            let path = entry.path();
-            if ft.is_dir() {
-                walk(&path, out)?;
-            } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
-                let len = std::fs::metadata(&path)?.len();
-                out.push((path, len));
+/// What a walk of a directory tree found: the files to upload and what it left out.
+#[derive(Debug, Default)]
+pub struct UploadPlan {
+    /// The regular files and the keys they get, sorted by key.
+    pub items: Vec<BatchItem>,
+    /// Entries left out, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// An entry a walk left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The entry.
+    pub path: PathBuf,
+    /// The key it would have had (a directory's ends in `/`), when its name has one.
+    /// A sync never deletes what is at this key: its source exists.
+    pub key: Option<String>,
+    /// Why it was left out.
+    pub reason: String,
+    /// A failure (the command should report it and fail), not just an entry that is
+    /// not a file (a FIFO, a dangling symlink).
+    pub failed: bool,
+}
+
+/// The regular files under `dir` and the keys they get under `prefix` (the path
+/// below `dir`, `/`-separated), sorted by key. Symlinks are followed — to files and
+/// to directories, a directory seen twice on one path (a loop) only once — unless
+/// `follow_symlinks` is false. Every entry left out is in [`UploadPlan::skipped`]:
+/// FIFOs, sockets, devices, dangling symlinks and loops (not failures); names that
+/// are not UTF-8 (no key maps to them one to one) and unreadable entries
+/// (failures). Download temp files of stor's (`.NAME.RANDOM.stor-part`) are left
+/// out as well.
+pub fn plan_upload(dir: &Path, prefix: &str, follow_symlinks: bool) -> Result<UploadPlan> {
+    use std::os::unix::fs::MetadataExt;
+    struct Walk {
+        follow: bool,
+        /// (device, inode) of the directories on the current path.
+        ancestors: Vec<(u64, u64)>,
+        plan: UploadPlan,
+    }
+    impl Walk {
+        fn skip(&mut self, path: PathBuf, key: Option<String>, reason: String, failed: bool) {
+            self.plan.skipped.push(Skipped {
+                path,
+                key,
+                reason,
+                failed,
+            });
+        }
+        fn dir(&mut self, dir: &Path, rel: &str) {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    let key = Some(rel.to_owned());
+                    return self.skip(dir.to_path_buf(), key, format!("cannot read it: {e}"), true);
+                }
+            };
+            for entry in entries {
+                let entry = match entry {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let why = format!("cannot read it: {e}");
+                        return self.skip(dir.to_path_buf(), Some(rel.to_owned()), why, true);
+                    }
+                };
+                let path = entry.path();
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else {
+                    let why = "its name is not valid UTF-8, so no key maps to it one to one; \
+                               rename it"
+                        .to_owned();
+                    self.skip(path, None, why, true);
+                    continue;
+                };
+                if crate::destination::is_download_temp(name.as_ref()) {
+                    let why = "a download temp file of stor's".to_owned();
+                    self.skip(path, Some(format!("{rel}{name}")), why, false);
+                    continue;
+                }
+                let key = format!("{rel}{name}");
+                let lmeta = match std::fs::symlink_metadata(&path) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.skip(path, Some(key), format!("cannot read it: {e}"), true);
+                        continue;
+                    }
+                };
+                let meta = if lmeta.file_type().is_symlink() {
+                    if !self.follow {
+                        let why = "a symlink (not followed)".to_owned();
+                        self.skip(path, Some(key), why, false);
+                        continue;
+                    }
+                    match std::fs::metadata(&path) {
+                        Ok(m) => m,
+                        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                            self.skip(path, Some(key), "a symlink loop".into(), false);
+                            continue;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            self.skip(path, Some(key), "a dangling symlink".into(), false);
+                            continue;
+                        }
+                        Err(e) => {
+                            self.skip(path, Some(key), format!("cannot read it: {e}"), true);
+                            continue;
+                        }
+                    }
+                } else {
+                    lmeta
+                };
+                if meta.is_dir() {
+                    let id = (meta.dev(), meta.ino());
+                    if self.ancestors.contains(&id) {
+                        let why = "a symlink loop (it leads back to a directory above it)";
+                        self.skip(path, Some(format!("{key}/")), why.into(), false);
+                        continue;
+                    }
+                    self.ancestors.push(id);
+                    self.dir(&path, &format!("{key}/"));
+                    self.ancestors.pop();
+                } else if meta.is_file() {
+                    self.plan.items.push(BatchItem {
+                        path,
+                        key,
+                        size: Some(meta.len()),
+                    });
+                } else {
+                    let what = special_kind(&meta.file_type());
+                    let why = format!("{what}; only regular files are uploaded");
+                    self.skip(path, Some(key), why, false);
+                }
             }
         }
-        Ok(())
     }
-    if !dir.is_dir() {
+    let meta =
+        std::fs::metadata(dir).map_err(|e| Error::invalid(format!("{}: {e}", dir.display())))?;
+    if !meta.is_dir() {
         return Err(Error::invalid(format!(
             "{} is not a directory",
             dir.display()
         )));
     }
-    let mut files = Vec::new();
-    walk(dir, &mut files).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+    let mut walk = Walk {
+        follow: follow_symlinks,
+        ancestors: vec![(meta.dev(), meta.ino())],
+        plan: UploadPlan::default(),
+    };
     let prefix = dir_prefix(prefix);
-    let mut items: Vec<BatchItem> = files
-        .into_iter()
-        .map(|(path, len)| {
-            let rel = path.strip_prefix(dir).unwrap_or(&path);
-            let rel = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            BatchItem {
-                key: format!("{prefix}{rel}"),
-                path,
-                size: Some(len),
+    walk.dir(dir, &prefix);
+    let mut plan = walk.plan;
+    plan.items.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(plan)
+}
+
+/// What a file that is not regular nor a directory is, for messages.
+fn special_kind(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Why `rel` (a key below a download's prefix) has no file path of its own: a
+/// segment that is empty (`a//b`), `.` or `..` would make the path name another key's
+/// file or leave the directory. `None` when it maps one to one.
+fn not_one_to_one(rel: &str) -> Option<&'static str> {
+    if rel.starts_with('/') || rel.split('/').any(str::is_empty) {
+        Some("an empty path segment")
+    } else if rel.split('/').any(|s| s == "..") {
+        Some("a `..` path segment (it would lead outside the directory)")
+    } else if rel.split('/').any(|s| s == ".") {
+        Some("a `.` path segment")
+    } else {
+        None
+    }
+}
+
+/// The same key with its non-canonical segments folded, as a path would fold them.
+fn folded(rel: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for seg in rel.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
             }
-        })
-        .collect();
-    items.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(items)
+            s => out.push(s),
+        }
+    }
+    out.join("/")
 }
 
 /// Per-object progress adapters that add up into one batch-wide callback.
@@ -209,31 +369,41 @@ impl Storage {
     ) -> BoxStream<'static, BatchOutcome> {
         let bucket = bucket.into().map(str::to_owned);
         let this = self.clone();
+        let root = opts.root.clone();
+        let sweeps: Arc<Sweeps> = Arc::default();
         // Each directory is made once per batch, not once per file: many files share
-        // one, and every tokio::fs call is a hop to the blocking pool.
+        // one, and every tokio::fs call is a hop to the blocking pool. (Below a root,
+        // the confined walk makes them.)
         let made: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
         self.run_batch(items, opts, move |item, _, progress| {
             let (this, bucket, made) = (this.clone(), bucket.clone(), made.clone());
+            let (root, sweeps) = (root.clone(), sweeps.clone());
             async move {
-                if let Some(parent) = item.path.parent() {
-                    let seen = made
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .contains(parent);
+                let dir = match &root {
+                    Some(r) => Some(r.as_path()),
+                    None => item.path.parent(),
+                };
+                if let Some(dir) = dir {
+                    let seen = made.lock().unwrap_or_else(|p| p.into_inner()).contains(dir);
                     if !seen {
-                        tokio::fs::create_dir_all(parent)
+                        tokio::fs::create_dir_all(dir)
                             .await
-                            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
                         made.lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .insert(parent.to_path_buf());
+                            .insert(dir.to_path_buf());
                     }
                 }
                 let o = DownloadOptions {
                     progress,
                     ..Default::default()
                 };
-                this.download_file_sized(bucket.as_deref(), &item.key, &item.path, o, item.size)
+                let target = FileTarget {
+                    path: &item.path,
+                    root: root.as_deref(),
+                    sweeps: &sweeps,
+                };
+                this.download_file_sized(bucket.as_deref(), &item.key, target, o, item.size)
                     .await
             }
         })
@@ -284,7 +454,11 @@ impl Storage {
     }
 
     /// The objects under `prefix` and the paths they get under `dir` (the key's
-    /// part after the prefix). Keys that would land outside `dir` are refused.
+    /// part after the prefix), one to one: a key whose path would fold into another
+    /// one's (`a//b`, `a/./b`), leave `dir` (`../x`), or need a file and a directory
+    /// at one path (`x` beside `x/y`) is refused with an error naming the keys
+    /// involved, and nothing is written for it. Keys ending in `/` ("directory
+    /// markers") are left out.
     pub async fn plan_download<'b>(
         &self,
         bucket: impl Into<BucketArg<'b>>,
@@ -296,11 +470,64 @@ impl Storage {
             .list_stream(bucket, ListOptions::default().prefix(prefix.clone()))
             .try_collect()
             .await?;
-        Ok(objects
+        let objects: Vec<_> = objects
             .into_iter()
-            .filter(|o| !o.key.ends_with('/')) // "directory marker" objects
+            .filter(|o| !o.key.ends_with('/'))
+            .collect();
+        let rels: HashSet<&str> = objects.iter().map(|o| &o.key[prefix.len()..]).collect();
+        // Every path that keys need as a directory.
+        let dirs: HashSet<&str> = rels
+            .iter()
+            .flat_map(|r| r.match_indices('/').map(move |(i, _)| &r[..i]))
+            .collect();
+        Ok(objects
+            .iter()
             .map(|o| {
                 let rel = &o.key[prefix.len()..];
+                let refuse =
+                    |msg: String| Err(Error::invalid(msg).with_location(&o.bucket, &o.key));
+                if let Some(why) = not_one_to_one(rel) {
+                    let f = folded(rel);
+                    return refuse(if rels.contains(f.as_str()) && !f.is_empty() {
+                        format!(
+                            "the keys {:?} and {:?} would be the same file {}; neither \
+                             is written over the other — {:?} was skipped",
+                            o.key,
+                            format!("{prefix}{f}"),
+                            dir.join(&f).display(),
+                            o.key
+                        )
+                    } else {
+                        format!(
+                            "the key has {why}, so it has no file path of its own under {}; \
+                             skipped",
+                            dir.display()
+                        )
+                    });
+                }
+                // A file here and a directory of the same name for keys below it.
+                let mut at = 0;
+                while let Some(i) = rel[at..].find('/') {
+                    let parent = &rel[..at + i];
+                    if rels.contains(parent) {
+                        return refuse(format!(
+                            "{:?} needs a directory {} where the key {:?} needs a file; \
+                             skipped",
+                            o.key,
+                            dir.join(parent).display(),
+                            format!("{prefix}{parent}")
+                        ));
+                    }
+                    at += i + 1;
+                }
+                if dirs.contains(rel) {
+                    return refuse(format!(
+                        "{:?} needs a file {} where keys below {:?} need a directory; skipped",
+                        o.key,
+                        dir.join(rel).display(),
+                        format!("{}/", o.key)
+                    ));
+                }
                 path_under(dir, rel)
                     .map(|path| BatchItem {
                         path,
@@ -320,8 +547,19 @@ impl Storage {
         prefix: &str,
         opts: BatchOptions,
     ) -> Result<Vec<BatchOutcome>> {
-        let items = plan_upload(dir.as_ref(), prefix)?;
-        let mut out: Vec<_> = self.upload_many(bucket, items, opts).collect().await;
+        let plan = plan_upload(dir.as_ref(), prefix, true)?;
+        let mut out: Vec<_> = self.upload_many(bucket, plan.items, opts).collect().await;
+        out.extend(plan.skipped.into_iter().filter(|s| s.failed).map(|s| {
+            let msg = format!("{}: {}", s.path.display(), s.reason);
+            BatchOutcome {
+                item: BatchItem {
+                    path: s.path,
+                    key: s.key.unwrap_or_default(),
+                    size: None,
+                },
+                result: Err(Error::invalid(msg)),
+            }
+        }));
         out.sort_by(|a, b| a.item.key.cmp(&b.item.key));
         Ok(out)
     }
@@ -345,6 +583,10 @@ impl Storage {
                 Err(e) => refused.push(e),
             }
         }
+        let opts = BatchOptions {
+            root: Some(dir.as_ref().to_path_buf()),
+            ..opts
+        };
         let mut out: Vec<_> = self.download_many(bucket, items, opts).collect().await;
         out.extend(refused.into_iter().map(|e| BatchOutcome {
             item: BatchItem {
@@ -378,9 +620,102 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("b/c")).unwrap();
         std::fs::write(dir.path().join("b/c/d.txt"), "12").unwrap();
         std::fs::write(dir.path().join("a.txt"), "1").unwrap();
-        let items = plan_upload(dir.path(), "up").unwrap();
-        let keys: Vec<_> = items.iter().map(|i| (i.key.as_str(), i.size)).collect();
+        let plan = plan_upload(dir.path(), "up", true).unwrap();
+        let keys: Vec<_> = plan
+            .items
+            .iter()
+            .map(|i| (i.key.as_str(), i.size))
+            .collect();
         assert_eq!(keys, [("up/a.txt", Some(1)), ("up/b/c/d.txt", Some(2))]);
-        assert!(plan_upload(&dir.path().join("a.txt"), "").is_err());
+        assert!(plan.skipped.is_empty());
+        assert!(plan_upload(&dir.path().join("a.txt"), "", true).is_err());
+        assert!(plan_upload(&dir.path().join("missing"), "", true).is_err());
+    }
+
+    /// Every kind of entry a tree can hold: uploaded, or reported with a reason —
+    /// never merged (non-UTF-8 names) and never silently dropped.
+    #[test]
+    fn a_walk_reports_every_entry_it_leaves_out() {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(outside.path().join("lib")).unwrap();
+        std::fs::write(outside.path().join("lib/x.txt"), "x").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("plain.txt"), "p").unwrap();
+        // Two names that to_string_lossy would both turn into "bad-\u{FFFD}.txt".
+        for b in [&b"bad-\xff.txt"[..], &b"bad-\xfe.txt"[..]] {
+            std::fs::write(d.join(std::ffi::OsStr::from_bytes(b)), "n").unwrap();
+        }
+        symlink(outside.path().join("lib"), d.join("linked-dir")).unwrap();
+        symlink("plain.txt", d.join("linked-file")).unwrap();
+        symlink("nowhere", d.join("dangling")).unwrap();
+        symlink("loop-b", d.join("loop-a")).unwrap();
+        symlink("loop-a", d.join("loop-b")).unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        symlink("..", d.join("sub/up")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            d.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::fs::write(d.join(".big.iso.0badf00d.stor-part"), "partial").unwrap();
+
+        let plan = plan_upload(d, "", true).unwrap();
+        let keys: Vec<_> = plan.items.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["linked-dir/x.txt", "linked-file", "plain.txt"]);
+        let mut why: Vec<_> = plan
+            .skipped
+            .iter()
+            .map(|s| (s.key.clone().unwrap_or_else(|| "?".into()), s.failed))
+            .collect();
+        why.sort();
+        assert_eq!(
+            why,
+            [
+                (".big.iso.0badf00d.stor-part".to_owned(), false),
+                ("?".into(), true),
+                ("?".into(), true),
+                ("dangling".into(), false),
+                ("fifo".into(), false),
+                ("loop-a".into(), false),
+                ("loop-b".into(), false),
+                ("sub/up/".into(), false),
+            ]
+        );
+        // Without following symlinks, each link is reported instead.
+        let plan = plan_upload(d, "", false).unwrap();
+        let keys: Vec<_> = plan.items.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["plain.txt"]);
+        assert!(plan
+            .skipped
+            .iter()
+            .any(|s| s.key.as_deref() == Some("linked-dir") && s.reason.contains("symlink")));
+    }
+
+    #[test]
+    fn keys_map_to_paths_one_to_one_or_not_at_all() {
+        for (rel, one_to_one) in [
+            ("a/b", true),
+            ("a b/ü.txt", true),
+            ("a//b", false),
+            ("/a", false),
+            ("a/", false),
+            ("a/./b", false),
+            ("./a", false),
+            ("a/../b", false),
+            ("..", false),
+            ("...", true),
+            (".hidden", true),
+        ] {
+            assert_eq!(not_one_to_one(rel).is_none(), one_to_one, "{rel}");
+        }
+        assert_eq!(folded("a//b"), "a/b");
+        assert_eq!(folded("a/./b"), "a/b");
+        assert_eq!(folded("x/../a/b"), "a/b");
     }
 }

@@ -232,7 +232,17 @@ impl Error {
         Error::new(ErrorKind::Config, message)
     }
 
-    pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Error {
+    pub(crate) fn io(context: impl Into<String>, mut err: std::io::Error) -> Error {
+        // An error of ours that travelled through an io::Error (a reader that
+        // enforces a size, a body that checks its source) comes back as it was.
+        if err.get_ref().is_some_and(|e| e.is::<Error>()) {
+            let kind = err.kind();
+            match err.into_inner().map(|e| e.downcast::<Error>()) {
+                Some(Ok(e)) => return *e,
+                Some(Err(other)) => err = std::io::Error::new(kind, other),
+                None => err = kind.into(),
+            }
+        }
         let kind = match err.kind() {
             std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
             _ => ErrorKind::Io,

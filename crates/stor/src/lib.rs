@@ -60,6 +60,7 @@ pub mod backend;
 mod batch;
 pub mod checksum;
 pub mod config;
+mod destination;
 pub mod error;
 mod location;
 pub mod metrics;
@@ -69,14 +70,18 @@ pub mod transfer;
 mod types;
 mod validate;
 
-pub use batch::{dir_prefix, path_under, plan_upload, BatchItem, BatchOptions, BatchOutcome};
+pub use batch::{
+    dir_prefix, path_under, plan_upload, BatchItem, BatchOptions, BatchOutcome, Skipped, UploadPlan,
+};
 pub use checksum::ChecksumAlgorithm;
 pub use config::{Secret, StorageConfig, StorageType};
+pub use destination::{is_download_temp, TEMP_SUFFIX};
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Location, Scheme};
 pub use metrics::{HealthReport, MetricsSnapshot};
 pub use service::{
     guess_content_type, BucketArg, Downloaded, ObjectStream, Storage, StorageService, DELETE_BATCH,
+    MOVE_MARKER,
 };
 pub use types::{
     format_time, ByteRange, CopyOptions, DeleteResult, DownloadOptions, Encryption, ListOptions,

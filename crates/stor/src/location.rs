@@ -34,6 +34,7 @@ impl Scheme {
 /// assert_eq!(loc, Location::Object { scheme: Scheme::S3, bucket: "news".into(), key: "2026/a b.json".into() });
 /// assert!(matches!("./report.pdf".parse::<Location>().unwrap(), Location::Path(_)));
 /// assert!("s3://Bad_Bucket/k".parse::<Location>().is_err());
+/// assert!("".parse::<Location>().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -65,6 +66,11 @@ impl std::str::FromStr for Location {
     fn from_str(s: &str) -> Result<Location> {
         if s == "-" {
             return Ok(Location::Stdio);
+        }
+        if s.is_empty() {
+            return Err(Error::invalid(
+                "an empty location; give a file path, -, or an object URL (s3://BUCKET/KEY)",
+            ));
         }
         for (prefix, scheme) in [("s3://", Scheme::S3), ("local://", Scheme::Local)] {
             if let Some(rest) = s.strip_prefix(prefix) {

@@ -39,6 +39,11 @@ use crate::validate::{
 /// Most keys S3 deletes in one request.
 pub const DELETE_BATCH: usize = 1000;
 
+/// The metadata key of the marker a move writes into a copy that lands on an
+/// existing key, to prove the source is another object before deleting it (see
+/// [`Storage::move_object`]). Never shown by [`Storage::info`] nor carried by copies.
+pub const MOVE_MARKER: &str = "stor-move";
+
 pub(crate) struct Inner {
     pub backend: Arc<dyn Backend>,
     pub config: StorageConfig,
@@ -498,7 +503,12 @@ impl Storage {
         path: impl AsRef<Path>,
         opts: DownloadOptions,
     ) -> Result<TransferResult> {
-        self.download_file_sized(bucket, key, path.as_ref(), opts, None)
+        let target = crate::transfer::FileTarget {
+            path: path.as_ref(),
+            root: None,
+            sweeps: &Default::default(),
+        };
+        self.download_file_sized(bucket, key, target, opts, None)
             .await
     }
 
@@ -508,7 +518,7 @@ impl Storage {
         &self,
         bucket: impl Into<BucketArg<'b>>,
         key: &str,
-        path: &Path,
+        target: crate::transfer::FileTarget<'_>,
         opts: DownloadOptions,
         size: Option<u64>,
     ) -> Result<TransferResult> {
@@ -522,7 +532,7 @@ impl Storage {
             .with_location(&b, key));
         }
         let progress = opts.progress;
-        let fut = crate::transfer::download_to_file(self, &b, key, path, progress.as_ref(), size);
+        let fut = crate::transfer::download_to_file(self, &b, key, target, progress.as_ref(), size);
         self.operation(
             "download",
             &b,
@@ -643,9 +653,9 @@ impl Storage {
             self.op_timeout(),
             |_| 0,
             async {
-                self.request(|_| be.head_object(&b, key))
-                    .await
-                    .map(|(v, _)| v)
+                let (mut info, _) = self.request(|_| be.head_object(&b, key)).await?;
+                info.metadata.remove(MOVE_MARKER);
+                Ok(info)
             },
         )
         .await
@@ -837,39 +847,111 @@ impl Storage {
         Ok(())
     }
 
-    /// Moves an object: server-side copy, confirmed by reading the destination back,
-    /// and only then deletes the source. A failed copy never deletes the source.
+    /// Moves an object: a server-side copy (with `opts.replace`, new headers and
+    /// metadata), confirmed by reading the destination back, and only then the
+    /// source deleted — and only with proof that source and destination are two
+    /// stored objects, whatever the engine does to keys (SeaweedFS stores `a//b` as
+    /// `a/b`, some gateways fold case). The proof: a destination that did not exist
+    /// before the copy cannot be the source; one that did gets a unique marker in
+    /// the copy's metadata (`stor-move`), and the source is deleted only if it does
+    /// not carry it. Moving an object onto its own key with `opts.replace` is a
+    /// metadata replacement; nothing is deleted.
+    ///
+    /// ```
+    /// # tokio_test::block_on(async {
+    /// use stor::{CopyOptions, Storage, StorageConfig, UploadOptions};
+    /// let s = Storage::new(StorageConfig::memory()).await?;
+    /// s.create_bucket("news").await?;
+    /// s.upload_bytes("news", "in/a.json", "{}", UploadOptions::default()).await?;
+    /// s.move_object("news", "in/a.json", "news", "done/a.json", CopyOptions::default()).await?;
+    /// assert!(!s.exists("news", "in/a.json").await?);
+    /// // In place, with new headers: a metadata replacement.
+    /// let retag = CopyOptions { replace: Some(UploadOptions::default().content_type("text/plain")) };
+    /// s.move_object("news", "done/a.json", "news", "done/a.json", retag).await?;
+    /// assert_eq!(s.info("news", "done/a.json").await?.content_type.as_deref(), Some("text/plain"));
+    /// # Ok::<(), stor::Error>(()) }).unwrap();
+    /// ```
     pub async fn move_object<'b>(
         &self,
         src_bucket: impl Into<BucketArg<'b>>,
         src_key: &str,
         dst_bucket: impl Into<BucketArg<'b>>,
         dst_key: &str,
+        opts: CopyOptions,
     ) -> Result<TransferResult> {
         let sb = self.bucket_or_default(src_bucket.into())?;
         let db = self.bucket_or_default(dst_bucket.into())?;
-        if sb == db && src_key == dst_key {
+        let same_key = sb == db && src_key == dst_key;
+        if same_key && opts.replace.is_none() {
             return Err(Error::invalid(format!(
-                "cannot move {}://{sb}/{src_key} onto itself",
+                "cannot move {}://{sb}/{src_key} onto itself (give new headers or metadata to \
+                 replace them in place)",
                 self.scheme()
             ))
-            .with_op("move"));
+            .with_op("move")
+            .with_location(&sb, src_key)
+            .with_scheme(self.scheme()));
         }
-        let opts = CopyOptions::default();
-        self.check_copy(&sb, src_key, &db, dst_key, &opts)?;
+        self.check_copy(&sb, src_key, &db, dst_key, &opts)
+            .map_err(|e| {
+                e.with_op("move")
+                    .with_location(&sb, src_key)
+                    .with_scheme(self.scheme())
+            })?;
         let fut = async {
             let be = &self.inner.backend;
-            // The copy HEADs the source first; its result carries the source's size.
-            let res = crate::transfer::copy(self, &sb, src_key, &db, dst_key, &opts).await?;
+            if same_key {
+                // One key, new headers: replace them in place; nothing to delete.
+                return crate::transfer::copy(self, &sb, src_key, &db, dst_key, &opts).await;
+            }
+            let (src, _) = self.request(|_| be.head_object(&sb, src_key)).await?;
+            let existed = match self.request(|_| be.head_object(&db, dst_key)).await {
+                Ok(_) => true,
+                Err(e) if e.kind() == ErrorKind::KeyNotFound => false,
+                Err(e) => return Err(e),
+            };
+            let marker = existed.then(|| hex::encode(rand::random::<[u8; 12]>()));
+            let mut copy_opts = opts.clone();
+            if let Some(m) = &marker {
+                let mut r = copy_opts
+                    .replace
+                    .take()
+                    .unwrap_or_else(|| crate::transfer::options_of(&src));
+                r.metadata.insert(MOVE_MARKER.to_owned(), m.clone());
+                copy_opts.replace = Some(r);
+            }
+            let res = crate::transfer::copy(self, &sb, src_key, &db, dst_key, &copy_opts).await?;
             let (dst, _) = self.request(|_| be.head_object(&db, dst_key)).await?;
+            let kept = |why: String| {
+                Error::new(ErrorKind::Integrity, format!("{why}; the source was kept"))
+            };
             if dst.size != res.bytes {
-                return Err(Error::new(
-                    ErrorKind::Integrity,
-                    format!(
-                        "the copy has {} bytes, the source {}; the source was kept",
-                        dst.size, res.bytes
-                    ),
-                ));
+                return Err(kept(format!(
+                    "the copy has {} bytes, the source {}",
+                    dst.size, res.bytes
+                )));
+            }
+            if let Some(m) = &marker {
+                if dst.metadata.get(MOVE_MARKER) != Some(m) {
+                    return Err(kept(
+                        "the destination does not show the copy just made (another writer?)".into(),
+                    ));
+                }
+                match self.request(|_| be.head_object(&sb, src_key)).await {
+                    Ok((now, _)) if now.metadata.get(MOVE_MARKER) == Some(m) => {
+                        return Err(Error::invalid(format!(
+                            "{}://{db}/{dst_key} is the same stored object as \
+                             {}://{sb}/{src_key} on this store (it normalises keys); \
+                             nothing was moved or deleted",
+                            self.scheme(),
+                            self.scheme()
+                        )));
+                    }
+                    Ok(_) => {}
+                    // Gone meanwhile (another client): nothing left to delete.
+                    Err(e) if e.kind() == ErrorKind::KeyNotFound => return Ok(res),
+                    Err(e) => return Err(e),
+                }
             }
             self.request(|_| be.delete_object(&sb, src_key)).await?;
             Ok(res)

@@ -31,6 +31,7 @@ use crate::backend::{
 };
 use crate::checksum::{self, Checksum, ChecksumAlgorithm, Hasher, Hashers, RangeChecksums};
 use crate::config::{MAX_PARTS, MAX_PART_SIZE, MIB, MIN_PART_SIZE};
+use crate::destination::{Destination, Sweeps};
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::{reader_stream, Downloaded, Storage};
 use crate::types::{ByteRange, CopyOptions, ObjectInfo, Progress, TransferResult, UploadOptions};
@@ -181,9 +182,17 @@ pub(crate) async fn upload(
     // Local checks before any request.
     let file_meta = match &src {
         Source::File(path) => {
-            let meta = tokio::fs::metadata(&path)
-                .await
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let meta = match tokio::fs::metadata(&path).await {
+                Ok(m) => m,
+                // A source that is not there is bad input, not a disk failure.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::invalid(format!(
+                        "{}: no such file or directory",
+                        path.display()
+                    )))
+                }
+                Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+            };
             if !meta.is_file() {
                 return Err(Error::invalid(format!(
                     "{} is not a regular file (use --recursive for directories)",
@@ -232,6 +241,11 @@ pub(crate) async fn upload(
                 (_, Some((len, _))) => len,
                 _ => unreachable!("a file was looked at above"),
             };
+            if let Some(n) = opts.expected_size.filter(|n| *n != len) {
+                return Err(Error::invalid(format!(
+                    "the source has {len} bytes, not the {n} expected; nothing was stored"
+                )));
+            }
             let in_parts = be.supports_multipart() && len > threshold;
             let ps = if in_parts {
                 part_size(len, cfg.part_size)?
@@ -344,8 +358,13 @@ pub(crate) async fn upload(
                 Ok(result(len, etag, attempts, false, sum))
             }
         }
-        Source::Reader(mut r) => {
-            let ps = cfg.part_size.unwrap_or(AUTO_PART_SIZE);
+        Source::Reader(r) => {
+            // A declared size sizes the parts and is enforced as the bytes are read:
+            // a short or long stream fails before anything is committed.
+            let (mut r, ps): (Box<dyn AsyncRead + Send + Unpin>, u64) = match opts.expected_size {
+                Some(n) => (Box::new(ExactSize::new(r, n)), part_size(n, cfg.part_size)?),
+                None => (r, cfg.part_size.unwrap_or(AUTO_PART_SIZE)),
+            };
             // Read whole parts until the stream ends or is certainly over the
             // threshold, within the byte budget: a stream longer than the budget
             // goes multipart even under the threshold.
@@ -433,6 +452,56 @@ pub(crate) async fn upload(
             let sum = stream_sum(&hasher);
             Ok(result(bytes, etag, attempts, true, sum))
         }
+    }
+}
+
+/// A reader that must yield exactly `expected` bytes: running long fails at the
+/// first byte too many, ending short fails at the end — before the upload that
+/// reads it can commit anything.
+struct ExactSize {
+    inner: Box<dyn AsyncRead + Send + Unpin>,
+    expected: u64,
+    read: u64,
+}
+
+impl ExactSize {
+    fn new(inner: Box<dyn AsyncRead + Send + Unpin>, expected: u64) -> ExactSize {
+        ExactSize {
+            inner,
+            expected,
+            read: 0,
+        }
+    }
+
+    fn wrong(&self, what: String) -> std::io::Error {
+        std::io::Error::other(Error::new(
+            ErrorKind::Integrity,
+            format!(
+                "{what}, not the {} bytes expected (--expected-size); nothing was stored",
+                self.expected
+            ),
+        ))
+    }
+}
+
+impl AsyncRead for ExactSize {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let n = (buf.filled().len() - before) as u64;
+        self.read += n;
+        let res = if self.read > self.expected {
+            Err(self.wrong("the source is longer".to_owned()))
+        } else if n == 0 && self.read < self.expected && buf.remaining() > 0 {
+            Err(self.wrong(format!("the source ended after {} bytes", self.read)))
+        } else {
+            Ok(())
+        };
+        std::task::Poll::Ready(res)
     }
 }
 
@@ -636,7 +705,11 @@ async fn put_single(
                     "the storage service was shut down",
                 )
             })?;
-            Ok((be.put_object(bucket, key, Body::Stream(stream), opts).await?, 1))
+            Ok((
+                be.put_object(bucket, key, Body::Stream(stream), opts)
+                    .await?,
+                1,
+            ))
         }
     }
 }
@@ -936,6 +1009,15 @@ struct First {
     known: Option<(ChecksumAlgorithm, String)>,
 }
 
+/// How [`fetch_object`] reads: `size_hint` is the size a listing told (an object
+/// that fits in a part then takes one plain GET); `sequential` reads in order, in
+/// one request resumed from its last byte (for a FIFO or device).
+#[derive(Default, Clone, Copy)]
+struct Fetch {
+    size_hint: Option<u64>,
+    sequential: bool,
+}
+
 /// What [`fetch_object`] got: the object's info, attempts, and the checksum it
 /// verified (when the object has one: stor's, or an S3-native one).
 struct Fetched {
@@ -960,10 +1042,15 @@ async fn fetch_object(
     on_size: &(dyn Fn(u64) -> Result<()> + Sync),
     sink: Sink<'_>,
     progress: Option<&Progress>,
-    size_hint: Option<u64>,
+    how: Fetch,
 ) -> Result<Fetched> {
+    let Fetch {
+        size_hint,
+        sequential,
+    } = how;
     let be = &s.inner.backend;
-    let parallel = be.supports_multipart();
+    // In order (a FIFO, a device) means one request, resumed from its last byte.
+    let parallel = be.supports_multipart() && !sequential;
     let ps = s.inner.config.part_size.unwrap_or(AUTO_PART_SIZE);
     // An object known (from a listing) to fit in one part is fetched with a plain
     // GET: measured on SeaweedFS, 1000 × 64 KiB cost the server 7% less CPU than
@@ -1116,40 +1203,52 @@ fn allocate(file: &std::fs::File, size: u64) -> std::io::Result<()> {
     file.set_len(size)
 }
 
+/// Where a file download goes: the path, and for recursive downloads the
+/// directory it must stay in (see [`crate::destination`]).
+pub(crate) struct FileTarget<'a> {
+    pub path: &'a Path,
+    pub root: Option<&'a Path>,
+    pub sweeps: &'a Sweeps,
+}
+
 pub(crate) async fn download_to_file(
     s: &Storage,
     bucket: &str,
     key: &str,
-    path: &Path,
+    target: FileTarget<'_>,
     progress: Option<&Progress>,
     size_hint: Option<u64>,
 ) -> Result<TransferResult> {
     let start = Instant::now();
-    if path.is_dir() {
-        return Err(Error::invalid(format!(
-            "{} is a directory; give a file path (e.g. {}/{})",
-            path.display(),
-            path.display(),
-            key.rsplit('/').next().unwrap_or(key)
-        )));
-    }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+    let path = target.path;
+    let result = |info: ObjectInfo, got: Fetched| TransferResult {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        bytes: info.size,
+        etag: info.etag,
+        attempts: got.attempts,
+        elapsed: start.elapsed(),
+        multipart: false,
+        checksum: got.verified.map(|c| c.label()),
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "download".into());
-    // Created 0666 less the umask, like any file a program writes (and what aws cli
-    // and s5cmd leave): the temp file's private 0600 would stay with the download.
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".stor-part")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
-    let file = tmp.as_file();
+    // Opening is a few syscalls, done on this thread (a hop to the blocking pool per
+    // file shows when thousands are downloaded); only a FIFO's open may wait.
+    let tmp = match Destination::open(path, target.root, target.sweeps)? {
+        Destination::File(tmp) => tmp,
+        Destination::Stream(dev) => {
+            let at = dev.clone();
+            let file = tokio::task::spawn_blocking(move || {
+                std::fs::OpenOptions::new().write(true).open(&at)
+            })
+            .await
+            .map_err(|e| Error::new(ErrorKind::Other, e.to_string()))?
+            .map_err(|e| Error::io(format!("opening {}", dev.display()), e))?;
+            return stream_into(s, bucket, key, &file, &dev, progress)
+                .await
+                .map(|(info, got)| result(info, got));
+        }
+    };
+    let file = &tmp.file;
     let on_size = |size: u64| -> Result<()> {
         allocate(file, size).map_err(|e| Error::io(format!("allocating {}", path.display()), e))
     };
@@ -1159,8 +1258,20 @@ pub(crate) async fn download_to_file(
         file.write_all_at(data, off)
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     };
-    let got = fetch_object(s, bucket, key, &on_size, &sink, progress, size_hint).await?;
-    let info = got.info;
+    let got = fetch_object(
+        s,
+        bucket,
+        key,
+        &on_size,
+        &sink,
+        progress,
+        Fetch {
+            size_hint,
+            sequential: false,
+        },
+    )
+    .await?;
+    let info = got.info.clone();
     let written = file
         .metadata()
         .map_err(|e| Error::io(format!("checking {}", path.display()), e))?
@@ -1175,22 +1286,61 @@ pub(crate) async fn download_to_file(
         file.sync_all()
             .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
     }
-    tmp.persist(path).map_err(|e| {
-        Error::io(
-            format!("moving the download into {}", path.display()),
-            e.error,
-        )
+    tmp.persist()?;
+    Ok(result(info, got))
+}
+
+/// Streams an object in order into a FIFO or device: one request, resumed from its
+/// last byte, verified at the end (by then the bytes are gone: the error says so).
+async fn stream_into(
+    s: &Storage,
+    bucket: &str,
+    key: &str,
+    file: &std::fs::File,
+    path: &Path,
+    progress: Option<&Progress>,
+) -> Result<(ObjectInfo, Fetched)> {
+    use std::io::Write;
+    let next = AtomicU64::new(0);
+    let sink = |off: u64, data: &[u8]| -> Result<()> {
+        if off != next.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Other,
+                "bytes for a stream destination arrived out of order",
+            ));
+        }
+        (&*file)
+            .write_all(data)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        next.fetch_add(data.len() as u64, Ordering::SeqCst);
+        Ok(())
+    };
+    let got = fetch_object(
+        s,
+        bucket,
+        key,
+        &|_| Ok(()),
+        &sink,
+        progress,
+        Fetch {
+            size_hint: None,
+            sequential: true,
+        },
+    )
+    .await
+    .map_err(|e| {
+        let sent = next.load(Ordering::SeqCst);
+        if sent == 0 {
+            return e;
+        }
+        let msg = format!(
+            "{}; {sent} bytes had already been written to {}, which cannot be taken back",
+            e.message(),
+            path.display()
+        );
+        Error::new(e.kind(), msg).with_attempts(e.attempts(), e.elapsed().unwrap_or_default())
     })?;
-    Ok(TransferResult {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        bytes: info.size,
-        etag: info.etag,
-        attempts: got.attempts,
-        elapsed: start.elapsed(),
-        multipart: false,
-        checksum: got.verified.map(|c| c.label()),
-    })
+    Ok((got.info.clone(), got))
 }
 
 pub(crate) async fn download_to_memory(
@@ -1216,7 +1366,7 @@ pub(crate) async fn download_to_memory(
         b[off as usize..end].copy_from_slice(data);
         Ok(())
     };
-    let got = fetch_object(s, bucket, key, &on_size, &sink, progress, None).await?;
+    let got = fetch_object(s, bucket, key, &on_size, &sink, progress, Fetch::default()).await?;
     let info = got.info;
     let data = Bytes::from(buf.into_inner().unwrap_or_else(|x| x.into_inner()));
     if data.len() as u64 != info.size {
@@ -1294,13 +1444,16 @@ pub fn copy_ranges(size: u64, configured: Option<u64>) -> Result<Vec<ByteRange>>
 
 /// The headers and metadata a copy carries over when it cannot use S3's COPY
 /// directive (a multipart copy starts a new upload).
-fn options_of(info: &ObjectInfo) -> UploadOptions {
+pub(crate) fn options_of(info: &ObjectInfo) -> UploadOptions {
+    let mut metadata = info.metadata.clone();
+    metadata.remove(crate::service::MOVE_MARKER);
     UploadOptions {
         content_type: info.content_type.clone(),
-        metadata: info.metadata.clone(),
+        metadata,
         cache_control: info.cache_control.clone(),
         content_disposition: info.content_disposition.clone(),
         content_encoding: info.content_encoding.clone(),
+        storage_class: info.storage_class.clone(),
         ..UploadOptions::default()
     }
 }

@@ -106,6 +106,10 @@ pub struct UploadOptions {
     pub encryption: Option<Encryption>,
     /// Called as the upload advances.
     pub progress: Option<Progress>,
+    /// The number of bytes the source must have (like `aws s3 cp --expected-size`):
+    /// a stream that ends short or runs long fails and stores nothing. Also sizes
+    /// the parts of a long stream.
+    pub expected_size: Option<u64>,
 }
 
 impl UploadOptions {
@@ -154,13 +158,18 @@ impl UploadOptions {
         self.progress = Some(p);
         self
     }
+    /// Requires the source to have exactly `n` bytes.
+    pub fn expected_size(mut self, n: u64) -> Self {
+        self.expected_size = Some(n);
+        self
+    }
 }
 
 /// A progress callback for one transfer: called with the bytes done so far and the
 /// total when known. Bytes count once: a retried part or a resumed range never
 /// counts its bytes again, so `done` only grows and ends at the object's size.
-/// Uploads report as each part (or the single PUT) is stored; downloads as chunks
-/// arrive. Keep it cheap: it runs on the transfer's task.
+/// File uploads report as bytes are read to be sent; uploads from memory and
+/// streams as each part (or the single PUT) is stored; downloads as chunks arrive. Keep it cheap: it runs on the transfer's task.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};

@@ -36,6 +36,7 @@ contract!(
     objects_with_only_a_native_checksum_are_verified_against_it,
     batch_download_gets_what_is_there_when_the_listing_is_stale,
     a_source_changed_during_upload_leaves_the_previous_object,
+    a_move_never_deletes_the_only_copy_whatever_the_engine_does_to_keys,
 );
 
 mod cases {
@@ -566,7 +567,10 @@ mod cases {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.to_string().contains("onto itself"), "{e}");
-        let e = s.move_object(b, &k, b, &k).await.unwrap_err();
+        let e = s
+            .move_object(b, &k, b, &k, CopyOptions::default())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert_eq!(
             s.download_bytes(b, &k).await.unwrap().data.as_ref(),
@@ -592,7 +596,10 @@ mod cases {
         s.upload_bytes(b, &src, "moving", UploadOptions::default())
             .await
             .unwrap();
-        let r = s.move_object(b, &src, b, &dst).await.unwrap();
+        let r = s
+            .move_object(b, &src, b, &dst, CopyOptions::default())
+            .await
+            .unwrap();
         assert_eq!(r.bytes, 6);
         assert!(!s.exists(b, &src).await.unwrap());
         assert_eq!(
@@ -601,7 +608,13 @@ mod cases {
         );
         // Move into a bucket that does not exist: the copy fails, the source stays.
         let e = s
-            .move_object(b, &dst, unique("stor-nobucket").as_str(), "x")
+            .move_object(
+                b,
+                &dst,
+                unique("stor-nobucket").as_str(),
+                "x",
+                CopyOptions::default(),
+            )
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::BucketNotFound, "{e}");
@@ -615,7 +628,13 @@ mod cases {
         let s = &f.storage;
         let b = f.bucket.as_str();
         let e = s
-            .move_object(b, &f.key("ghost"), b, &f.key("target"))
+            .move_object(
+                b,
+                &f.key("ghost"),
+                b,
+                &f.key("target"),
+                CopyOptions::default(),
+            )
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::KeyNotFound, "{e}");
@@ -1751,6 +1770,79 @@ mod cases {
                     .unwrap();
                 assert!(pending.is_empty(), "{change} {size}: {pending:?}");
             }
+        }
+    }
+
+    /// A move deletes its source only with proof that the destination is another
+    /// stored object: onto a key the engine folds into the source's (SeaweedFS
+    /// stores `m//big` as `m/big`), nothing is deleted; onto an existing other
+    /// object, the move happens; onto its own key with new headers, the object is
+    /// kept with them. Small and part-copied (multipart-sized) objects alike.
+    pub async fn a_move_never_deletes_the_only_copy_whatever_the_engine_does_to_keys(f: Fixture) {
+        let Some((parts, _root)) = small_parts(&f, 4).await else {
+            return;
+        };
+        let b = f.bucket.as_str();
+        for (size, tag) in [(1000, "small"), (6 * MIB + 1, "big")] {
+            let data = payload(size, 7);
+            let src = f.key(&format!("m/{tag}"));
+            let folded = f.key(&format!("m//{tag}"));
+            let s = &parts;
+            s.upload_bytes(b, &src, data.clone(), UploadOptions::default())
+                .await
+                .unwrap();
+            // Onto a key that may name the same stored object.
+            let res = s
+                .move_object(b, &src, b, &folded, CopyOptions::default())
+                .await;
+            if f.kind.keeps_keys_exactly() {
+                res.unwrap();
+                assert!(!s.exists(b, &src).await.unwrap(), "{tag}: moved");
+                s.move_object(b, &folded, b, &src, CopyOptions::default())
+                    .await
+                    .unwrap();
+            } else {
+                let e = res.unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::InvalidInput, "{tag}: {e}");
+                assert!(e.to_string().contains("same stored object"), "{e}");
+            }
+            let now = s.download_bytes(b, &src).await.unwrap();
+            assert_eq!(now.data.as_ref(), &data[..], "{tag}: the only copy is kept");
+            // Onto an existing, different object: it is replaced, the source goes,
+            // and the proof's marker is not shown as user metadata.
+            let other = f.key(&format!("m/other-{tag}"));
+            s.upload_bytes(b, &other, "old", UploadOptions::default())
+                .await
+                .unwrap();
+            s.move_object(b, &src, b, &other, CopyOptions::default())
+                .await
+                .unwrap();
+            assert!(!s.exists(b, &src).await.unwrap(), "{tag}");
+            let got = s.download_bytes(b, &other).await.unwrap();
+            assert_eq!(got.data.as_ref(), &data[..], "{tag}");
+            let info = s.info(b, &other).await.unwrap();
+            assert!(!info.metadata.contains_key(stor::MOVE_MARKER), "{info:?}");
+            // Onto itself with new headers: a metadata replacement, nothing deleted.
+            let retag = CopyOptions {
+                replace: Some(
+                    UploadOptions::default()
+                        .content_type("text/plain")
+                        .metadata("stage", "done"),
+                ),
+            };
+            s.move_object(b, &other, b, &other, retag).await.unwrap();
+            let info = s.info(b, &other).await.unwrap();
+            assert_eq!(info.content_type.as_deref(), Some("text/plain"), "{tag}");
+            assert_eq!(info.metadata.get("stage").map(String::as_str), Some("done"));
+            let got = s.download_bytes(b, &other).await.unwrap();
+            assert_eq!(got.data.as_ref(), &data[..], "{tag}: verified after retag");
+            // Onto itself without new headers: refused, kept.
+            let e = s
+                .move_object(b, &other, b, &other, CopyOptions::default())
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(s.exists(b, &other).await.unwrap());
         }
     }
 }

@@ -625,20 +625,28 @@ async fn a_failed_move_keeps_its_source() {
     // The copy fails.
     r.proxy
         .add(Rule::new("PUT", "/mv-dst", Fault::Error(500, "InternalError")).times(10));
-    let e = r.s.move_object(b, "mv-src", b, "mv-dst").await.unwrap_err();
+    let e =
+        r.s.move_object(b, "mv-src", b, "mv-dst", CopyOptions::default())
+            .await
+            .unwrap_err();
     assert!(e.is_retryable(), "{e}");
     assert!(r.direct.exists(b, "mv-src").await.unwrap(), "source kept");
     // The copy answers 200 + <Error>.
     r.proxy.clear();
     r.proxy
         .add(Rule::new("PUT", "/mv-dst", Fault::OkWithError("InternalError")).times(10));
-    r.s.move_object(b, "mv-src", b, "mv-dst").await.unwrap_err();
+    r.s.move_object(b, "mv-src", b, "mv-dst", CopyOptions::default())
+        .await
+        .unwrap_err();
     assert!(r.direct.exists(b, "mv-src").await.unwrap(), "source kept");
     // The delete of the source fails: the copy exists and so does the source.
     r.proxy.clear();
     r.proxy
         .add(Rule::new("DELETE", "/mv-src", Fault::Error(403, "AccessDenied")).times(10));
-    let e = r.s.move_object(b, "mv-src", b, "mv-dst").await.unwrap_err();
+    let e =
+        r.s.move_object(b, "mv-src", b, "mv-dst", CopyOptions::default())
+            .await
+            .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
     assert!(r.direct.exists(b, "mv-src").await.unwrap(), "source kept");
     let got = r.direct.download_bytes(b, "mv-dst").await.unwrap();
@@ -874,7 +882,15 @@ async fn mixed_load_with_faults_loses_nothing() {
                             continue;
                         }
                         let src = known.clone();
-                        let res = s.move_object(b.as_str(), &key, b.as_str(), &other).await;
+                        let res = s
+                            .move_object(
+                                b.as_str(),
+                                &key,
+                                b.as_str(),
+                                &other,
+                                CopyOptions::default(),
+                            )
+                            .await;
                         match res {
                             Ok(_) => {
                                 model.insert(
