@@ -330,6 +330,150 @@ fn broken_pipe_exits_quietly() {
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
 
+/// The bytes writer `w` puts as its `i`-th upload: a header naming them, then a
+/// pattern and a length only they give, so a reader can tell a whole version from a
+/// torn or mixed one. 100-600 KB, so a read takes several chunks.
+fn version(w: usize, i: usize) -> Vec<u8> {
+    let len = 100_000 + (w * 7_919 + i * 104_729) % 500_000;
+    let mut v = format!("v {w} {i}\n").into_bytes();
+    let seed = (w * 1_000 + i) as u32;
+    v.extend(
+        (0..len as u32).map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 24) as u8),
+    );
+    v
+}
+
+/// Whether `data` is exactly one of the versions any writer put.
+fn is_whole_version(data: &[u8]) -> bool {
+    let Some(nl) = data.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&data[..nl]);
+    let mut f = head.split(' ');
+    match (f.next(), f.next().map(str::parse), f.next().map(str::parse)) {
+        (Some("v"), Some(Ok(w)), Some(Ok(i))) => data == version(w, i),
+        _ => false,
+    }
+}
+
+#[test]
+fn several_processes_write_and_read_one_local_store() {
+    const WRITERS: usize = 4;
+    const UPLOADS: usize = 100;
+    let e = std::sync::Arc::new(Env::new());
+    e.ok(&["mb", "local://multi"]);
+    // Every writer overwrites the shared keys; each also has keys of its own.
+    let key = |w: usize, i: usize| match i % 2 {
+        0 => format!("shared/{}", (i / 2) % 4),
+        _ => format!("w{w}/{}", (i / 2) % 5),
+    };
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(WRITERS));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (e, writing) = (e.clone(), writing.clone());
+        writers.push(std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            let mut check = |what: String, out: Output| {
+                if !out.status.success() {
+                    failed.push(format!("writer {w} {what}: {}", stderr(&out)));
+                }
+            };
+            if w % 2 == 0 {
+                // Batches of 10 files in one process: back-to-back commits.
+                for batch in 0..UPLOADS / 10 {
+                    let dir = e.path(&format!("w{w}-{batch}"));
+                    for i in batch * 10..batch * 10 + 10 {
+                        let p = dir.join(key(w, i));
+                        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                        std::fs::write(p, version(w, i)).unwrap();
+                    }
+                    let dir = dir.to_str().unwrap();
+                    check(
+                        format!("batch {batch}"),
+                        e.run(&["cp", "-r", "-q", dir, "local://multi/"]),
+                    );
+                }
+            } else {
+                // One process per upload, streamed from stdin (never retried).
+                for i in 0..UPLOADS {
+                    let url = format!("local://multi/{}", key(w, i));
+                    check(
+                        format!("upload {i}"),
+                        e.run_stdin(&["cp", "-q", "-", &url], &version(w, i)),
+                    );
+                }
+            }
+            writing.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            failed
+        }));
+    }
+    let mut readers = Vec::new();
+    for r in 0..2usize {
+        let (e, writing) = (e.clone(), writing.clone());
+        readers.push(std::thread::spawn(move || {
+            let (mut failed, mut whole) = (Vec::new(), 0);
+            let mut n = 0;
+            // Bounded: until the writers are done, at most 1000 reads.
+            while writing.load(std::sync::atomic::Ordering::SeqCst) > 0 && n < 1_000 {
+                let url = format!("local://multi/{}", key(n % WRITERS, n % 10));
+                let (out, data) = if n % 2 == 0 {
+                    let out = e.run(&["cat", &url]);
+                    let data = out.stdout.clone();
+                    (out, data)
+                } else {
+                    let file = e.path(&format!("r{r}.bin"));
+                    let _ = std::fs::remove_file(&file);
+                    let out = e.run(&["cp", "-q", &url, file.to_str().unwrap()]);
+                    let data = std::fs::read(&file).unwrap_or_default();
+                    (out, data)
+                };
+                if out.status.success() {
+                    if is_whole_version(&data) {
+                        whole += 1;
+                    } else {
+                        failed.push(format!("{url}: read {} bytes, not one version", data.len()));
+                    }
+                } else if !(code(&out) == 1 && stderr(&out).contains("key not found")) {
+                    failed.push(format!("reading {url}: {}", stderr(&out)));
+                }
+                n += 1;
+            }
+            (failed, whole)
+        }));
+    }
+    let mut failed: Vec<String> = writers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let mut whole_reads = 0;
+    for t in readers {
+        let (f, whole) = t.join().unwrap();
+        failed.extend(f);
+        whole_reads += whole;
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failures, first: {:#?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(whole_reads > 0, "the readers read something");
+    // Every key ends as one whole version, and nothing is left beside them.
+    let keys: Vec<String> = e
+        .ok(&["ls", "-r", "local://multi"])
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 4 + WRITERS * 5, "{keys:?}");
+    for k in &keys {
+        let out = e.run(&["cat", &format!("local://multi/{k}")]);
+        assert!(is_whole_version(&out.stdout), "{k}");
+    }
+    let count = |dir: &str| std::fs::read_dir(e.path(dir)).unwrap().count();
+    assert_eq!(count("store/blobs"), keys.len(), "one blob per object");
+    assert_eq!(count("store/tmp"), 0, "no temp files left");
+}
+
 // ------------------------------------------------------------------ SeaweedFS
 
 #[test]

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use futures::StreamExt;
 use md5::{Digest, Md5};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::memory::{info_from_opts, slice_range};
@@ -88,6 +88,15 @@ fn db_err(e: rusqlite::Error) -> Error {
         _ => ErrorKind::Io,
     };
     Error::new(kind, format!("local store index: {e}")).with_source(e)
+}
+
+/// Starts a transaction that writes. IMMEDIATE takes the write lock up front, waiting
+/// (busy timeout) for other processes' writers; a deferred one would take it only at
+/// its first write, after reading, and SQLite then answers BUSY at once, without
+/// waiting, because its snapshot may be stale.
+fn write_tx(c: &mut Connection) -> Result<Transaction<'_>> {
+    c.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)
 }
 
 fn no_bucket(bucket: &str) -> Error {
@@ -177,6 +186,9 @@ impl LocalBackend {
             ));
         }
         let conn = Connection::open(&db_path).map_err(db_err)?;
+        // Each statement below runs alone (autocommit), so it starts with no transaction
+        // open and the busy handler waits out another process's writer; the schema
+        // statements write only when the tables are missing.
         conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
@@ -357,7 +369,7 @@ impl LocalBackend {
         let new_blob = blob.clone();
         let res = self
             .with_db(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
+                let tx = write_tx(c)?;
                 let exists = tx
                     .query_row(
                         "SELECT 1 FROM buckets WHERE name = ?1",
@@ -442,6 +454,8 @@ impl Backend for LocalBackend {
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         let b = bucket.to_owned();
         self.with_db(move |c| {
+            // One statement (autocommit): it takes the write lock before it reads, so it
+            // waits for other writers like an IMMEDIATE transaction.
             let n = c
                 .execute(
                     "INSERT OR IGNORE INTO buckets (name, created) VALUES (?1, ?2)",
@@ -462,7 +476,7 @@ impl Backend for LocalBackend {
     async fn delete_bucket(&self, bucket: &str) -> Result<()> {
         let b = bucket.to_owned();
         self.with_db(move |c| {
-            let tx = c.transaction().map_err(db_err)?;
+            let tx = write_tx(c)?;
             let exists = tx
                 .query_row("SELECT 1 FROM buckets WHERE name = ?1", [&b], |_| Ok(()))
                 .optional()
@@ -592,7 +606,7 @@ impl Backend for LocalBackend {
         let ks = keys.to_vec();
         let blobs = self
             .with_db(move |c| {
-                let tx = c.transaction().map_err(db_err)?;
+                let tx = write_tx(c)?;
                 let exists = tx
                     .query_row("SELECT 1 FROM buckets WHERE name = ?1", [&b], |_| Ok(()))
                     .optional()
