@@ -474,6 +474,127 @@ fn several_processes_write_and_read_one_local_store() {
     assert_eq!(count("store/tmp"), 0, "no temp files left");
 }
 
+/// Waits (bounded) for something another process does.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..2_000 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("{what} never happened");
+}
+
+/// Sizes of the files in `dir`.
+fn file_sizes(dir: &Path) -> Vec<u64> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect()
+}
+
+/// Holds the local store's index write lock: a writer then stops between the rename
+/// of its blob into blobs/ and its commit, and waits there.
+fn hold_index(e: &Env) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(e.path("store/stor.sqlite3")).unwrap();
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    c
+}
+
+/// `stor cp - URL` with its stdin kept open. It buffers one 5 MiB part before it
+/// streams into the store: write more than that to see a temp file grow.
+fn upload_from_pipe(e: &Env, url: &str) -> (std::process::Child, std::process::ChildStdin) {
+    let mut child = e
+        .cmd(&["--concurrency", "1", "--part-size", "5MiB", "cp", "-", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
+const NOTHING_SWEPT: &str =
+    "removed 0 temp file(s) (0 bytes) and 0 orphan blob(s) (0 bytes) left by writes";
+
+#[test]
+fn killed_local_uploads_leave_nothing_once_reopened_and_cleaned_up() {
+    let e = Env::new();
+    e.ok(&["mb", "local://crash"]);
+    let (tmp, blobs) = (e.path("store/tmp"), e.path("store/blobs"));
+    // Killed after its blob was renamed into blobs/, before the commit.
+    std::fs::write(e.path("big.bin"), vec![7u8; 3 << 20]).unwrap();
+    let hold = hold_index(&e);
+    let mut child = e
+        .cmd(&["cp", "big.bin", "local://crash/big.bin"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the blob in blobs/", || file_sizes(&blobs) == [3 << 20]);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(hold);
+    // Killed while streaming from stdin into its temp file.
+    let (mut child, mut stdin) = upload_from_pipe(&e, "local://crash/stream.bin");
+    stdin.write_all(&[1u8; 6 << 20]).unwrap();
+    wait_for("bytes in the temp file", || {
+        file_sizes(&tmp).iter().any(|&n| n > 0)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    // Leftovers: a temp file, and a blob no object points at.
+    assert_eq!(file_sizes(&tmp).len(), 1);
+    assert_eq!(file_sizes(&blobs).len(), 1);
+    assert_eq!(e.ok(&["ls", "-r", "local://crash"]), "");
+    // That `ls` opened the store, which removed the temp file.
+    assert_eq!(file_sizes(&tmp).len(), 0, "the open sweeps tmp/");
+    assert_eq!(file_sizes(&blobs).len(), 1, "the open does not scan blobs/");
+    let out = e.ok(&["cleanup", "local://crash"]);
+    assert!(
+        out.contains("removed 0 temp file(s) (0 bytes) and 1 orphan blob(s) (3145728 bytes)"),
+        "{out}"
+    );
+    assert_eq!(file_sizes(&blobs).len(), 0);
+    assert!(e.ok(&["cleanup", "local://crash"]).contains(NOTHING_SWEPT));
+    // The store works as before.
+    e.ok(&["cp", "big.bin", "local://crash/big.bin"]);
+    assert_eq!(
+        e.run(&["cat", "local://crash/big.bin"]).stdout,
+        vec![7u8; 3 << 20]
+    );
+}
+
+#[test]
+fn cleanup_in_another_process_never_removes_a_write_in_flight() {
+    let e = Env::new();
+    e.ok(&["mb", "local://busy"]);
+    let (tmp, blobs) = (e.path("store/tmp"), e.path("store/blobs"));
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let (child, mut stdin) = upload_from_pipe(&e, "local://busy/k");
+    stdin.write_all(&data[..6 << 20]).unwrap();
+    wait_for("bytes in the temp file", || {
+        file_sizes(&tmp).iter().any(|&n| n > 0)
+    });
+    let out = e.ok(&["cleanup", "local://busy"]);
+    assert!(out.contains(NOTHING_SWEPT), "{out}");
+    // Between the rename into blobs/ and the commit.
+    let hold = hold_index(&e);
+    stdin.write_all(&data[6 << 20..]).unwrap();
+    drop(stdin);
+    wait_for("the blob in blobs/", || {
+        file_sizes(&blobs) == [8 << 20] && file_sizes(&tmp).is_empty()
+    });
+    let out = e.ok(&["cleanup", "local://busy"]);
+    assert!(out.contains(NOTHING_SWEPT), "{out}");
+    drop(hold);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(e.run(&["cat", "local://busy/k"]).stdout == data);
+}
+
 // ------------------------------------------------------------------ SeaweedFS
 
 #[test]
@@ -521,6 +642,9 @@ fn s3_upload_download_list_presign() {
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("canary-secret-do-not-print"));
+    // Cleanup aborts stale multipart uploads; sweeping files is the local store's.
+    let out = e.ok(&["cleanup", &format!("s3://{b}")]);
+    assert_eq!(out, "aborted 0 stale multipart upload(s)\n");
     e.ok(&["rb", "--force", &format!("s3://{b}")]);
 }
 
