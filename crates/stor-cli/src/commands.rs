@@ -1199,6 +1199,15 @@ pub async fn cleanup(ctx: &Ctx, a: &args::CleanupArgs) -> Result<u8> {
         "aborted {} stale multipart upload(s)",
         aborted.len()
     ));
+    if scheme == Scheme::Local {
+        // The local store's leftovers are files, for the whole store, not per bucket.
+        let r = store.sweep().await?;
+        ctx.note(&format!(
+            "removed {} temp file(s) ({} bytes) and {} orphan blob(s) ({} bytes) \
+             left by writes that never finished",
+            r.temp_files, r.temp_bytes, r.orphan_blobs, r.orphan_bytes
+        ));
+    }
     Ok(ctx.status())
 }
 

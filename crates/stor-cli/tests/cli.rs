@@ -330,6 +330,271 @@ fn broken_pipe_exits_quietly() {
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
 
+/// The bytes writer `w` puts as its `i`-th upload: a header naming them, then a
+/// pattern and a length only they give, so a reader can tell a whole version from a
+/// torn or mixed one. 100-600 KB, so a read takes several chunks.
+fn version(w: usize, i: usize) -> Vec<u8> {
+    let len = 100_000 + (w * 7_919 + i * 104_729) % 500_000;
+    let mut v = format!("v {w} {i}\n").into_bytes();
+    let seed = (w * 1_000 + i) as u32;
+    v.extend(
+        (0..len as u32).map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 24) as u8),
+    );
+    v
+}
+
+/// Whether `data` is exactly one of the versions any writer put.
+fn is_whole_version(data: &[u8]) -> bool {
+    let Some(nl) = data.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&data[..nl]);
+    let mut f = head.split(' ');
+    match (f.next(), f.next().map(str::parse), f.next().map(str::parse)) {
+        (Some("v"), Some(Ok(w)), Some(Ok(i))) => data == version(w, i),
+        _ => false,
+    }
+}
+
+#[test]
+fn several_processes_write_and_read_one_local_store() {
+    const WRITERS: usize = 4;
+    const UPLOADS: usize = 100;
+    let e = std::sync::Arc::new(Env::new());
+    e.ok(&["mb", "local://multi"]);
+    // Every writer overwrites the shared keys; each also has keys of its own.
+    let key = |w: usize, i: usize| match i % 2 {
+        0 => format!("shared/{}", (i / 2) % 4),
+        _ => format!("w{w}/{}", (i / 2) % 5),
+    };
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(WRITERS));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (e, writing) = (e.clone(), writing.clone());
+        writers.push(std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            let mut check = |what: String, out: Output| {
+                if !out.status.success() {
+                    failed.push(format!("writer {w} {what}: {}", stderr(&out)));
+                }
+            };
+            if w % 2 == 0 {
+                // Batches of 10 files in one process: back-to-back commits.
+                for batch in 0..UPLOADS / 10 {
+                    let dir = e.path(&format!("w{w}-{batch}"));
+                    for i in batch * 10..batch * 10 + 10 {
+                        let p = dir.join(key(w, i));
+                        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                        std::fs::write(p, version(w, i)).unwrap();
+                    }
+                    let dir = dir.to_str().unwrap();
+                    check(
+                        format!("batch {batch}"),
+                        e.run(&["cp", "-r", "-q", dir, "local://multi/"]),
+                    );
+                }
+            } else {
+                // One process per upload, streamed from stdin (never retried).
+                for i in 0..UPLOADS {
+                    let url = format!("local://multi/{}", key(w, i));
+                    check(
+                        format!("upload {i}"),
+                        e.run_stdin(&["cp", "-q", "-", &url], &version(w, i)),
+                    );
+                }
+            }
+            writing.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            failed
+        }));
+    }
+    let mut readers = Vec::new();
+    for r in 0..2usize {
+        let (e, writing) = (e.clone(), writing.clone());
+        readers.push(std::thread::spawn(move || {
+            let (mut failed, mut whole) = (Vec::new(), 0);
+            let mut n = 0;
+            // Bounded: until the writers are done, at most 1000 reads.
+            while writing.load(std::sync::atomic::Ordering::SeqCst) > 0 && n < 1_000 {
+                let url = format!("local://multi/{}", key(n % WRITERS, n % 10));
+                let (out, data) = if n % 2 == 0 {
+                    let out = e.run(&["cat", &url]);
+                    let data = out.stdout.clone();
+                    (out, data)
+                } else {
+                    let file = e.path(&format!("r{r}.bin"));
+                    let _ = std::fs::remove_file(&file);
+                    let out = e.run(&["cp", "-q", &url, file.to_str().unwrap()]);
+                    let data = std::fs::read(&file).unwrap_or_default();
+                    (out, data)
+                };
+                if out.status.success() {
+                    if is_whole_version(&data) {
+                        whole += 1;
+                    } else {
+                        failed.push(format!("{url}: read {} bytes, not one version", data.len()));
+                    }
+                } else if !(code(&out) == 1 && stderr(&out).contains("key not found")) {
+                    failed.push(format!("reading {url}: {}", stderr(&out)));
+                }
+                n += 1;
+            }
+            (failed, whole)
+        }));
+    }
+    let mut failed: Vec<String> = writers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let mut whole_reads = 0;
+    for t in readers {
+        let (f, whole) = t.join().unwrap();
+        failed.extend(f);
+        whole_reads += whole;
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failures, first: {:#?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(whole_reads > 0, "the readers read something");
+    // Every key ends as one whole version, and nothing is left beside them.
+    let keys: Vec<String> = e
+        .ok(&["ls", "-r", "local://multi"])
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 4 + WRITERS * 5, "{keys:?}");
+    for k in &keys {
+        let out = e.run(&["cat", &format!("local://multi/{k}")]);
+        assert!(is_whole_version(&out.stdout), "{k}");
+    }
+    let count = |dir: &str| std::fs::read_dir(e.path(dir)).unwrap().count();
+    assert_eq!(count("store/blobs"), keys.len(), "one blob per object");
+    assert_eq!(count("store/tmp"), 0, "no temp files left");
+}
+
+/// Waits (bounded) for something another process does.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..2_000 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("{what} never happened");
+}
+
+/// Sizes of the files in `dir`.
+fn file_sizes(dir: &Path) -> Vec<u64> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect()
+}
+
+/// Holds the local store's index write lock: a writer then stops between the rename
+/// of its blob into blobs/ and its commit, and waits there.
+fn hold_index(e: &Env) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(e.path("store/stor.sqlite3")).unwrap();
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    c
+}
+
+/// `stor cp - URL` with its stdin kept open. It buffers one 5 MiB part before it
+/// streams into the store: write more than that to see a temp file grow.
+fn upload_from_pipe(e: &Env, url: &str) -> (std::process::Child, std::process::ChildStdin) {
+    let mut child = e
+        .cmd(&["--concurrency", "1", "--part-size", "5MiB", "cp", "-", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
+const NOTHING_SWEPT: &str =
+    "removed 0 temp file(s) (0 bytes) and 0 orphan blob(s) (0 bytes) left by writes";
+
+#[test]
+fn killed_local_uploads_leave_nothing_once_reopened_and_cleaned_up() {
+    let e = Env::new();
+    e.ok(&["mb", "local://crash"]);
+    let (tmp, blobs) = (e.path("store/tmp"), e.path("store/blobs"));
+    // Killed after its blob was renamed into blobs/, before the commit.
+    std::fs::write(e.path("big.bin"), vec![7u8; 3 << 20]).unwrap();
+    let hold = hold_index(&e);
+    let mut child = e
+        .cmd(&["cp", "big.bin", "local://crash/big.bin"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the blob in blobs/", || file_sizes(&blobs) == [3 << 20]);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(hold);
+    // Killed while streaming from stdin into its temp file.
+    let (mut child, mut stdin) = upload_from_pipe(&e, "local://crash/stream.bin");
+    stdin.write_all(&[1u8; 6 << 20]).unwrap();
+    wait_for("bytes in the temp file", || {
+        file_sizes(&tmp).iter().any(|&n| n > 0)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    // Leftovers: a temp file, and a blob no object points at.
+    assert_eq!(file_sizes(&tmp).len(), 1);
+    assert_eq!(file_sizes(&blobs).len(), 1);
+    assert_eq!(e.ok(&["ls", "-r", "local://crash"]), "");
+    // That `ls` opened the store, which removed the temp file.
+    assert_eq!(file_sizes(&tmp).len(), 0, "the open sweeps tmp/");
+    assert_eq!(file_sizes(&blobs).len(), 1, "the open does not scan blobs/");
+    let out = e.ok(&["cleanup", "local://crash"]);
+    assert!(
+        out.contains("removed 0 temp file(s) (0 bytes) and 1 orphan blob(s) (3145728 bytes)"),
+        "{out}"
+    );
+    assert_eq!(file_sizes(&blobs).len(), 0);
+    assert!(e.ok(&["cleanup", "local://crash"]).contains(NOTHING_SWEPT));
+    // The store works as before.
+    e.ok(&["cp", "big.bin", "local://crash/big.bin"]);
+    assert_eq!(
+        e.run(&["cat", "local://crash/big.bin"]).stdout,
+        vec![7u8; 3 << 20]
+    );
+}
+
+#[test]
+fn cleanup_in_another_process_never_removes_a_write_in_flight() {
+    let e = Env::new();
+    e.ok(&["mb", "local://busy"]);
+    let (tmp, blobs) = (e.path("store/tmp"), e.path("store/blobs"));
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let (child, mut stdin) = upload_from_pipe(&e, "local://busy/k");
+    stdin.write_all(&data[..6 << 20]).unwrap();
+    wait_for("bytes in the temp file", || {
+        file_sizes(&tmp).iter().any(|&n| n > 0)
+    });
+    let out = e.ok(&["cleanup", "local://busy"]);
+    assert!(out.contains(NOTHING_SWEPT), "{out}");
+    // Between the rename into blobs/ and the commit.
+    let hold = hold_index(&e);
+    stdin.write_all(&data[6 << 20..]).unwrap();
+    drop(stdin);
+    wait_for("the blob in blobs/", || {
+        file_sizes(&blobs) == [8 << 20] && file_sizes(&tmp).is_empty()
+    });
+    let out = e.ok(&["cleanup", "local://busy"]);
+    assert!(out.contains(NOTHING_SWEPT), "{out}");
+    drop(hold);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(e.run(&["cat", "local://busy/k"]).stdout == data);
+}
+
 // ------------------------------------------------------------------ SeaweedFS
 
 #[test]
@@ -377,6 +642,9 @@ fn s3_upload_download_list_presign() {
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("access denied"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("canary-secret-do-not-print"));
+    // Cleanup aborts stale multipart uploads; sweeping files is the local store's.
+    let out = e.ok(&["cleanup", &format!("s3://{b}")]);
+    assert_eq!(out, "aborted 0 stale multipart upload(s)\n");
     e.ok(&["rb", "--force", &format!("s3://{b}")]);
 }
 

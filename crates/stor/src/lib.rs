@@ -85,6 +85,7 @@ pub use service::{
 };
 pub use types::{
     format_time, ByteRange, CopyOptions, DeleteResult, DownloadOptions, Encryption, ListOptions,
-    ListPage, ObjectInfo, PresignMethod, PresignOptions, Progress, TransferResult, UploadOptions,
+    ListPage, ObjectInfo, PresignMethod, PresignOptions, Progress, SweepReport, TransferResult,
+    UploadOptions,
 };
 pub use validate::{validate_bucket, validate_expiry, validate_key, MAX_KEY_BYTES};

@@ -30,7 +30,7 @@ use crate::retry::{with_retry, RetryBudget, RetryPolicy};
 use crate::transfer::Source;
 use crate::types::{
     CopyOptions, DeleteResult, DownloadOptions, ListOptions, ListPage, ObjectInfo, PresignOptions,
-    TransferResult, UploadOptions,
+    SweepReport, TransferResult, UploadOptions,
 };
 use crate::validate::{
     validate_bucket, validate_expiry, validate_header_value, validate_key, validate_metadata,
@@ -1038,6 +1038,25 @@ impl Storage {
             self.op_timeout(),
             |_| 0,
             fut,
+        )
+        .await
+    }
+
+    /// Removes what writes that died (a crash, `kill -9`) left in the store: the local
+    /// store's temp files and blobs no object points at, including the temp files its
+    /// open already removed. Never touches a write in flight, in this process or
+    /// another. Other stores have nothing to sweep; S3's leftovers are multipart
+    /// uploads ([`Storage::abort_stale_uploads`]).
+    pub async fn sweep(&self) -> Result<SweepReport> {
+        let be = &self.inner.backend;
+        self.operation(
+            "sweep",
+            "",
+            "",
+            Direction::None,
+            self.op_timeout(),
+            |_| 0,
+            async { self.request(|_| be.sweep()).await.map(|(r, _)| r) },
         )
         .await
     }

@@ -299,6 +299,29 @@ impl DeleteResult {
     }
 }
 
+/// What a sweep removed from a store: the leftovers of writes that never finished
+/// (a crash, a `kill -9`). See [`crate::Storage::sweep`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SweepReport {
+    /// Temp files of unfinished writes removed.
+    pub temp_files: u64,
+    /// Their bytes.
+    pub temp_bytes: u64,
+    /// Blob files that no object pointed at, removed.
+    pub orphan_blobs: u64,
+    /// Their bytes.
+    pub orphan_bytes: u64,
+}
+
+impl std::ops::AddAssign for SweepReport {
+    fn add_assign(&mut self, o: SweepReport) {
+        self.temp_files += o.temp_files;
+        self.temp_bytes += o.temp_bytes;
+        self.orphan_blobs += o.orphan_blobs;
+        self.orphan_bytes += o.orphan_bytes;
+    }
+}
+
 /// HTTP method of a presigned URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PresignMethod {

@@ -14,7 +14,9 @@ use futures::Stream;
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::Result;
-use crate::types::{ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, UploadOptions};
+use crate::types::{
+    ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, SweepReport, UploadOptions,
+};
 
 mod file_body;
 mod http;
@@ -303,4 +305,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// A presigned URL, for backends reachable over HTTP.
     async fn presign(&self, bucket: &str, key: &str, opts: &PresignOptions) -> Result<String>;
+
+    /// Removes what writes that never finished left behind (temp files, stored bytes
+    /// no object points at), never the files of a write still in flight; returns what
+    /// was removed. Stores that leave nothing behind do nothing (an S3 upload's
+    /// leftovers are its multipart uploads: [`Backend::abort_multipart`]).
+    async fn sweep(&self) -> Result<SweepReport> {
+        Ok(SweepReport::default())
+    }
 }
