@@ -61,6 +61,11 @@ async fn differs(
     }
 }
 
+/// O_NOFOLLOW (Linux value; the CLI does not link libc).
+fn libc_o_nofollow() -> i32 {
+    0o400000
+}
+
 pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<u8> {
     ctx.json.store(a.json, std::sync::atomic::Ordering::Relaxed);
     let src: Location = a.src.parse()?;
@@ -238,11 +243,20 @@ pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<u8> {
             let paths: Vec<_> = todo.iter().map(|i| i.path.clone()).collect();
             run_batch(ctx, store, bucket, todo, Way::Down(dir), &describe).await;
             // The object's time on the file, so the next sync sees it unchanged.
+            // Only regular files, never through a link (nor into a FIFO's open).
             for p in paths {
-                if let (Some(Some(t)), Ok(f)) =
-                    (times.get(&p), std::fs::File::options().write(true).open(&p))
-                {
-                    let _ = f.set_modified(*t);
+                use std::os::unix::fs::OpenOptionsExt;
+                let regular = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file());
+                let file = || {
+                    std::fs::File::options()
+                        .write(true)
+                        .custom_flags(libc_o_nofollow())
+                        .open(&p)
+                };
+                if let (true, Some(Some(t))) = (regular, times.get(&p)) {
+                    if let Ok(f) = file() {
+                        let _ = f.set_modified(*t);
+                    }
                 }
             }
             for p in extras {

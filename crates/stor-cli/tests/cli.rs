@@ -1211,3 +1211,359 @@ fn permission_denied_and_killed_downloads_leave_no_destination() {
         );
     }
 }
+
+// ------------------------------------------------------------------ data safety at the edges
+
+/// Both stores a test should see: the local store, and SeaweedFS when configured.
+fn stores() -> Vec<(Env, String)> {
+    let mut v = vec![(Env::new(), "local://".to_owned())];
+    if let Some(e) = Env::with_s3() {
+        v.push((e, "s3://".to_owned()));
+    }
+    v
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc_mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {p:?}");
+}
+
+extern "C" {
+    #[link_name = "mkfifo"]
+    fn libc_mkfifo(path: *const std::ffi::c_char, mode: u32) -> i32;
+}
+
+/// cp(1) semantics for destinations that are not plain files: a symlink is
+/// written through (and stays a link), a FIFO or device is streamed into (never
+/// replaced), a directory is refused; mv never feeds a FIFO and then deletes.
+#[test]
+fn destinations_that_are_not_regular_files() {
+    for (e, scheme) in stores() {
+        let b = format!("{scheme}{}", bucket());
+        e.ok(&["mb", &b]);
+        std::fs::write(e.path("src.txt"), b"the object").unwrap();
+        let obj = format!("{b}/obj.txt");
+        e.ok(&["cp", "src.txt", &obj]);
+        // Through a symlink (and a dangling one) to its target.
+        std::fs::write(e.path("target.txt"), b"old").unwrap();
+        std::os::unix::fs::symlink("target.txt", e.path("link")).unwrap();
+        std::os::unix::fs::symlink("made.txt", e.path("dangling")).unwrap();
+        e.ok(&["cp", &obj, "link"]);
+        e.ok(&["cp", &obj, "dangling"]);
+        assert!(std::fs::symlink_metadata(e.path("link"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(e.path("target.txt")).unwrap(), b"the object");
+        assert_eq!(std::fs::read(e.path("made.txt")).unwrap(), b"the object");
+        // Into a device.
+        e.ok(&["cp", &obj, "/dev/null"]);
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        // Into a FIFO, whose reader gets the bytes; the FIFO stays a FIFO.
+        let fifo = e.path("fifo");
+        mkfifo(&fifo);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        e.ok(&["cp", &obj, "fifo"]);
+        assert_eq!(reader.join().unwrap(), b"the object");
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        // mv never streams into a FIFO and then deletes the only copy.
+        let out = e.run(&["mv", &obj, "fifo"]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        e.ok(&["stat", &obj]);
+        // No temp files left anywhere.
+        let stray: Vec<_> = std::fs::read_dir(e.dir.path())
+            .unwrap()
+            .filter_map(|d| d.ok())
+            .filter(|d| d.file_name().to_string_lossy().ends_with(".stor-part"))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?}");
+    }
+}
+
+/// A recursive download writes only inside its directory, whatever is planted there:
+/// a symlinked directory, a symlinked file and a FIFO are refused per file (exit 1),
+/// nothing outside changes, and the other files arrive.
+#[test]
+fn recursive_downloads_never_write_outside_the_target() {
+    for (e, scheme) in stores() {
+        let b = format!("{scheme}{}", bucket());
+        e.ok(&["mb", &b]);
+        write_tree(
+            &e.path("tree"),
+            &[
+                ("etc/passwd", b"root:x:0:0"),
+                ("file-link", b"through a file link"),
+                ("pipe", b"into a fifo"),
+                ("fine/ok.txt", b"fine"),
+            ],
+        );
+        e.ok(&["cp", "-r", "tree", &format!("{b}/p/")]);
+        let outside = e.path("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("passwd"), b"precious").unwrap();
+        std::fs::write(outside.join("victim"), b"precious").unwrap();
+        for cmd in ["cp", "sync"] {
+            let dest = e.path(&format!("dest-{cmd}"));
+            std::fs::create_dir(&dest).unwrap();
+            std::os::unix::fs::symlink(&outside, dest.join("etc")).unwrap();
+            std::os::unix::fs::symlink(outside.join("victim"), dest.join("file-link")).unwrap();
+            mkfifo(&dest.join("pipe"));
+            let src = format!("{b}/p");
+            let dest_s = dest.to_str().unwrap();
+            let out = match cmd {
+                "cp" => e.run(&["cp", "-r", &src, dest_s]),
+                _ => e.run(&["sync", &src, dest_s]),
+            };
+            assert_eq!(code(&out), 1, "{cmd}: {}", stderr(&out));
+            assert_eq!(std::fs::read(outside.join("passwd")).unwrap(), b"precious");
+            assert_eq!(std::fs::read(outside.join("victim")).unwrap(), b"precious");
+            assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 2, "{cmd}");
+            assert_eq!(std::fs::read(dest.join("fine/ok.txt")).unwrap(), b"fine");
+            use std::os::unix::fs::FileTypeExt;
+            assert!(std::fs::symlink_metadata(dest.join("pipe"))
+                .unwrap()
+                .file_type()
+                .is_fifo());
+            let err = stderr(&out);
+            assert!(
+                err.contains("symlink") && err.contains("FIFO"),
+                "{cmd}: {err}"
+            );
+        }
+    }
+}
+
+/// Local paths and keys map one to one or the transfer refuses: names that are not
+/// UTF-8 fail per file (never merged into one key); keys that would land on one path
+/// fail naming both; nothing is overwritten.
+#[test]
+fn paths_and_keys_map_one_to_one_or_fail_clearly() {
+    use std::os::unix::ffi::OsStrExt;
+    for (e, scheme) in stores() {
+        let b = format!("{scheme}{}", bucket());
+        e.ok(&["mb", &b]);
+        let dir = e.path("names");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("plain.txt"), b"plain").unwrap();
+        for (i, raw) in [&b"caf\xe9.txt"[..], &b"caf\xe8.txt"[..]]
+            .iter()
+            .enumerate()
+        {
+            std::fs::write(dir.join(std::ffi::OsStr::from_bytes(raw)), [i as u8]).unwrap();
+        }
+        let out = e.run(&["cp", "-r", "names", &format!("{b}/n/")]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert_eq!(
+            stderr(&out).matches("not valid UTF-8").count(),
+            2,
+            "{}",
+            stderr(&out)
+        );
+        let listed = e.ok(&["ls", "-r", &format!("{b}/n")]);
+        assert_eq!(listed.lines().count(), 1, "only plain.txt: {listed}");
+        // Keys that fold onto one path.
+        if scheme == "local://" {
+            for (k, v) in [
+                ("k/a/b", "1"),
+                ("k/a//b", "2"),
+                ("k/a/./b", "3"),
+                ("k/x", "4"),
+                ("k/x/y", "5"),
+            ] {
+                std::fs::write(e.path("v"), v).unwrap();
+                e.ok(&["cp", "v", &format!("{b}/{k}")]);
+            }
+            let out = e.run(&["cp", "-r", &format!("{b}/k"), "out"]);
+            assert_eq!(code(&out), 1, "{}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.contains("\"k/a//b\" and \"k/a/b\""), "{err}");
+            assert!(err.contains("\"k/a/./b\" and \"k/a/b\""), "{err}");
+            assert!(
+                err.contains("\"k/x\"") && err.contains("\"k/x/y\""),
+                "{err}"
+            );
+            assert_eq!(std::fs::read(e.path("out/a/b")).unwrap(), b"1");
+            assert!(!e.path("out/x").exists());
+        }
+    }
+}
+
+/// One rule for every recursive command: a URL names a directory, so siblings that
+/// only share a name prefix are never touched.
+#[test]
+fn recursive_commands_mean_the_same_tree() {
+    let e = Env::new();
+    e.ok(&["mb", "local://rules"]);
+    std::fs::write(e.path("f"), b"12345").unwrap();
+    for k in ["logs/a", "logs/sub/b", "logs-archive/c", "logsX", "logs"] {
+        e.ok(&["cp", "f", &format!("local://rules/{k}")]);
+    }
+    for url in ["local://rules/logs", "local://rules/logs/"] {
+        let du = e.ok(&["du", "--json", url]);
+        let v: serde_json::Value = serde_json::from_str(&du).unwrap();
+        assert_eq!(v["objects"], 2, "du {url}: {du}");
+        let ls = e.ok(&["ls", "-r", url]);
+        assert_eq!(ls.lines().count(), 2, "ls -r {url}: {ls}");
+        let dry = e.ok(&["rm", "-r", "--dry-run", url]);
+        assert_eq!(dry.lines().count(), 2, "rm -r {url}: {dry}");
+        let cp = e.ok(&["cp", "-r", "--dry-run", url, "out"]);
+        assert_eq!(cp.lines().count(), 2, "cp -r {url}: {cp}");
+    }
+    e.ok(&["rm", "-r", "local://rules/logs"]);
+    let left = e.ok(&["ls", "-r", "local://rules"]);
+    for k in ["logs-archive/c", "logsX", "logs"] {
+        assert!(
+            left.lines().any(|l| l.ends_with(&format!(" {k}"))),
+            "{k} kept: {left}"
+        );
+    }
+    assert!(
+        !left.contains("logs/a") && !left.contains("logs/sub/b"),
+        "{left}"
+    );
+}
+
+/// A truncated stream never commits: `--expected-size` fails a short or long
+/// stdin and stores nothing (the previous object stays); the right size goes in.
+#[test]
+fn expected_size_stops_a_truncated_stream() {
+    for (e, scheme) in stores() {
+        let b = format!("{scheme}{}", bucket());
+        e.ok(&["mb", &b]);
+        let obj = format!("{b}/stream.bin");
+        e.run_stdin(&["cp", "-", &obj], b"previous");
+        for (len, ok) in [(100usize, false), (300, false), (200, true)] {
+            let out = e.run_stdin(
+                &["cp", "--expected-size", "200", "-", &obj],
+                &vec![7u8; len],
+            );
+            assert_eq!(out.status.success(), ok, "{len}: {}", stderr(&out));
+            let now = e.ok(&["cat", &obj]);
+            if ok {
+                assert_eq!(now.len(), 200);
+            } else {
+                assert_eq!(now, "previous", "{len}");
+                assert!(stderr(&out).contains("expected"), "{}", stderr(&out));
+            }
+        }
+    }
+}
+
+/// Bad input is exit 2 with what was wrong; an operation that failed is 1.
+#[test]
+fn exit_codes_for_bad_input_and_empty_matches() {
+    let e = Env::new();
+    e.ok(&["mb", "local://codes"]);
+    std::fs::write(e.path("f"), b"x").unwrap();
+    e.ok(&["cp", "f", "local://codes/k"]);
+    for (args, want, says) in [
+        (
+            &["cp", "no-such-file", "local://codes/k2"][..],
+            2,
+            "no such file",
+        ),
+        (&["cp", "local://codes/k", ""], 2, "empty"),
+        (
+            &["mv", "local://codes/k", "local://codes/k"],
+            2,
+            "onto itself",
+        ),
+        (
+            &["cp", "local://codes/nothing*", "out/"],
+            1,
+            "no objects match",
+        ),
+        (
+            &["mv", "local://codes/nothing*", "local://codes/else/"],
+            1,
+            "no objects match",
+        ),
+    ] {
+        let out = e.run(args);
+        assert_eq!(code(&out), want, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    e.ok(&["stat", "local://codes/k"]);
+    // mv onto itself with new headers replaces them in place.
+    e.ok(&[
+        "mv",
+        "local://codes/k",
+        "local://codes/k",
+        "--content-type",
+        "text/x-kept",
+    ]);
+    let stat = e.ok(&["stat", "--json", "local://codes/k"]);
+    assert!(stat.contains("text/x-kept"), "{stat}");
+    assert_eq!(e.ok(&["cat", "local://codes/k"]), "x");
+}
+
+/// Keys with control characters print escaped; logs carry no colour codes off a
+/// terminal; a recursive copy reports what it skipped.
+#[test]
+fn output_is_safe_for_terminals_and_reports_skips() {
+    let e = Env::new();
+    e.ok(&["mb", "local://term"]);
+    std::fs::write(e.path("f"), b"x").unwrap();
+    e.ok(&["cp", "f", "local://term/evil\n\u{1b}[31mred"]);
+    let ls = e.ok(&["ls", "local://term"]);
+    assert_eq!(ls.lines().count(), 1, "{ls:?}");
+    assert!(
+        ls.contains("evil\\n\\x1b[31mred") && !ls.contains('\u{1b}'),
+        "{ls:?}"
+    );
+    let out = e.run(&["-vv", "ls", "local://term"]);
+    assert!(!stderr(&out).contains('\u{1b}'), "{:?}", stderr(&out));
+    // Special entries of a tree are counted and named, not silently dropped.
+    write_tree(&e.path("t"), &[("a.txt", b"a")]);
+    mkfifo(&e.path("t/pipe"));
+    std::os::unix::fs::symlink("nowhere", e.path("t/dangling")).unwrap();
+    std::os::unix::fs::symlink("loop2", e.path("t/loop1")).unwrap();
+    std::os::unix::fs::symlink("loop1", e.path("t/loop2")).unwrap();
+    let out = e.run(&["cp", "-r", "t", "local://term/t/"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    for what in ["FIFO", "dangling symlink", "symlink loop", "4 skipped"] {
+        assert!(err.contains(what), "{what}: {err}");
+    }
+}
+
+/// Temp files of downloads are never uploaded, and a later download into the same
+/// directory removes stale ones nobody holds.
+#[test]
+fn download_temp_files_are_never_uploaded_and_are_swept() {
+    let e = Env::new();
+    e.ok(&["mb", "local://tmps"]);
+    write_tree(&e.path("d"), &[("real.txt", b"real")]);
+    let stale = e.path("d/.big.iso.1234abcd.stor-part");
+    std::fs::write(&stale, b"partial").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    e.ok(&["cp", "-r", "d", "local://tmps/d/"]);
+    let listed = e.ok(&["ls", "-r", "local://tmps/d"]);
+    assert!(!listed.contains("stor-part"), "{listed}");
+    assert!(stale.exists(), "an upload leaves it alone");
+    e.ok(&["cp", "local://tmps/d/real.txt", "d/again.txt"]);
+    assert!(!stale.exists(), "a download into the directory swept it");
+}
