@@ -3,16 +3,20 @@
 //! At most `max_retries` attempts in total per request. Only errors that can heal
 //! are retried ([`crate::Error::is_retryable`]: timeouts, throttling, 5xx,
 //! connection failures); everything else (NoSuchBucket, AccessDenied, bad input,
-//! local disk errors) ends the call at once. Backoff is full jitter, with a larger
-//! base for throttling than for transient errors, and capped. A client-wide retry
+//! local disk errors) ends the call at once. Backoff is full jitter, base 50 ms,
+//! 1 s for throttling (503 SlowDown, 429) as in the SDKs' standard mode, capped at
+//! 20 s; the first retry after a broken connection goes at once (the usual cause is
+//! a pooled connection the server had closed, which a new one heals). A client-wide retry
 //! budget (a token bucket) makes a storm of failures fail fast instead of
 //! multiplying traffic. The SDK's own retries are disabled so there is no second loop.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::error::{ErrorKind, Result};
+use tokio::time::Instant;
+
+use crate::error::{Error, ErrorKind, Result, Wire};
 
 /// Retry settings, derived from the config.
 #[derive(Debug, Clone)]
@@ -28,7 +32,7 @@ impl RetryPolicy {
         RetryPolicy {
             max_attempts: max_attempts.max(1),
             base: Duration::from_millis(50),
-            throttle_base: Duration::from_millis(500),
+            throttle_base: Duration::from_secs(1),
             cap: Duration::from_secs(20),
         }
     }
@@ -42,6 +46,15 @@ impl RetryPolicy {
         };
         let exp = base.saturating_mul(1u32 << (attempt - 1).min(16));
         exp.min(self.cap).mul_f64(rand01.clamp(0.0, 1.0))
+    }
+
+    /// The delay after `err`, the `attempt`th failure of a call: none before the
+    /// first retry of a broken connection, else [`RetryPolicy::delay`].
+    fn backoff(&self, attempt: u32, err: &Error, rand01: f64) -> Duration {
+        if attempt == 1 && err.wire() == Some(Wire::Broken) {
+            return Duration::ZERO;
+        }
+        self.delay(attempt, err.kind(), rand01)
     }
 }
 
@@ -125,7 +138,7 @@ where
                 if give_up {
                     return Err(e.with_attempts(attempt, start.elapsed()));
                 }
-                let delay = policy.delay(attempt, e.kind(), rand::random::<f64>());
+                let delay = policy.backoff(attempt, &e, rand::random::<f64>());
                 tracing::debug!(
                     attempt,
                     kind = %e.kind(),
@@ -145,8 +158,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
     use std::sync::atomic::AtomicU32;
+    use std::sync::Mutex;
 
     #[test]
     fn delays_grow_are_capped_and_jittered() {
@@ -159,9 +172,14 @@ mod tests {
             p.delay(2, ErrorKind::Transient, 1.0),
             Duration::from_millis(100)
         );
+        // Throttling: the SDKs' standard mode, base 1 s, capped at 20 s.
+        assert_eq!(
+            p.delay(1, ErrorKind::Throttled, 1.0),
+            Duration::from_secs(1)
+        );
         assert_eq!(
             p.delay(2, ErrorKind::Throttled, 1.0),
-            Duration::from_millis(1000)
+            Duration::from_secs(2)
         );
         assert_eq!(
             p.delay(30, ErrorKind::Throttled, 1.0),
@@ -243,5 +261,36 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         assert_eq!(err.kind(), ErrorKind::Throttled);
         assert_eq!(b.available(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_is_retried_at_once_and_counts() {
+        let p = RetryPolicy::new(3);
+        let b = RetryBudget::new(500);
+        let reset =
+            || Error::new(ErrorKind::Transient, "connection reset by peer").with_wire(Wire::Broken);
+        for _ in 0..20 {
+            let at = Mutex::new(Vec::new());
+            let (_, attempts) = with_retry(&p, &b, |n| {
+                at.lock().unwrap().push(Instant::now());
+                async move {
+                    if n == 1 {
+                        Err(reset())
+                    } else {
+                        Ok(())
+                    }
+                }
+            })
+            .await
+            .unwrap();
+            assert_eq!(attempts, 2);
+            let at = at.into_inner().unwrap();
+            assert_eq!(at[0], at[1], "no delay before the retry of a reset");
+        }
+        // Resets are ordinary failures: max_retries bounds them.
+        let err = with_retry(&p, &b, |_| async { Err::<(), _>(reset()) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.attempts(), 3);
     }
 }
