@@ -1210,6 +1210,76 @@ async fn server_killed_mid_multipart_and_restarted_leaves_nothing_after_cleanup(
         .is_empty());
 }
 
+/// With the default config, through the fault proxy: a burst of 503 SlowDown is
+/// ridden out within max_retries, and transfers started while the endpoint
+/// refuses connections (8 s) wait for it and complete, at the cost of one probe
+/// at a time rather than every transfer retrying on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_config_rides_out_a_slowdown_burst_and_refused_connections() {
+    let Some(upstream) = common::endpoint(common::Kind::SeaweedFs) else {
+        return;
+    };
+    let proxy = FaultProxy::start(&upstream).await;
+    let s = Storage::new(common::s3_config(&proxy.url)).await.unwrap();
+    let direct = Storage::new(common::s3_config(&upstream)).await.unwrap();
+    let b = unique("stor-refused");
+    direct.create_bucket(&b).await.unwrap();
+    let b = b.as_str();
+    let data = |i: usize| payload(50_000 + i, 40 + i as u64);
+    for i in 0..4 {
+        direct
+            .upload_bytes(b, &format!("dl-{i}"), data(i), UploadOptions::default())
+            .await
+            .unwrap();
+    }
+    let upload_all = |tag: &'static str| {
+        let s = &s;
+        futures::future::join_all((0..20).map(move |i| {
+            let s = s.clone();
+            async move {
+                s.upload_bytes(b, &format!("{tag}-{i}"), data(i), UploadOptions::default())
+                    .await
+            }
+        }))
+    };
+
+    // A burst of SlowDown: every upload's first PUT is throttled.
+    proxy.add(Rule::new("PUT", "/burst-", Fault::Error(503, "SlowDown")).times(20));
+    for r in upload_all("burst").await {
+        r.unwrap();
+    }
+    assert_eq!(proxy.faults(), 20);
+
+    // Connections refused for 8 s; 20 uploads and 4 downloads start meanwhile.
+    let before = s.metrics().retries;
+    proxy.refuse_for(Duration::from_secs(8)).await;
+    let downloads = futures::future::join_all((0..4).map(|i| {
+        let s = s.clone();
+        async move { s.download_bytes(b, &format!("dl-{i}")).await }
+    }));
+    let (ups, downs) = tokio::join!(upload_all("refused"), downloads);
+    for r in ups {
+        r.unwrap();
+    }
+    for (i, r) in downs.into_iter().enumerate() {
+        assert!(r.unwrap().data.as_ref() == data(i).as_slice(), "dl-{i}");
+    }
+    for i in 0..20 {
+        let got = direct
+            .download_bytes(b, &format!("refused-{i}"))
+            .await
+            .unwrap();
+        assert!(got.data.as_ref() == data(i).as_slice(), "refused-{i}");
+    }
+    // Each of the 24 calls failed once and went again once it answered; the rest
+    // are the probes, one at a time: a 200 ms schedule doubling to 4 s makes
+    // about 8 in 8 s (24 calls retrying each on its own would be 24 × N).
+    let retries = s.metrics().retries - before;
+    eprintln!("refused for 8 s: 24 transfers, {retries} retries");
+    assert!(retries <= 24 + 30, "{retries} retries");
+    assert_eq!(s.metrics().failures, 0);
+}
+
 /// A `Storage` shared across runtimes (e.g. a static used by many
 /// `#[tokio::test]`s) keeps working after the runtime it first ran on is gone.
 #[test]
