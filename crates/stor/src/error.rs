@@ -172,6 +172,19 @@ impl fmt::Display for ErrorKind {
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// How a request that got no response failed on the wire: what the retry layer
+/// needs to know beyond the kind. Decided in one place per backend (for S3,
+/// `sdk_err`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// No connection could be made — refused, DNS, no route, connect timeout — so
+    /// nothing reached the server: it is down, restarting or failing over. Says
+    /// which, for the log.
+    Unreachable(&'static str),
+    /// A connection existed and broke (reset, closed before the response ended).
+    Broken,
+}
+
 /// The error of every stor operation.
 ///
 /// ```
@@ -201,6 +214,7 @@ struct Inner {
     status: Option<u16>,
     attempts: u32,
     elapsed: Option<Duration>,
+    wire: Option<Wire>,
     source: Option<Source>,
 }
 
@@ -219,6 +233,7 @@ impl Error {
                 status: None,
                 attempts: 0,
                 elapsed: None,
+                wire: None,
                 source: None,
             }),
         }
@@ -304,6 +319,21 @@ impl Error {
     /// Whether trying again may succeed (timeouts, throttling, 5xx, resets).
     pub fn is_retryable(&self) -> bool {
         self.inner.kind.is_retryable()
+    }
+
+    /// Whether the endpoint could not be reached at all (connection refused, DNS,
+    /// no route, connect timeout): nothing was sent to the server.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self.inner.wire, Some(Wire::Unreachable(_)))
+    }
+
+    pub(crate) fn wire(&self) -> Option<Wire> {
+        self.inner.wire
+    }
+
+    pub(crate) fn with_wire(mut self, wire: Wire) -> Error {
+        self.inner.wire = Some(wire);
+        self
     }
 
     /// The operation that failed (`"upload"`, `"list"`, …), when known.
@@ -423,7 +453,8 @@ impl fmt::Debug for Error {
             .field("code", &self.inner.code)
             .field("status", &self.inner.status)
             .field("attempts", &self.inner.attempts)
-            .field("elapsed", &self.inner.elapsed);
+            .field("elapsed", &self.inner.elapsed)
+            .field("wire", &self.inner.wire);
         if let Some(s) = &self.inner.source {
             d.field("source", &s.to_string());
         }

@@ -26,7 +26,7 @@ use crate::backend::{Backend, ByteStream, PendingUpload};
 use crate::config::{StorageConfig, StorageType};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{Direction, HealthReport, Metrics, MetricsSnapshot};
-use crate::retry::{with_retry, RetryBudget, RetryPolicy};
+use crate::retry::{endpoint_label, with_retry, EndpointGate, RetryBudget, RetryPolicy};
 use crate::transfer::Source;
 use crate::types::{
     CopyOptions, DeleteResult, DownloadOptions, ListOptions, ListPage, ObjectInfo, PresignOptions,
@@ -49,6 +49,9 @@ pub(crate) struct Inner {
     pub config: StorageConfig,
     pub retry: RetryPolicy,
     pub budget: RetryBudget,
+    /// Whether the endpoint answers: while it does not, one request probes it and
+    /// the others wait (see `retry.rs`).
+    pub gate: EndpointGate,
     /// One permit per request in flight, across every transfer: the connection pool bound.
     pub requests: Arc<Semaphore>,
     /// The byte budget: one permit per KiB of part buffers held by transfers, shared
@@ -119,10 +122,13 @@ impl Storage {
         let part = config.part_size.unwrap_or(crate::transfer::AUTO_PART_SIZE);
         let buffer_permits =
             crate::transfer::kib(part.saturating_mul(config.max_concurrency.max(1) as u64));
+        let retry = RetryPolicy::new(config.max_retries);
+        let endpoint = endpoint_label(config.endpoint_url.as_deref(), backend.scheme());
         Storage {
             inner: Arc::new(Inner {
+                gate: EndpointGate::new(endpoint, &retry),
                 backend,
-                retry: RetryPolicy::new(config.max_retries),
+                retry,
                 budget: RetryBudget::new(500),
                 requests: Arc::new(Semaphore::new(config.max_pool_connections)),
                 buffers: Arc::new(Semaphore::new(buffer_permits as usize)),
@@ -185,7 +191,9 @@ impl Storage {
         Ok(b)
     }
 
-    /// One request through the retry layer, holding a request permit per attempt.
+    /// One request through the retry layer, holding a request permit per attempt
+    /// (taken after the endpoint gate lets the attempt through: calls waiting for
+    /// an endpoint that is down hold none).
     pub(crate) async fn request<T, F, Fut>(&self, mut f: F) -> Result<(T, u32)>
     where
         F: FnMut(u32) -> Fut,
@@ -193,7 +201,7 @@ impl Storage {
     {
         let inner = &self.inner;
         let backend = self.scheme();
-        with_retry(&inner.retry, &inner.budget, |n| {
+        with_retry(&inner.retry, &inner.budget, &inner.gate, |n| {
             let fut = f(n);
             metrics::counter!("stor_request_attempts_total", "backend" => backend).increment(1);
             let span = tracing::debug_span!("attempt", attempt = n);
@@ -239,9 +247,8 @@ impl Storage {
         let span = tracing::info_span!("stor", op, backend = scheme, bucket, key);
         let res = match tokio::time::timeout(timeout, fut.instrument(span.clone())).await {
             Ok(r) => r,
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!(
+            Err(_) => {
+                let mut msg = format!(
                     "did not finish within {} s (raise {} in the config)",
                     timeout.as_secs(),
                     match dir {
@@ -249,8 +256,17 @@ impl Storage {
                         Direction::Down => "download_timeout",
                         Direction::None => "operation_timeout",
                     }
-                ),
-            )),
+                );
+                // Say why, when it is the endpoint that is gone.
+                if let Some((reason, since)) = self.inner.gate.outage() {
+                    msg.push_str(&format!(
+                        "; {} has been unavailable for {:.1} s ({reason})",
+                        self.inner.gate.endpoint(),
+                        since.as_secs_f64()
+                    ));
+                }
+                Err(Error::new(ErrorKind::Timeout, msg))
+            }
         };
         let took = start.elapsed();
         let res = res.map_err(|e| e.with_op(op).with_location(bucket, key).with_scheme(scheme));
@@ -579,21 +595,26 @@ impl Storage {
         validate_key(key)?;
         let be = self.inner.backend.clone();
         let fut = async {
-            let permit = self
-                .inner
-                .requests
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| {
-                    Error::new(
-                        ErrorKind::NotInitialized,
-                        "the storage service was shut down",
-                    )
-                })?;
-            let (resp, _) = with_retry(&self.inner.retry, &self.inner.budget, |_| {
-                be.get_object(&b, key, opts.range, opts.if_match.as_deref())
-            })
+            // The permit is taken per attempt, after the endpoint gate (as in
+            // `request`), and kept by the body.
+            let requests = &self.inner.requests;
+            let ((resp, permit), _) = with_retry(
+                &self.inner.retry,
+                &self.inner.budget,
+                &self.inner.gate,
+                |_| {
+                    let get = be.get_object(&b, key, opts.range, opts.if_match.as_deref());
+                    async move {
+                        let permit = requests.clone().acquire_owned().await.map_err(|_| {
+                            Error::new(
+                                ErrorKind::NotInitialized,
+                                "the storage service was shut down",
+                            )
+                        })?;
+                        Ok((get.await?, permit))
+                    }
+                },
+            )
             .await?;
             let mut body: ByteStream = Box::pin(resp.body.map(move |c| {
                 let _hold = &permit;

@@ -30,7 +30,7 @@ use super::presign::{Creds, Endpoint, Presigner, Request};
 use super::{Backend, Body, CompletedPart, FileRange, GetResponse, PartCopySource, PendingUpload};
 use crate::checksum::{Checksum, ChecksumAlgorithm as StorAlgo};
 use crate::config::{StorageConfig, DEFAULT_REGION};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, Wire};
 use crate::types::{
     ByteRange, DeleteResult, Encryption, ListPage, ObjectInfo, PresignMethod, PresignOptions,
     UploadOptions,
@@ -317,34 +317,49 @@ where
         }
         SdkError::TimeoutError(_) => Error::new(ErrorKind::Timeout, "the request timed out"),
         SdkError::DispatchFailure(df) => {
-            if df.is_timeout() {
-                Error::new(ErrorKind::Timeout, "the connection timed out")
-            } else {
-                let msg = chain(&e);
-                if msg.contains("certificate") || msg.contains("TLS handshake") {
-                    // Not something a retry heals: the endpoint's certificate is not
-                    // trusted (or TLS failed), which is configuration.
-                    Error::new(
-                        ErrorKind::Config,
-                        format!(
-                            "TLS with the endpoint failed: {msg} (if it uses a private CA, \
-                             point ca_bundle or AWS_CA_BUNDLE at its certificate)"
-                        ),
-                    )
-                } else if df.is_io() {
-                    Error::new(ErrorKind::Transient, format!("connection failed: {msg}"))
+            let msg = chain(&e);
+            let wire = wire_failure(&e);
+            if let Wire::Unreachable(why) = wire {
+                let kind = if df.is_timeout() {
+                    ErrorKind::Timeout
                 } else {
-                    Error::new(
-                        ErrorKind::Transient,
-                        format!("request could not be sent: {msg}"),
-                    )
+                    ErrorKind::Transient
+                };
+                Error::new(kind, format!("cannot connect ({why}): {msg}")).with_wire(wire)
+            } else if df.is_timeout() {
+                // A read timeout: the connection stands, the server said nothing.
+                Error::new(ErrorKind::Timeout, "the connection timed out")
+            } else if msg.contains("certificate") || msg.contains("TLS handshake") {
+                // Not something a retry heals: the endpoint's certificate is not
+                // trusted (or TLS failed), which is configuration.
+                Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "TLS with the endpoint failed: {msg} (if it uses a private CA, \
+                         point ca_bundle or AWS_CA_BUNDLE at its certificate)"
+                    ),
+                )
+            } else if df.is_io() {
+                Error::new(ErrorKind::Transient, format!("connection failed: {msg}"))
+                    .with_wire(wire)
+            } else {
+                let err = Error::new(
+                    ErrorKind::Transient,
+                    format!("request could not be sent: {msg}"),
+                );
+                // Hyper's "connection closed before message completed" lands here.
+                if df.is_user() {
+                    err
+                } else {
+                    err.with_wire(wire)
                 }
             }
         }
         SdkError::ResponseError(_) => Error::new(
             ErrorKind::Transient,
             format!("the response could not be read: {}", chain(&e)),
-        ),
+        )
+        .with_wire(Wire::Broken),
         SdkError::ConstructionFailure(_) => Error::new(
             ErrorKind::InvalidInput,
             format!("the request could not be built: {}", chain(&e)),
@@ -404,6 +419,48 @@ impl ProvideCredentials for MaskedCredentials {
     {
         aws_credential_types::provider::future::ProvideCredentials::ready(Ok(self.0.clone()))
     }
+}
+
+/// Where a request that got no response failed: before any connection existed
+/// ([`Wire::Unreachable`]: refused, DNS, no route, connect timeout — nothing reached
+/// the server, which is down or restarting), or on a connection that broke. The
+/// SDK's `ConnectorError` says only "io" or "timeout" for both (a refused connect
+/// and a reset mid-request are both io; connect and read timeouts both timeouts),
+/// so the causes decide: the `io::Error` kinds only a connect can fail with, the
+/// DNS resolver's error, and the client's connect-timeout error (a private type,
+/// known by its message "HTTP connect timeout occurred after …").
+fn wire_failure(e: &(dyn std::error::Error + 'static)) -> Wire {
+    use std::io::ErrorKind as Io;
+    let mut next = Some(e);
+    while let Some(cause) = next {
+        if cause
+            .downcast_ref::<aws_smithy_runtime_api::client::dns::ResolveDnsError>()
+            .is_some()
+        {
+            return Wire::Unreachable("DNS lookup failed");
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                Io::ConnectionRefused => return Wire::Unreachable("connection refused"),
+                Io::NetworkUnreachable
+                | Io::HostUnreachable
+                | Io::NetworkDown
+                | Io::AddrNotAvailable => return Wire::Unreachable("no route to the endpoint"),
+                _ => {}
+            }
+            // An io::Error wrapping another error hides it from `source()`.
+            if let Some(inner) = io.get_ref() {
+                if let Wire::Unreachable(why) = wire_failure(inner) {
+                    return Wire::Unreachable(why);
+                }
+            }
+        }
+        if cause.to_string().starts_with("HTTP connect timeout") {
+            return Wire::Unreachable("connect timed out");
+        }
+        next = cause.source();
+    }
+    Wire::Broken
 }
 
 /// The error and its causes in one line (the SDK's Display is terse).
@@ -730,7 +787,8 @@ impl Backend for S3Backend {
                     Err(Error::new(
                         ErrorKind::Transient,
                         format!("the download was interrupted: {}", chain(&e)),
-                    )),
+                    )
+                    .with_wire(Wire::Broken)),
                     body,
                 )),
             }
@@ -1169,6 +1227,128 @@ mod tests {
             let enc = encode_meta_value(v);
             assert!(enc.is_ascii());
             assert_eq!(decode_meta_value(&enc), v);
+        }
+    }
+
+    /// How `sdk_err` classifies real network failures, on local sockets: only a
+    /// connection that could not be made is "unreachable"; one that existed and
+    /// broke is not.
+    #[tokio::test]
+    async fn failures_to_connect_are_told_from_broken_connections() {
+        let head = |url: String| async move {
+            let mut cfg = StorageConfig {
+                endpoint_url: Some(url),
+                connect_timeout: 1,
+                ..StorageConfig::s3()
+            };
+            cfg.aws_access_key_id = Some("AKIDEXAMPLE".into());
+            cfg.aws_secret_access_key = Some("secret".into());
+            cfg.region_name = Some("us-east-1".into());
+            let be = S3Backend::new(&cfg).await.unwrap();
+            be.bucket_exists("b").await.unwrap_err()
+        };
+        // Refused: a port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = head(format!("http://127.0.0.1:{port}")).await;
+        assert_eq!(
+            e.wire(),
+            Some(Wire::Unreachable("connection refused")),
+            "{e}"
+        );
+        assert!(
+            e.is_unreachable() && e.kind() == ErrorKind::Transient,
+            "{e}"
+        );
+        assert!(
+            e.message()
+                .starts_with("cannot connect (connection refused)"),
+            "{e}"
+        );
+        // No such host.
+        let e = head("http://stor-no-such-host.invalid:9000".into()).await;
+        assert_eq!(
+            e.wire(),
+            Some(Wire::Unreachable("DNS lookup failed")),
+            "{e}"
+        );
+        // Connect timeout: a listener whose accept queue is full drops the SYN.
+        let full = full_listener();
+        let e = head(format!("http://127.0.0.1:{}", full.port)).await;
+        assert_eq!(
+            e.wire(),
+            Some(Wire::Unreachable("connect timed out")),
+            "{e}"
+        );
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        // Connected, then reset before any answer: broken, not unreachable.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        #[allow(deprecated)] // SO_LINGER 0 blocks nothing: close then sends a reset
+        tokio::spawn(async move {
+            while let Ok((c, _)) = l.accept().await {
+                let _ = c.set_linger(Some(Duration::ZERO));
+                drop(c);
+            }
+        });
+        let e = head(url).await;
+        assert_eq!(e.wire(), Some(Wire::Broken), "{e}");
+        assert!(!e.is_unreachable() && e.is_retryable(), "{e}");
+        // Connected, the head read, then closed without an answer: broken too.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf).await;
+            }
+        });
+        let e = head(url).await;
+        assert_eq!(e.wire(), Some(Wire::Broken), "{e}");
+    }
+
+    /// A listening socket with a backlog of 0 whose queue is filled: further
+    /// connects get no SYN-ACK, so they time out (the kernel drops the SYN).
+    struct FullListener {
+        port: u16,
+        _fd: std::os::fd::OwnedFd,
+        _queued: Vec<std::net::TcpStream>,
+    }
+
+    fn full_listener() -> FullListener {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: plain socket calls on a descriptor this function owns.
+        let fd = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            std::os::fd::OwnedFd::from_raw_fd(fd)
+        };
+        let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: addr and len describe a valid sockaddr_in for this socket.
+        unsafe {
+            let sa = &mut addr as *mut libc::sockaddr_in as *mut libc::sockaddr;
+            assert_eq!(libc::bind(fd.as_raw_fd(), sa, len), 0);
+            assert_eq!(libc::listen(fd.as_raw_fd(), 0), 0);
+            assert_eq!(libc::getsockname(fd.as_raw_fd(), sa, &mut len), 0);
+        }
+        let port = u16::from_be(addr.sin_port);
+        let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let queued = (0..2)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&target, Duration::from_millis(300)).ok()
+            })
+            .collect();
+        FullListener {
+            port,
+            _fd: fd,
+            _queued: queued,
         }
     }
 

@@ -4,7 +4,9 @@
 //! matched on method and request target decide what happens to it: forwarded
 //! untouched, reset after N bytes (of the request or the response), stalled,
 //! delayed, answered with an S3 error (503 SlowDown, 500, a 4xx) or a 200 whose
-//! body is an error, or forwarded with one body byte flipped.
+//! body is an error, or forwarded with one body byte flipped. The whole proxy can
+//! also stop listening for a while, so connections are refused (a server
+//! restarting).
 //!
 //! No toxiproxy in our registries, and netem is not in this kernel; this is small
 //! enough to read in one sitting.
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 
 /// What to do to a matched request.
 #[derive(Debug, Clone)]
@@ -119,6 +122,15 @@ pub struct FaultProxy {
     pub url: String,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
+    /// Orders to stop listening for a while; answered once the port is closed.
+    refusals: mpsc::UnboundedSender<(Duration, oneshot::Sender<()>)>,
+}
+
+/// What the accept loop does next.
+enum Next {
+    Client(TcpStream),
+    Refuse(Duration, oneshot::Sender<()>),
+    Stop,
 }
 
 impl Drop for FaultProxy {
@@ -139,23 +151,58 @@ impl FaultProxy {
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = format!("http://{addr}");
         let state = Arc::new(State::default());
         let st = state.clone();
         let handle = Arc::new(handle);
+        let (refusals, mut orders) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let (st, up, handle) = (st.clone(), up.clone(), handle.clone());
-                tokio::spawn(async move {
-                    let now = st.open.fetch_add(1, Ordering::SeqCst) + 1;
-                    st.peak_open.fetch_max(now, Ordering::SeqCst);
-                    st.accepted.fetch_add(1, Ordering::SeqCst);
-                    handle(client, up, st).await;
-                });
+            loop {
+                let next = tokio::select! {
+                    a = listener.accept() => match a {
+                        Ok((client, _)) => Next::Client(client),
+                        Err(_) => Next::Stop,
+                    },
+                    o = orders.recv() => match o {
+                        Some((d, done)) => Next::Refuse(d, done),
+                        None => Next::Stop,
+                    },
+                };
+                match next {
+                    Next::Client(client) => {
+                        let (st, up, handle) = (st.clone(), up.clone(), handle.clone());
+                        tokio::spawn(async move {
+                            let now = st.open.fetch_add(1, Ordering::SeqCst) + 1;
+                            st.peak_open.fetch_max(now, Ordering::SeqCst);
+                            st.accepted.fetch_add(1, Ordering::SeqCst);
+                            handle(client, up, st).await;
+                        });
+                    }
+                    Next::Refuse(d, done) => {
+                        // Nothing listens on the port: the kernel refuses connects
+                        // (connections already accepted go on).
+                        drop(listener);
+                        let _ = done.send(());
+                        tokio::time::sleep(d).await;
+                        listener = loop {
+                            match TcpListener::bind(addr).await {
+                                Ok(l) => break l,
+                                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                            }
+                        };
+                    }
+                    Next::Stop => return,
+                }
             }
         });
-        FaultProxy { url, state, task }
+        FaultProxy {
+            url,
+            state,
+            task,
+            refusals,
+        }
     }
 
     /// Starts a proxy to `upstream` (`http://127.0.0.1:PORT`).
@@ -219,6 +266,15 @@ impl FaultProxy {
             st.open.fetch_sub(1, Ordering::SeqCst);
         })
         .await
+    }
+
+    /// Stops listening for `d` (connections are refused, as by a server that is
+    /// restarting), then listens on the same port again. Returns once the port
+    /// is closed.
+    pub async fn refuse_for(&self, d: Duration) {
+        let (done, closed) = oneshot::channel();
+        self.refusals.send((d, done)).unwrap();
+        closed.await.unwrap();
     }
 
     /// Client connections accepted so far.
