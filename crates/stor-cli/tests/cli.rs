@@ -943,3 +943,59 @@ fn permission_denied_and_killed_downloads_leave_no_destination() {
         );
     }
 }
+
+// ------------------------------------------------------------------ config and credentials
+// (task C: errors printed once, config files, ranges, secrets in URLs, profiles,
+// missing credentials)
+
+/// How often `needle` occurs in `hay`.
+fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+/// Runs `stor ARGS` as nobody (setpriv) in `env`'s directory, with `env`'s
+/// variables; the directory is opened up so nobody can reach it.
+fn run_as_nobody(env: &Env, args: &[&str]) -> Output {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let c = env.cmd(&[]);
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = c
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_stor"))
+        .args(args)
+        .envs(envs)
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_os_error_is_printed_once() {
+    let e = Env::new();
+    // The store is made by nobody, so the unreadable-file case fails on the file.
+    let nobody = run_as_nobody(&e, &["mb", "local://once"]);
+    assert_eq!(code(&nobody), 0, "{}", stderr(&nobody));
+    std::fs::write(e.path("secret.txt"), b"root only").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(e.path("secret.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cases = [
+        (
+            e.run(&["cp", "missing.txt", "local://once/"]),
+            "No such file or directory",
+        ),
+        (
+            run_as_nobody(&e, &["cp", "secret.txt", "local://once/"]),
+            "Permission denied",
+        ),
+    ];
+    for (out, os_error) in cases {
+        let err = stderr(&out);
+        assert_eq!(code(&out), 1, "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert_eq!(count(&err, os_error), 1, "{os_error:?} once: {err}");
+    }
+}
