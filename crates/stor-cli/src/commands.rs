@@ -15,6 +15,8 @@ use stor::{
 };
 use tokio::sync::OnceCell;
 
+use stor::config::ConfigFile;
+
 use crate::args::{self, Global, Method};
 use crate::ui::{split_wildcard, Filter, Ui};
 
@@ -47,11 +49,12 @@ fn load_config(g: &Global) -> Result<(StorageConfig, bool)> {
     let Some(p) = path else {
         return Ok((StorageConfig::default(), false));
     };
-    if StorageConfig::file_has_profiles(&p) {
+    let file = ConfigFile::read(&p)?;
+    if !file.profiles().is_empty() {
         let name = g.profile.clone().or_else(|| env("STOR_PROFILE"));
-        return Ok((StorageConfig::from_file_profile(&p, name.as_deref())?, true));
+        return Ok((file.config(name.as_deref())?, true));
     }
-    Ok((StorageConfig::from_file(&p)?, false))
+    Ok((file.config(None)?, false))
 }
 
 fn env(var: &str) -> Option<String> {

@@ -999,3 +999,143 @@ fn an_os_error_is_printed_once() {
         assert_eq!(count(&err, os_error), 1, "{os_error:?} once: {err}");
     }
 }
+
+#[test]
+fn config_files_that_are_not_one_clean_object_are_refused() {
+    let e = Env::new();
+    let cases = [
+        ("[]", "must be a JSON object"),
+        ("\"x\"", "must be a JSON object"),
+        ("3", "must be a JSON object"),
+        ("null", "must be a JSON object"),
+        (
+            r#"{"region_name": "eu-west-1", "region_name": "us-east-1"}"#,
+            "\"region_name\" appears twice",
+        ),
+        (
+            r#"{"storageConfig": {"max_retries": 2, "max_retries": 3}}"#,
+            "\"max_retries\" appears twice",
+        ),
+        (
+            r#"{"profiles": {"default": {}, "default": {"storage_type": "s3"}}}"#,
+            "\"default\" appears twice",
+        ),
+        (r#"{"local_root": ""}"#, "local_root: empty"),
+        (
+            r#"{"profiles": {"default": {"local_root": ""}}}"#,
+            "local_root: empty",
+        ),
+    ];
+    for (json, says) in cases {
+        std::fs::write(e.path("cfg.json"), json).unwrap();
+        // Without STOR_LOCAL_ROOT, so the file's local_root is the one in force.
+        let out = e
+            .cmd(&["--config", "cfg.json", "ls", "local://"])
+            .env_remove("STOR_LOCAL_ROOT")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{json}: {err}");
+        assert_eq!(err.lines().count(), 1, "{json}: {err}");
+        assert!(
+            err.contains(says) && err.contains("cfg.json"),
+            "{json}: {err}"
+        );
+    }
+    let names: Vec<String> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["cfg.json"],
+        "nothing written into the current directory"
+    );
+    let out = e.run(&["--local-root", "", "ls", "local://"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("local-root"), "{}", stderr(&out));
+
+    // A byte order mark, as Windows editors write, is not an error.
+    std::fs::write(
+        e.path("bom.json"),
+        "\u{feff}{\"region_name\": \"eu-west-1\"}",
+    )
+    .unwrap();
+    let shown = e.ok(&["--config", "bom.json", "config", "show"]);
+    assert!(shown.contains("eu-west-1"), "{shown}");
+}
+
+#[test]
+fn a_config_file_that_cannot_be_read_is_bad_input_with_the_os_error_once() {
+    let e = Env::new();
+    std::fs::create_dir(e.path("adir")).unwrap();
+    let cases = [
+        (
+            e.run(&["--config", "nope.json", "ls", "local://"]),
+            "No such file or directory",
+        ),
+        (
+            e.cmd(&["ls", "local://"])
+                .env("STOR_CONFIG", "nope.json")
+                .output()
+                .unwrap(),
+            "No such file or directory",
+        ),
+        (
+            e.run(&["--config", "adir", "config", "show"]),
+            "Is a directory",
+        ),
+    ];
+    for (out, os_error) in cases {
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(count(&err, os_error), 1, "{os_error:?} once: {err}");
+        assert!(err.contains("config file"), "{err}");
+    }
+    // Unreadable (mode 000, run as nobody: root reads anything).
+    std::fs::write(e.path("locked.json"), "{}").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        e.path("locked.json"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let out = run_as_nobody(&e, &["--config", "locked.json", "config", "show"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert_eq!(count(&err, "Permission denied"), 1, "{err}");
+}
+
+#[test]
+fn out_of_range_numbers_are_bad_input_naming_the_key() {
+    let e = Env::new();
+    let max = u64::MAX.to_string();
+    let cases = [
+        ("connect_timeout", max.as_str()),
+        ("read_timeout", "0"),
+        ("upload_timeout", "604801"),
+        ("max_concurrency", max.as_str()),
+        ("max_pool_connections", "0"),
+        ("max_retries", "4294967296"),
+        ("multipart_threshold", max.as_str()),
+        ("part_size", "1"),
+    ];
+    for (key, value) in cases {
+        std::fs::write(
+            e.path("cfg.json"),
+            format!(
+                r#"{{"{key}": {value}, "endpoint_url": "http://127.0.0.1:9",
+                    "aws_access_key_id": "AKIATEST", "aws_secret_access_key": "x"}}"#
+            ),
+        )
+        .unwrap();
+        // An S3 command: connect_timeout = u64::MAX panicked there (exit 101).
+        let out = e.run(&["--config", "cfg.json", "ls", "s3://bucket"]);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{key}={value}: {err}");
+        assert!(err.contains(&format!("config key {key}")), "{key}: {err}");
+    }
+    let out = e.run(&["--concurrency", "0", "ls", "local://"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}
