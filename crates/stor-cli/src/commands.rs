@@ -1153,6 +1153,9 @@ pub fn config_show(ctx: &Ctx) -> Result<u8> {
                 m.insert(k.into(), "***".into());
             }
         }
+        if let Some(url) = ctx.base.endpoint_url.as_deref() {
+            m.insert("endpoint_url".into(), stor::config::redact_url(url).into());
+        }
         if let Some(id) = ctx.base.aws_access_key_id.as_deref() {
             m.insert(
                 "aws_access_key_id".into(),

@@ -64,7 +64,9 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<u8> {
     r.ok(&format!(
         "config: {} store, endpoint {}, region {}, credentials {}",
         store.scheme(),
-        cfg.endpoint_url.as_deref().unwrap_or("AWS default"),
+        cfg.endpoint_url
+            .as_deref()
+            .map_or("AWS default".into(), stor::config::redact_url),
         cfg.region_name.as_deref().unwrap_or("from the environment"),
         match &cfg.aws_access_key_id {
             Some(id) => format!("{} (config)", stor::config::mask_key_id(id)),

@@ -1139,3 +1139,96 @@ fn out_of_range_numbers_are_bad_input_naming_the_key() {
     let out = e.run(&["--concurrency", "0", "ls", "local://"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
 }
+
+#[test]
+fn passwords_in_endpoint_urls_never_show() {
+    let e = Env::new();
+    let canary = "url-canary-pw";
+    let url = format!("http://stor-user:{canary}@127.0.0.1:9");
+    std::fs::write(
+        e.path("cfg.json"),
+        format!(r#"{{"endpoint_url": "{url}", "max_retries": 1}}"#),
+    )
+    .unwrap();
+    std::fs::write(e.path("one-try.json"), r#"{"max_retries": 1}"#).unwrap();
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", "AKIATEST"),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let runs = [
+        // config show, the URL from the file, the flag and the environment
+        e.run(&["--config", "cfg.json", "config", "show"]),
+        e.run(&["--endpoint-url", &url, "config", "show"]),
+        e.cmd(&["config", "show"])
+            .env("AWS_ENDPOINT_URL", &url)
+            .output()
+            .unwrap(),
+        // a request's TRACE logs and its error (nothing listens on port 9)
+        e.cmd(&[
+            "-vvv",
+            "--config",
+            "one-try.json",
+            "--endpoint-url",
+            &url,
+            "ls",
+            "s3://bkt",
+        ])
+        .envs(keys)
+        .output()
+        .unwrap(),
+        e.cmd(&["--config", "cfg.json", "doctor"])
+            .envs(keys)
+            .output()
+            .unwrap(),
+        // a URL refused by validation
+        e.run(&[
+            "--endpoint-url",
+            &format!("http://u:{canary}/x@host"),
+            "config",
+            "show",
+        ]),
+    ];
+    for (i, out) in runs.iter().enumerate() {
+        let all = format!("{}{}", stdout(out), stderr(out));
+        assert!(!all.contains(canary), "run {i} leaks the password: {all}");
+    }
+    for out in &runs[..3] {
+        assert!(
+            stdout(out).contains("\"http://***@127.0.0.1:9\""),
+            "{}",
+            stdout(out)
+        );
+    }
+    let trace = stderr(&runs[3]);
+    assert!(
+        trace.contains("127.0.0.1:9"),
+        "the request was tried: {trace}"
+    );
+    assert_eq!(
+        count(&trace, "so they are ignored"),
+        1,
+        "said once: {trace}"
+    );
+    assert!(
+        stdout(&runs[4]).contains("endpoint http://***@127.0.0.1:9"),
+        "{}",
+        stdout(&runs[4])
+    );
+    assert_eq!(code(&runs[5]), 2, "{}", stderr(&runs[5]));
+
+    // On a real server the stripped URL works.
+    let Some(s3) = Env::with_s3() else { return };
+    let with_userinfo =
+        s3.s3
+            .as_deref()
+            .unwrap()
+            .replacen("://", &format!("://stor-user:{canary}@"), 1);
+    let out = s3
+        .cmd(&["ls", "s3://"])
+        .env("AWS_ENDPOINT_URL", &with_userinfo)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains(canary), "{}", stderr(&out));
+}

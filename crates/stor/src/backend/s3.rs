@@ -79,13 +79,10 @@ impl S3Backend {
         if let Some(r) = &cfg.region_name {
             loader = loader.region(Region::new(r.clone()));
         }
-        // Config first, then the S3-specific variable, then AWS_ENDPOINT_URL (read by
-        // the loader itself).
-        let env_s3 = std::env::var("AWS_ENDPOINT_URL_S3")
-            .ok()
-            .filter(|v| !v.is_empty());
-        if let Some(u) = cfg.endpoint_url.as_ref().or(env_s3.as_ref()) {
-            loader = loader.endpoint_url(u);
+        // Config first, then the S3-specific variable, then AWS_ENDPOINT_URL, all
+        // without userinfo before the SDK (and its logs) see them.
+        if let Some(u) = cfg.endpoint_url.clone().or_else(env_endpoint) {
+            loader = loader.endpoint_url(without_userinfo(&u));
         }
         if let (Some(id), Some(secret)) = (&cfg.aws_access_key_id, &cfg.aws_secret_access_key) {
             let creds = Credentials::new(
@@ -100,10 +97,12 @@ impl S3Backend {
             loader = loader.credentials_provider(MaskedCredentials(creds));
         }
         let sdk = loader.load().await;
-        let endpoint = sdk.endpoint_url().map(str::to_owned);
+        // An endpoint_url from the AWS profile files can carry userinfo too.
+        let endpoint = sdk.endpoint_url().map(without_userinfo);
         let custom = endpoint.is_some();
         let path_style = cfg.force_path_style.unwrap_or(custom);
         let mut b = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style);
+        b.set_endpoint_url(endpoint.clone());
         let region = match sdk.region() {
             Some(r) => r.to_string(),
             None => {
@@ -351,6 +350,34 @@ where
         ),
         _ => Error::new(ErrorKind::Other, chain(&e)),
     }
+}
+
+/// The endpoint from the environment, as the SDK reads it: `AWS_ENDPOINT_URL_S3`,
+/// else `AWS_ENDPOINT_URL`, unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`.
+fn env_endpoint() -> Option<String> {
+    let var = |v: &str| std::env::var(v).ok().filter(|x| !x.trim().is_empty());
+    if var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return None;
+    }
+    var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL"))
+}
+
+/// The endpoint URL without `user:password@`. S3 authenticates by signing with the
+/// access keys and never uses URL userinfo, so it is dropped before the SDK, its
+/// logs or its errors see it; said once per process, at WARN.
+fn without_userinfo(url: &str) -> String {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let (bare, had) = crate::config::strip_url_userinfo(url);
+    if had {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "the endpoint URL {} carries credentials; S3 does not use them (requests are \
+                 signed with the access keys), so they are ignored",
+                crate::config::redact_url(url)
+            )
+        });
+    }
+    bare
 }
 
 /// Remembers how far the server's clock (its `Date` header) is from ours, for
