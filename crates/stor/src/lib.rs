@@ -60,6 +60,7 @@ pub mod backend;
 mod batch;
 pub mod checksum;
 pub mod config;
+pub mod credentials;
 pub mod error;
 mod location;
 pub mod metrics;
