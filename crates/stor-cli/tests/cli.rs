@@ -1232,3 +1232,301 @@ fn passwords_in_endpoint_urls_never_show() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(!stderr(&out).contains(canary), "{}", stderr(&out));
 }
+
+/// `stor ARGS` with no AWS setting from the outside world: HOME is `env`'s
+/// directory (its `.aws/` is the one the test writes), the AWS_* and STOR_* variables
+/// that choose credentials are unset, instance metadata is a closed local port
+/// (there is none, and asking fails at once), and S3 is a closed port too.
+fn isolated(env: &Env, args: &[&str]) -> Command {
+    let mut c = env.cmd(args);
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "STOR_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_EC2_METADATA_DISABLED",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    c
+}
+
+/// Flags, and environment variables, of one run.
+type Args<'a> = &'a [&'a str];
+type Vars<'a> = &'a [(&'a str, &'a str)];
+
+/// The access key id a presigned URL was signed with (no request is made).
+fn signed_with(out: &Output) -> String {
+    let url = stdout(out);
+    let start = url
+        .find("X-Amz-Credential=")
+        .unwrap_or_else(|| panic!("no presigned URL ({}): {}", code(out), stderr(out)))
+        + "X-Amz-Credential=".len();
+    url[start..].split("%2F").next().unwrap().to_owned()
+}
+
+#[test]
+fn an_explicit_profile_wins_or_the_command_fails() {
+    let e = Env::new();
+    std::fs::create_dir(e.path(".aws")).unwrap();
+    std::fs::write(
+        e.path(".aws/credentials"),
+        "[prod]\naws_access_key_id = AKIAPROD\naws_secret_access_key = prod-secret\n",
+    )
+    .unwrap();
+    std::fs::write(
+        e.path(".aws/config"),
+        "[profile cfgonly]\naws_access_key_id = AKIACFGONLY\naws_secret_access_key = s\n\
+         region = eu-west-1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        e.path("other-creds"),
+        "[elsewhere]\naws_access_key_id = AKIAELSEWHERE\naws_secret_access_key = s\n",
+    )
+    .unwrap();
+    std::fs::write(
+        e.path("keys.json"),
+        r#"{"aws_access_key_id": "AKIAFILE", "aws_secret_access_key": "file-secret"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        e.path("profiles.json"),
+        r#"{"profiles": {"default": {},
+            "minio": {"aws_access_key_id": "AKIAMINIO", "aws_secret_access_key": "m"}}}"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["keys.json", "profiles.json"] {
+        std::fs::set_permissions(e.path(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let env_keys = [
+        ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+    ];
+    let none: [(&str, &str); 0] = [];
+    let presign = ["presign", "s3://bkt/k"];
+    // (flags, environment, key used, credentials_source says)
+    let cases: &[(Args, Vars, &str, &str)] = &[
+        (
+            &["--profile", "prod"],
+            &env_keys,
+            "AKIAPROD",
+            "profile prod (~/.aws/credentials)",
+        ),
+        (
+            &[],
+            &[("AWS_PROFILE", "prod"), env_keys[0], env_keys[1]],
+            "AKIAENV",
+            "environment",
+        ),
+        (&[], &[("AWS_PROFILE", "prod")], "AKIAPROD", "profile prod"),
+        (&[], &[("STOR_PROFILE", "prod")], "AKIAPROD", "profile prod"),
+        (
+            &["--profile", "cfgonly"],
+            &env_keys,
+            "AKIACFGONLY",
+            "(~/.aws/config)",
+        ),
+        (
+            &["--config", "keys.json"],
+            &env_keys,
+            "AKIAENV",
+            "environment",
+        ),
+        (
+            &["--config", "keys.json"],
+            &none,
+            "AKIAFILE",
+            "config file keys.json",
+        ),
+        (
+            &["--config", "keys.json"],
+            &[("AWS_PROFILE", "prod")],
+            "AKIAPROD",
+            "profile prod",
+        ),
+        (
+            &["--config", "keys.json", "--profile", "prod"],
+            &env_keys,
+            "AKIAPROD",
+            "profile prod",
+        ),
+        (
+            &["--config", "profiles.json", "--profile", "minio"],
+            &env_keys,
+            "AKIAMINIO",
+            "profile minio",
+        ),
+        (
+            &["--config", "profiles.json"],
+            &[("STOR_PROFILE", "minio"), env_keys[0], env_keys[1]],
+            "AKIAENV",
+            "environment",
+        ),
+        (
+            &["--config", "profiles.json", "--profile", "prod"],
+            &none,
+            "AKIAPROD",
+            "profile prod",
+        ),
+        (
+            &["--profile", "elsewhere"],
+            &[("AWS_SHARED_CREDENTIALS_FILE", "other-creds")],
+            "AKIAELSEWHERE",
+            "profile elsewhere (other-creds)",
+        ),
+    ];
+    for (i, (flags, vars, key, source)) in cases.iter().enumerate() {
+        let with = |args: &[&str]| {
+            let all: Vec<&str> = flags.iter().chain(args).copied().collect();
+            isolated(&e, &all)
+                .envs(vars.iter().copied())
+                .output()
+                .unwrap()
+        };
+        let url = with(&presign);
+        assert_eq!(signed_with(&url), *key, "case {i}: {flags:?} {vars:?}");
+        let show = with(&["config", "show"]);
+        assert_eq!(code(&show), 0, "case {i}: {}", stderr(&show));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&show)).unwrap();
+        let said = v["credentials_source"].as_str().unwrap_or_default();
+        assert!(
+            said.contains(source),
+            "case {i}: {said:?} should say {source:?}"
+        );
+    }
+
+    // A profile that exists nowhere: exit 2 naming the files looked in, whether or
+    // not keys are in the environment, however it is named.
+    let unknown: &[(Args, Vars)] = &[
+        (&["--profile", "prdo"], &env_keys),
+        (&["--profile", "prdo"], &none),
+        (&[], &[("AWS_PROFILE", "prdo")]),
+        (&[], &[("STOR_PROFILE", "prdo"), env_keys[0], env_keys[1]]),
+        (
+            &["--config", "profiles.json", "--profile", "prdo"],
+            &env_keys,
+        ),
+    ];
+    for (flags, vars) in unknown {
+        for args in [&presign[..], &["config", "show"], &["ls", "local://"]] {
+            let all: Vec<&str> = flags.iter().chain(args).copied().collect();
+            let out = isolated(&e, &all)
+                .envs(vars.iter().copied())
+                .output()
+                .unwrap();
+            let err = stderr(&out);
+            assert_eq!(code(&out), 2, "{all:?} {vars:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains("profile prdo not found in"), "{err}");
+            assert!(err.contains("~/.aws/credentials, ~/.aws/config"), "{err}");
+            assert!(!err.contains("attempts"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn no_credentials_is_one_clear_error_not_a_retried_failure() {
+    let e = Env::new();
+    std::fs::create_dir(e.path("dir")).unwrap();
+    for f in ["a", "b", "c"] {
+        std::fs::write(e.path(&format!("dir/{f}")), f).unwrap();
+    }
+    std::fs::write(e.path("cfg.json"), r#"{"region_name": "eu-west-1"}"#).unwrap();
+    let runs = [
+        isolated(&e, &["ls", "s3://bkt"]).output().unwrap(),
+        isolated(&e, &["ls", "s3://bkt"])
+            .env("AWS_ACCESS_KEY_ID", "")
+            .output()
+            .unwrap(),
+        isolated(&e, &["cp", "-r", "dir", "s3://bkt/d/"])
+            .output()
+            .unwrap(),
+        isolated(&e, &["--config", "cfg.json", "cp", "dir/a", "s3://bkt/a"])
+            .output()
+            .unwrap(),
+        isolated(&e, &["presign", "s3://bkt/k"]).output().unwrap(),
+        isolated(&e, &["ls", "s3://bkt"])
+            .env("AWS_ACCESS_KEY_ID", "AKIAHALF")
+            .output()
+            .unwrap(),
+    ];
+    for (i, out) in runs.iter().enumerate() {
+        let err = stderr(out);
+        assert_eq!(code(out), 2, "run {i}: {err}");
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "run {i}: one line, no SDK warnings: {err}"
+        );
+        assert_eq!(
+            count(&err, "no credentials found (looked in: "),
+            1,
+            "run {i}: {err}"
+        );
+        for place in [
+            "environment",
+            "profile default (~/.aws/credentials",
+            "instance metadata",
+        ] {
+            assert!(err.contains(place), "run {i}: names {place:?}: {err}");
+        }
+        assert!(
+            !err.contains("attempts") && !err.contains("transient"),
+            "run {i}: {err}"
+        );
+    }
+    assert!(
+        stderr(&runs[3]).contains("config file cfg.json"),
+        "{}",
+        stderr(&runs[3])
+    );
+    assert!(
+        stderr(&runs[5]).contains("AWS_ACCESS_KEY_ID without AWS_SECRET_ACCESS_KEY"),
+        "{}",
+        stderr(&runs[5])
+    );
+    // AWS_EC2_METADATA_DISABLED is honoured and said.
+    let out = isolated(&e, &["ls", "s3://bkt"])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("disabled by AWS_EC2_METADATA_DISABLED"),
+        "{}",
+        stderr(&out)
+    );
+    // A profile that exists but holds no keys: also bad input, naming it.
+    std::fs::create_dir(e.path(".aws")).unwrap();
+    std::fs::write(
+        e.path(".aws/config"),
+        "[profile bare]\nregion = eu-west-1\n",
+    )
+    .unwrap();
+    let out = isolated(&e, &["--profile", "bare", "ls", "s3://bkt"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("profile bare (~/.aws/config)"), "{err}");
+    // doctor says it as a failed check, with what to do.
+    let out = isolated(&e, &["doctor"]).output().unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("no credentials found"),
+        "{}",
+        stdout(&out)
+    );
+}
