@@ -18,8 +18,8 @@
 //!
 //! Anything left out of the config comes from the standard AWS environment
 //! (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
-//! AWS_ENDPOINT_URL, AWS_PROFILE and the ~/.aws files) through the AWS SDK's chain,
-//! as for the aws cli.
+//! AWS_ENDPOINT_URL, AWS_PROFILE and the ~/.aws files), as for the aws cli; the
+//! order credentials are looked for in is [`crate::credentials`]'s.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -126,7 +126,8 @@ pub struct StorageConfig {
     pub force_path_style: Option<bool>,
     /// Root directory of the local store; default under the user's data directory.
     pub local_root: Option<PathBuf>,
-    /// AWS profile name for credentials and region (like AWS_PROFILE).
+    /// AWS profile for credentials and region, like the aws cli's `--profile`: its
+    /// credentials and no others (unless keys are set here); it must exist.
     pub profile: Option<String>,
     /// Whole-transfer upload timeout, seconds (1 ..= [`MAX_TIMEOUT_SECS`], 7 days).
     pub upload_timeout: u64,
