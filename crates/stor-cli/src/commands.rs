@@ -15,8 +15,10 @@ use stor::{
 };
 use tokio::sync::OnceCell;
 
+use stor::config::ConfigFile;
+
 use crate::args::{self, Global, Method};
-use crate::ui::{printable, split_wildcard, Filter, Ui};
+use crate::ui::{printable, select, Filter, Selection, Ui};
 
 /// Exit status when some operation failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -24,6 +26,8 @@ pub const EXIT_FAILED: u8 = 1;
 /// Everything commands share: the effective config and the stores, opened on first use.
 pub struct Ctx {
     base: StorageConfig,
+    /// The config file's profile in use, when the file has profiles.
+    stor_profile: Option<String>,
     pub(crate) quiet: bool,
     s3: OnceCell<Storage>,
     local: OnceCell<Storage>,
@@ -35,29 +39,20 @@ pub struct Ctx {
     pub(crate) json: std::sync::atomic::AtomicBool,
 }
 
-/// Reads the config file: `--config`/`STOR_CONFIG`, else `<config dir>/stor/config.json`
-/// when it exists, else defaults. A file with named profiles gives the one `--profile`
-/// (or STOR_PROFILE) names, else `default`; returns whether a stor profile was used
-/// (then `--profile` is not also an AWS profile).
-fn load_config(g: &Global) -> Result<(StorageConfig, bool)> {
+/// The config file: `--config`/`STOR_CONFIG`, else `<config dir>/stor/config.json`
+/// when it exists.
+fn config_file(g: &Global) -> Result<Option<ConfigFile>> {
     let path = match &g.config {
         Some(p) => Some(p.clone()),
         None => dirs::config_dir()
             .map(|d| d.join("stor").join("config.json"))
             .filter(|p| p.is_file()),
     };
-    let Some(p) = path else {
-        return Ok((StorageConfig::default(), false));
-    };
-    if StorageConfig::file_has_profiles(&p) {
-        let name = g.profile.clone().or_else(|| env("STOR_PROFILE"));
-        return Ok((StorageConfig::from_file_profile(&p, name.as_deref())?, true));
-    }
-    Ok((StorageConfig::from_file(&p)?, false))
+    Ok(path.map(ConfigFile::read).transpose()?)
 }
 
 fn env(var: &str) -> Option<String> {
-    std::env::var(var).ok().filter(|v| !v.is_empty())
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// The flag if given, else the first of `vars` that is set (flags > environment).
@@ -65,45 +60,163 @@ fn flag_or_env(flag: &Option<String>, vars: &[&str]) -> Option<String> {
     flag.clone().or_else(|| vars.iter().find_map(|v| env(v)))
 }
 
-impl Ctx {
-    pub fn new(g: &Global) -> Result<Ctx> {
-        let (mut base, stor_profile) = load_config(g)?;
-        // Flags > environment > config file.
-        if let Some(root) = &g.local_root {
-            base.local_root = Some(root.clone());
+/// A profile named by `--profile`, else `STOR_PROFILE`, else `AWS_PROFILE`: a
+/// profile of the config file when it has one by that name, else an AWS profile.
+struct NamedProfile {
+    name: String,
+    by: &'static str,
+}
+
+impl NamedProfile {
+    fn from(g: &Global) -> Option<NamedProfile> {
+        let named = |name: String, by| NamedProfile { name, by };
+        g.profile
+            .clone()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| named(p, "--profile"))
+            .or_else(|| env("STOR_PROFILE").map(|p| named(p, "STOR_PROFILE")))
+            .or_else(|| env("AWS_PROFILE").map(|p| named(p, "AWS_PROFILE")))
+    }
+
+    fn is_flag(&self) -> bool {
+        self.by == "--profile"
+    }
+}
+
+/// Where the credentials come from, in the order they win (as in the aws cli):
+/// `--profile` > `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` > `STOR_PROFILE`/
+/// `AWS_PROFILE` > the config file's keys or `profile` > the rest of the AWS chain.
+#[derive(Clone)]
+enum Credentials {
+    /// The config file's (or its chosen profile's) keys, or the AWS profile it names.
+    File,
+    /// That AWS profile only.
+    AwsProfile(String),
+    /// The AWS chain, which starts with the environment's keys.
+    Chain,
+}
+
+/// The effective config: the config file (or its profile that `--profile`,
+/// `STOR_PROFILE` or `AWS_PROFILE` names), the environment over it, flags over both;
+/// credentials as [`Credentials`] orders them. A named profile that exists nowhere
+/// is an error listing the files looked in.
+async fn effective_config(g: &Global) -> Result<(StorageConfig, Option<String>)> {
+    let file = config_file(g)?;
+    let named = NamedProfile::from(g);
+    let stor_profile = named
+        .as_ref()
+        .filter(|n| file.as_ref().is_some_and(|f| f.has_profile(&n.name)))
+        .map(|n| n.name.clone());
+    let aws = OnceCell::new();
+    let aws_profiles = || aws.get_or_try_init(stor::credentials::AwsProfiles::load);
+    if let Some(n) = named.as_ref().filter(|_| stor_profile.is_none()) {
+        let profiles = aws_profiles().await?;
+        if profiles.find(&n.name).is_none() {
+            let mut places = Vec::new();
+            if let Some(f) = file.as_ref().filter(|f| !f.profiles().is_empty()) {
+                places.push(format!(
+                    "{} (it has: {})",
+                    f.path().display(),
+                    f.profiles().join(", ")
+                ));
+            }
+            places.push(profiles.summary());
+            return Err(stor::Error::new(
+                ErrorKind::Config,
+                format!(
+                    "profile {} not found in {} (named by {})",
+                    n.name,
+                    places.join(", "),
+                    n.by
+                ),
+            )
+            .into());
         }
-        if let Some(e) = flag_or_env(
-            &g.endpoint_url,
-            &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
-        ) {
-            base.endpoint_url = Some(e);
+    }
+    let mut base = match &file {
+        None => StorageConfig::default(),
+        Some(f) if stor_profile.is_some() => f.config(stor_profile.as_deref())?,
+        // An AWS profile is named and the file's profiles have no default: the
+        // file adds nothing.
+        Some(f) if named.is_some() && !f.profiles().is_empty() && !f.has_profile("default") => {
+            StorageConfig {
+                config_file: Some(f.path().to_owned()),
+                ..StorageConfig::default()
+            }
         }
-        if let Some(r) = flag_or_env(&g.region, &["AWS_REGION", "AWS_DEFAULT_REGION"]) {
-            base.region_name = Some(r);
-        }
-        if stor_profile {
-            // --profile named a stor profile; its AWS profile (if any) is inside it.
-        } else if let Some(p) = g.profile.clone() {
+        Some(f) => f.config(None)?,
+    };
+    // Flags > environment > config file.
+    if let Some(root) = &g.local_root {
+        base.local_root = Some(root.clone());
+    }
+    if let Some(e) = flag_or_env(
+        &g.endpoint_url,
+        &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+    ) {
+        base.endpoint_url = Some(e);
+    }
+    if let Some(r) = flag_or_env(&g.region, &["AWS_REGION", "AWS_DEFAULT_REGION"]) {
+        base.region_name = Some(r);
+    }
+    // Credentials.
+    // Half a key pair is no key (the SDK's rule); "no credentials found" then
+    // says so.
+    let env_keys = env("AWS_ACCESS_KEY_ID").is_some() && env("AWS_SECRET_ACCESS_KEY").is_some();
+    let from_file =
+        (base.aws_access_key_id.is_some() || base.profile.is_some()).then_some(Credentials::File);
+    let by_name = |n: &NamedProfile| match &stor_profile {
+        Some(_) => from_file.clone(),
+        None => Some(Credentials::AwsProfile(n.name.clone())),
+    };
+    let flag = named.as_ref().filter(|n| n.is_flag());
+    let from_env = named.as_ref().filter(|n| !n.is_flag());
+    let chosen = flag
+        .and_then(by_name)
+        .or(env_keys.then_some(Credentials::Chain))
+        .or_else(|| from_env.and_then(by_name))
+        .or(from_file)
+        .unwrap_or(Credentials::Chain);
+    match chosen {
+        Credentials::File => {}
+        Credentials::AwsProfile(p) => {
             base.profile = Some(p);
-        } else if env("AWS_PROFILE").is_some() {
-            base.profile = None; // the SDK reads AWS_PROFILE itself
+            clear_keys(&mut base);
         }
-        if env("AWS_ACCESS_KEY_ID").is_some() {
-            // Environment credentials win over the file's, as for the aws cli.
-            base.aws_access_key_id = None;
-            base.aws_secret_access_key = None;
-            base.aws_session_token = None;
+        Credentials::Chain => {
+            base.profile = None;
+            clear_keys(&mut base);
         }
-        if let Some(c) = g.concurrency {
-            base.max_concurrency = c;
-            base.max_pool_connections = base.max_pool_connections.max(c);
+    }
+    if let Some(p) = &base.profile {
+        let profiles = aws_profiles().await?;
+        if profiles.find(p).is_none() {
+            return Err(profiles.not_found(p).into());
         }
-        if let Some(p) = g.part_size {
-            base.part_size = Some(p);
-        }
-        base.validate()?;
+    }
+    if let Some(c) = g.concurrency {
+        base.max_concurrency = c;
+        base.max_pool_connections = base.max_pool_connections.max(c);
+    }
+    if let Some(p) = g.part_size {
+        base.part_size = Some(p);
+    }
+    base.validate()?;
+    Ok((base, stor_profile))
+}
+
+fn clear_keys(cfg: &mut StorageConfig) {
+    cfg.aws_access_key_id = None;
+    cfg.aws_secret_access_key = None;
+    cfg.aws_session_token = None;
+}
+
+impl Ctx {
+    pub async fn new(g: &Global) -> Result<Ctx> {
+        let (base, stor_profile) = effective_config(g).await?;
         Ok(Ctx {
             base,
+            stor_profile,
             quiet: g.quiet,
             s3: OnceCell::new(),
             local: OnceCell::new(),
@@ -129,7 +242,11 @@ impl Ctx {
                     storage_type: ty,
                     ..self.base.clone()
                 };
-                Storage::new(cfg).await
+                let store = Storage::new(cfg).await?;
+                // Credentials now, once: missing ones are one clear error before
+                // any transfer starts, not one per object.
+                store.backend().credentials().await?;
+                Ok::<_, stor::Error>(store)
             })
             .await?;
         Ok(s)
@@ -376,23 +493,28 @@ pub async fn cp(ctx: &Ctx, a: &args::CpArgs) -> Result<u8> {
             Location::Path(p),
         ) => {
             let store = ctx.store(*scheme).await?;
-            if let Some((prefix, pattern)) = split_wildcard(key) {
+            let selected = resolve_source(store, bucket, key).await?;
+            if let Selection::Pattern {
+                prefix, pattern, ..
+            } = &selected
+            {
                 // s3://b/logs/*.json: the matching keys, named below the wildcard's
                 // directory, into the target directory.
-                let filter = Filter::glob(&pattern)?;
+                let filter = Filter::glob(pattern)?;
                 let url = Some(a.src.as_str());
                 download_prefix(
-                    ctx, store, *scheme, bucket, &prefix, p, a.dry_run, &filter, url,
+                    ctx, store, *scheme, bucket, prefix, p, a.dry_run, &filter, url,
                 )
                 .await?;
             } else if a.recursive {
                 let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
-                let prefix = tree_prefix(key);
+                let prefix = tree_prefix(&selected.key());
                 download_prefix(
                     ctx, store, *scheme, bucket, &prefix, p, a.dry_run, &filter, None,
                 )
                 .await?;
             } else {
+                let key = &selected.key();
                 if key.is_empty() || key.ends_with('/') {
                     return Err(usage(format!("{} is a prefix; add --recursive", a.src)));
                 }
@@ -647,7 +769,13 @@ async fn copy_objects(
     let sstore = ctx.store(*ss).await?;
     let dstore = ctx.store(*ds).await?;
     let verb = if delete_source { "move" } else { "copy" };
-    let wildcard = split_wildcard(sk);
+    let (wildcard, sk) = match resolve_source(sstore, sb, sk).await? {
+        Selection::Pattern {
+            prefix, pattern, ..
+        } => (Some((prefix, pattern)), sk.clone()),
+        Selection::Key(k) => (None, k),
+    };
+    let sk = &sk;
     let (many, wildcard_given) = (recursive || wildcard.is_some(), wildcard.is_some());
     let pairs: Vec<(String, String)> = if many {
         let (sp, pattern) = wildcard.unwrap_or_else(|| (tree_prefix(sk), String::new()));
@@ -1024,6 +1152,28 @@ pub async fn stat(ctx: &Ctx, a: &args::StatArgs) -> Result<u8> {
 pub async fn rm(ctx: &Ctx, a: &args::RmArgs) -> Result<u8> {
     let (scheme, bucket, key) = object(&a.url)?;
     let store = ctx.store(scheme).await?;
+    let key = match resolve_source(store, &bucket, &key).await? {
+        Selection::Pattern {
+            prefix, pattern, ..
+        } => {
+            let filter = Filter::glob(&pattern)?;
+            let n = delete_under(
+                ctx,
+                store,
+                scheme,
+                &bucket,
+                &prefix,
+                Some(&filter),
+                a.dry_run,
+            )
+            .await?;
+            if n == 0 {
+                return Err(anyhow!("no objects match {} (nothing was deleted)", a.url));
+            }
+            return Ok(ctx.status());
+        }
+        Selection::Key(k) => k,
+    };
     if !a.recursive {
         if key.is_empty() || key.ends_with('/') {
             return Err(usage(format!(
@@ -1039,24 +1189,53 @@ pub async fn rm(ctx: &Ctx, a: &args::RmArgs) -> Result<u8> {
         }
         return Ok(ctx.status());
     }
-    delete_prefix(ctx, store, scheme, &bucket, &tree_prefix(&key), a.dry_run).await?;
+    delete_under(
+        ctx,
+        store,
+        scheme,
+        &bucket,
+        &tree_prefix(&key),
+        None,
+        a.dry_run,
+    )
+    .await?;
     Ok(ctx.status())
 }
 
-async fn delete_prefix(
+/// A source key by the wildcard rule ([`Selection`]): a pattern, unless an object
+/// of exactly the text given exists (it wins).
+async fn resolve_source(store: &Storage, bucket: &str, key: &str) -> Result<Selection> {
+    match select(key) {
+        Selection::Pattern { raw, .. } if store.exists(bucket, &raw).await? => {
+            Ok(Selection::Key(raw))
+        }
+        s => Ok(s),
+    }
+}
+
+/// Deletes the keys under `prefix` (those whose rest passes `filter`, when given),
+/// in batches; returns how many were (or, with `dry_run`, would be) deleted.
+async fn delete_under(
     ctx: &Ctx,
     store: &Storage,
     scheme: Scheme,
     bucket: &str,
     prefix: &str,
+    filter: Option<&Filter>,
     dry_run: bool,
-) -> Result<()> {
+) -> Result<u64> {
     let mut keys = store
         .list_stream(bucket, ListOptions::default().prefix(prefix.to_owned()))
         .map_ok(|o| o.key)
+        .try_filter(|k| {
+            let keep = filter.is_none_or(|f| f.allows(&k[prefix.len()..]));
+            std::future::ready(keep)
+        })
         .try_chunks(stor::DELETE_BATCH);
+    let mut n = 0;
     while let Some(chunk) = keys.next().await {
         let chunk = chunk.map_err(|e| e.1)?;
+        n += chunk.len() as u64;
         if dry_run {
             for k in &chunk {
                 ctx.say(&format!("(dryrun) delete: {}", url(scheme, bucket, k)));
@@ -1070,7 +1249,7 @@ async fn delete_prefix(
             }
         }
     }
-    Ok(())
+    Ok(n)
 }
 
 // ---------------------------------------------------------------- presign
@@ -1153,7 +1332,7 @@ pub async fn rb(ctx: &Ctx, a: &args::RbArgs) -> Result<u8> {
     let (scheme, bucket) = bucket_only(&a.url)?;
     let store = ctx.store(scheme).await?;
     if a.force {
-        delete_prefix(ctx, store, scheme, &bucket, "", false).await?;
+        delete_under(ctx, store, scheme, &bucket, "", None, false).await?;
         if ctx.failures.load(Ordering::Relaxed) > 0 {
             bail!("some objects could not be deleted; the bucket was kept");
         }
@@ -1268,13 +1447,20 @@ pub async fn du(ctx: &Ctx, a: &args::DuArgs) -> Result<u8> {
 }
 
 /// The effective config with secrets masked (the access key id shows 4 characters).
-pub fn config_show(ctx: &Ctx) -> Result<u8> {
+/// The effective config as `{"storageConfig": {...}}`, secrets masked, with where
+/// it came from: `config_file`, the file's `stor_profile`, and `credentials_source`
+/// (decided without network: "environment (AWS_ACCESS_KEY_ID)", "profile prod
+/// (~/.aws/credentials)", "config file …").
+pub async fn config_show(ctx: &Ctx) -> Result<u8> {
     let mut v = serde_json::to_value(&ctx.base)?;
     if let Some(m) = v.as_object_mut() {
         for k in ["aws_secret_access_key", "aws_session_token"] {
             if m.get(k).is_some_and(|x| !x.is_null()) {
                 m.insert(k.into(), "***".into());
             }
+        }
+        if let Some(url) = ctx.base.endpoint_url.as_deref() {
+            m.insert("endpoint_url".into(), stor::config::redact_url(url).into());
         }
         if let Some(id) = ctx.base.aws_access_key_id.as_deref() {
             m.insert(
@@ -1287,9 +1473,16 @@ pub fn config_show(ctx: &Ctx) -> Result<u8> {
             ctx.base.resolved_local_root().display().to_string().into(),
         );
     }
-    ctx.say_block(&serde_json::to_string_pretty(
-        &serde_json::json!({ "storageConfig": v }),
-    )?);
+    let mut credentials = stor::credentials::describe(&ctx.base).await?;
+    if let (Some(p), Some(_)) = (&ctx.stor_profile, &ctx.base.aws_access_key_id) {
+        credentials.push_str(&format!(", profile {p}"));
+    }
+    ctx.say_block(&serde_json::to_string_pretty(&serde_json::json!({
+        "storageConfig": v,
+        "config_file": ctx.base.config_file,
+        "stor_profile": ctx.stor_profile,
+        "credentials_source": credentials,
+    }))?);
     Ok(ctx.status())
 }
 

@@ -54,24 +54,35 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<u8> {
     let store = match ctx.store(scheme).await {
         Ok(s) => s,
         Err(e) => {
+            let kind = e.downcast_ref::<stor::Error>().map(stor::Error::kind);
+            let fix = match kind {
+                Some(ErrorKind::Config) | None => {
+                    "check the config, the flags and the AWS_* variables"
+                }
+                Some(kind) => fix_for(kind),
+            };
             r.fail(
                 &format!("opening the {} store: {e:#}", scheme.as_str()),
-                "check the config",
+                fix,
             );
             ctx.flush();
             return Ok(EXIT_FAILED);
         }
     };
     let cfg = store.config();
+    // Resolved when the store was opened; this asks no one again.
+    let credentials = match store.backend().credentials().await {
+        Ok(Some(from)) => format!(", credentials from {from}"),
+        Ok(None) => String::new(),
+        Err(e) => format!(", credentials: {e}"),
+    };
     r.ok(&format!(
-        "config: {} store, endpoint {}, region {}, credentials {}",
+        "config: {} store, endpoint {}, region {}{credentials}",
         store.scheme(),
-        cfg.endpoint_url.as_deref().unwrap_or("AWS default"),
+        cfg.endpoint_url
+            .as_deref()
+            .map_or("AWS default".into(), stor::config::redact_url),
         cfg.region_name.as_deref().unwrap_or("from the environment"),
-        match &cfg.aws_access_key_id {
-            Some(id) => format!("{} (config)", stor::config::mask_key_id(id)),
-            None => "from the AWS environment/profile".into(),
-        }
     ));
 
     // Reachability and credentials: listing buckets needs both.

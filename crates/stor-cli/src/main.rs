@@ -67,7 +67,7 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
         return Ok(0);
     }
-    let ctx = Ctx::new(&cli.global)?;
+    let ctx = Ctx::new(&cli.global).await?;
     let code = match &cli.command {
         Command::Cp(a) => commands::cp(&ctx, a).await?,
         Command::Mv(a) => commands::mv(&ctx, a).await?,
@@ -81,7 +81,7 @@ async fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Cleanup(a) => commands::cleanup(&ctx, a).await?,
         Command::Cat(a) => commands::cat(&ctx, a).await?,
         Command::Du(a) => commands::du(&ctx, a).await?,
-        Command::Config(_) => commands::config_show(&ctx)?,
+        Command::Config(_) => commands::config_show(&ctx).await?,
         Command::Doctor(a) => doctor::doctor(&ctx, a).await?,
         Command::Completions(_) | Command::Version | Command::Man => {
             unreachable!("handled above")

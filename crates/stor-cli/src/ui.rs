@@ -215,12 +215,78 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
-/// Splits a key holding wildcards (`logs/2026-*/*.json`) into the listing prefix
-/// (up to the last `/` before the first wildcard) and the pattern for the rest.
-pub fn split_wildcard(key: &str) -> Option<(String, String)> {
-    let first = key.find(['*', '?', '['])?;
+/// The wildcard rule, the same for every command that takes a source URL with
+/// wildcards (`cp`, `mv`, `rm`):
+/// - `*`, `?` and `[…]` in a key are wildcards (`*` also crosses `/`), matched
+///   against the keys below the last `/` before the first wildcard;
+/// - `\` makes the next character literal (`s3://b/gl/\[x\].txt` is the key
+///   `gl/[x].txt`);
+/// - an existing key of exactly the text given wins over the pattern, so a key that
+///   holds `*`, `?` or `[` is never widened into other objects by surprise;
+/// - `stat`, `cat` and `presign` name one object: their keys are always literal.
+///
+/// What a source URL's key selects, before the exact-name check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// One key (escapes removed).
+    Key(String),
+    /// Keys under `prefix` (escapes removed) whose rest matches `pattern`
+    /// (globset syntax, escapes kept); `raw` is the text as given.
+    Pattern {
+        prefix: String,
+        pattern: String,
+        raw: String,
+    },
+}
+
+impl Selection {
+    /// The one key, or the raw text of a pattern.
+    pub fn key(&self) -> String {
+        match self {
+            Selection::Key(k) => k.clone(),
+            Selection::Pattern { raw, .. } => raw.clone(),
+        }
+    }
+}
+
+/// Reads a key by the wildcard rule (see [`Selection`]).
+pub fn select(key: &str) -> Selection {
+    let mut first = None;
+    let mut escaped = false;
+    for (i, c) in key.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '*' | '?' | '[' => {
+                first = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let Some(first) = first else {
+        return Selection::Key(unescape(key));
+    };
     let cut = key[..first].rfind('/').map(|i| i + 1).unwrap_or(0);
-    Some((key[..cut].to_owned(), key[cut..].to_owned()))
+    Selection::Pattern {
+        prefix: unescape(&key[..cut]),
+        pattern: key[cut..].to_owned(),
+        raw: key.to_owned(),
+    }
+}
+
+/// Removes the `\` before `*`, `?`, `[`, `]` and `\`; other backslashes stay.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && matches!(chars.peek(), Some('*' | '?' | '[' | ']' | '\\')) {
+            out.push(chars.next().expect("peeked"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -255,12 +321,31 @@ mod tests {
     }
 
     #[test]
-    fn wildcard_keys_split_at_the_last_slash_before_the_wildcard() {
-        assert_eq!(
-            split_wildcard("logs/2026-*/x.json"),
-            Some(("logs/".into(), "2026-*/x.json".into()))
-        );
-        assert_eq!(split_wildcard("*.json"), Some(("".into(), "*.json".into())));
-        assert_eq!(split_wildcard("logs/a.json"), None);
+    fn the_wildcard_rule_with_escapes() {
+        let pat = |p: &str, q: &str, raw: &str| Selection::Pattern {
+            prefix: p.into(),
+            pattern: q.into(),
+            raw: raw.into(),
+        };
+        for (key, want) in [
+            (
+                "logs/2026-*/x.json",
+                pat("logs/", "2026-*/x.json", "logs/2026-*/x.json"),
+            ),
+            ("*.json", pat("", "*.json", "*.json")),
+            ("gl/[x].txt", pat("gl/", "[x].txt", "gl/[x].txt")),
+            ("a?", pat("", "a?", "a?")),
+            ("logs/a.json", Selection::Key("logs/a.json".into())),
+            ("gl/\\[x\\].txt", Selection::Key("gl/[x].txt".into())),
+            ("st\\*r", Selection::Key("st*r".into())),
+            ("dir\\*/x*", pat("dir*/", "x*", "dir\\*/x*")),
+            ("back\\slash\\\\", Selection::Key("back\\slash\\".into())),
+            ("a\\b", Selection::Key("a\\b".into())),
+        ] {
+            assert_eq!(select(key), want, "{key}");
+        }
+        // Escaped wildcards in a pattern match themselves.
+        let f = Filter::glob("x\\*y*").unwrap();
+        assert!(f.allows("x*yz") && !f.allows("xAyz"));
     }
 }

@@ -1567,3 +1567,593 @@ fn download_temp_files_are_never_uploaded_and_are_swept() {
     e.ok(&["cp", "local://tmps/d/real.txt", "d/again.txt"]);
     assert!(!stale.exists(), "a download into the directory swept it");
 }
+
+// ------------------------------------------------------------------ config and credentials
+// (task C: errors printed once, config files, ranges, secrets in URLs, profiles,
+// missing credentials)
+
+/// How often `needle` occurs in `hay`.
+fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+/// Runs `stor ARGS` as nobody (setpriv) in `env`'s directory, with `env`'s
+/// variables; the directory is opened up so nobody can reach it.
+fn run_as_nobody(env: &Env, args: &[&str]) -> Output {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let c = env.cmd(&[]);
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = c
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_stor"))
+        .args(args)
+        .envs(envs)
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_os_error_is_printed_once() {
+    let e = Env::new();
+    // The store is made by nobody, so the unreadable-file case fails on the file.
+    let nobody = run_as_nobody(&e, &["mb", "local://once"]);
+    assert_eq!(code(&nobody), 0, "{}", stderr(&nobody));
+    std::fs::write(e.path("secret.txt"), b"root only").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(e.path("secret.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A missing source is bad input (2); an unreadable one a failed operation (1).
+    let cases = [
+        (
+            e.run(&["cp", "missing.txt", "local://once/"]),
+            "no such file or directory",
+            2,
+        ),
+        (
+            run_as_nobody(&e, &["cp", "secret.txt", "local://once/"]),
+            "Permission denied",
+            1,
+        ),
+    ];
+    for (out, os_error, want) in cases {
+        let err = stderr(&out);
+        assert_eq!(code(&out), want, "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert_eq!(count(&err, os_error), 1, "{os_error:?} once: {err}");
+    }
+}
+
+#[test]
+fn config_files_that_are_not_one_clean_object_are_refused() {
+    let e = Env::new();
+    let cases = [
+        ("[]", "must be a JSON object"),
+        ("\"x\"", "must be a JSON object"),
+        ("3", "must be a JSON object"),
+        ("null", "must be a JSON object"),
+        (
+            r#"{"region_name": "eu-west-1", "region_name": "us-east-1"}"#,
+            "\"region_name\" appears twice",
+        ),
+        (
+            r#"{"storageConfig": {"max_retries": 2, "max_retries": 3}}"#,
+            "\"max_retries\" appears twice",
+        ),
+        (
+            r#"{"profiles": {"default": {}, "default": {"storage_type": "s3"}}}"#,
+            "\"default\" appears twice",
+        ),
+        (r#"{"local_root": ""}"#, "local_root: empty"),
+        (
+            r#"{"profiles": {"default": {"local_root": ""}}}"#,
+            "local_root: empty",
+        ),
+    ];
+    for (json, says) in cases {
+        std::fs::write(e.path("cfg.json"), json).unwrap();
+        // Without STOR_LOCAL_ROOT, so the file's local_root is the one in force.
+        let out = e
+            .cmd(&["--config", "cfg.json", "ls", "local://"])
+            .env_remove("STOR_LOCAL_ROOT")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{json}: {err}");
+        assert_eq!(err.lines().count(), 1, "{json}: {err}");
+        assert!(
+            err.contains(says) && err.contains("cfg.json"),
+            "{json}: {err}"
+        );
+    }
+    let names: Vec<String> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["cfg.json"],
+        "nothing written into the current directory"
+    );
+    let out = e.run(&["--local-root", "", "ls", "local://"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("local-root"), "{}", stderr(&out));
+
+    // A byte order mark, as Windows editors write, is not an error.
+    std::fs::write(
+        e.path("bom.json"),
+        "\u{feff}{\"region_name\": \"eu-west-1\"}",
+    )
+    .unwrap();
+    let shown = e.ok(&["--config", "bom.json", "config", "show"]);
+    assert!(shown.contains("eu-west-1"), "{shown}");
+}
+
+#[test]
+fn a_config_file_that_cannot_be_read_is_bad_input_with_the_os_error_once() {
+    let e = Env::new();
+    std::fs::create_dir(e.path("adir")).unwrap();
+    let cases = [
+        (
+            e.run(&["--config", "nope.json", "ls", "local://"]),
+            "No such file or directory",
+        ),
+        (
+            e.cmd(&["ls", "local://"])
+                .env("STOR_CONFIG", "nope.json")
+                .output()
+                .unwrap(),
+            "No such file or directory",
+        ),
+        (
+            e.run(&["--config", "adir", "config", "show"]),
+            "Is a directory",
+        ),
+    ];
+    for (out, os_error) in cases {
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(count(&err, os_error), 1, "{os_error:?} once: {err}");
+        assert!(err.contains("config file"), "{err}");
+    }
+    // Unreadable (mode 000, run as nobody: root reads anything).
+    std::fs::write(e.path("locked.json"), "{}").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        e.path("locked.json"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let out = run_as_nobody(&e, &["--config", "locked.json", "config", "show"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert_eq!(count(&err, "Permission denied"), 1, "{err}");
+}
+
+#[test]
+fn out_of_range_numbers_are_bad_input_naming_the_key() {
+    let e = Env::new();
+    let max = u64::MAX.to_string();
+    let cases = [
+        ("connect_timeout", max.as_str()),
+        ("read_timeout", "0"),
+        ("upload_timeout", "604801"),
+        ("max_concurrency", max.as_str()),
+        ("max_pool_connections", "0"),
+        ("max_retries", "4294967296"),
+        ("multipart_threshold", max.as_str()),
+        ("part_size", "1"),
+    ];
+    for (key, value) in cases {
+        std::fs::write(
+            e.path("cfg.json"),
+            format!(
+                r#"{{"{key}": {value}, "endpoint_url": "http://127.0.0.1:9",
+                    "aws_access_key_id": "AKIATEST", "aws_secret_access_key": "x"}}"#
+            ),
+        )
+        .unwrap();
+        // An S3 command: connect_timeout = u64::MAX panicked there (exit 101).
+        let out = e.run(&["--config", "cfg.json", "ls", "s3://bucket"]);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{key}={value}: {err}");
+        assert!(err.contains(&format!("config key {key}")), "{key}: {err}");
+    }
+    let out = e.run(&["--concurrency", "0", "ls", "local://"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}
+
+#[test]
+fn passwords_in_endpoint_urls_never_show() {
+    let e = Env::new();
+    let canary = "url-canary-pw";
+    let url = format!("http://stor-user:{canary}@127.0.0.1:9");
+    std::fs::write(
+        e.path("cfg.json"),
+        format!(r#"{{"endpoint_url": "{url}", "max_retries": 1}}"#),
+    )
+    .unwrap();
+    std::fs::write(e.path("one-try.json"), r#"{"max_retries": 1}"#).unwrap();
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", "AKIATEST"),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let runs = [
+        // config show, the URL from the file, the flag and the environment
+        e.run(&["--config", "cfg.json", "config", "show"]),
+        e.run(&["--endpoint-url", &url, "config", "show"]),
+        e.cmd(&["config", "show"])
+            .env("AWS_ENDPOINT_URL", &url)
+            .output()
+            .unwrap(),
+        // a request's TRACE logs and its error (nothing listens on port 9)
+        e.cmd(&[
+            "-vvv",
+            "--config",
+            "one-try.json",
+            "--endpoint-url",
+            &url,
+            "ls",
+            "s3://bkt",
+        ])
+        .envs(keys)
+        .output()
+        .unwrap(),
+        e.cmd(&["--config", "cfg.json", "doctor"])
+            .envs(keys)
+            .output()
+            .unwrap(),
+        // a URL refused by validation
+        e.run(&[
+            "--endpoint-url",
+            &format!("http://u:{canary}/x@host"),
+            "config",
+            "show",
+        ]),
+    ];
+    for (i, out) in runs.iter().enumerate() {
+        let all = format!("{}{}", stdout(out), stderr(out));
+        assert!(!all.contains(canary), "run {i} leaks the password: {all}");
+    }
+    for out in &runs[..3] {
+        assert!(
+            stdout(out).contains("\"http://***@127.0.0.1:9\""),
+            "{}",
+            stdout(out)
+        );
+    }
+    let trace = stderr(&runs[3]);
+    assert!(
+        trace.contains("127.0.0.1:9"),
+        "the request was tried: {trace}"
+    );
+    assert_eq!(
+        count(&trace, "so they are ignored"),
+        1,
+        "said once: {trace}"
+    );
+    assert!(
+        stdout(&runs[4]).contains("endpoint http://***@127.0.0.1:9"),
+        "{}",
+        stdout(&runs[4])
+    );
+    assert_eq!(code(&runs[5]), 2, "{}", stderr(&runs[5]));
+
+    // On a real server the stripped URL works.
+    let Some(s3) = Env::with_s3() else { return };
+    let with_userinfo =
+        s3.s3
+            .as_deref()
+            .unwrap()
+            .replacen("://", &format!("://stor-user:{canary}@"), 1);
+    let out = s3
+        .cmd(&["ls", "s3://"])
+        .env("AWS_ENDPOINT_URL", &with_userinfo)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains(canary), "{}", stderr(&out));
+}
+
+/// `stor ARGS` with no AWS setting from the outside world: HOME is `env`'s
+/// directory (its `.aws/` is the one the test writes), the AWS_* and STOR_* variables
+/// that choose credentials are unset, instance metadata is a closed local port
+/// (there is none, and asking fails at once), and S3 is a closed port too.
+fn isolated(env: &Env, args: &[&str]) -> Command {
+    let mut c = env.cmd(args);
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "STOR_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_EC2_METADATA_DISABLED",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    c
+}
+
+/// Flags, and environment variables, of one run.
+type Args<'a> = &'a [&'a str];
+type Vars<'a> = &'a [(&'a str, &'a str)];
+
+/// The access key id a presigned URL was signed with (no request is made).
+fn signed_with(out: &Output) -> String {
+    let url = stdout(out);
+    let start = url
+        .find("X-Amz-Credential=")
+        .unwrap_or_else(|| panic!("no presigned URL ({}): {}", code(out), stderr(out)))
+        + "X-Amz-Credential=".len();
+    url[start..].split("%2F").next().unwrap().to_owned()
+}
+
+#[test]
+fn an_explicit_profile_wins_or_the_command_fails() {
+    let e = Env::new();
+    std::fs::create_dir(e.path(".aws")).unwrap();
+    std::fs::write(
+        e.path(".aws/credentials"),
+        "[prod]\naws_access_key_id = AKIAPROD\naws_secret_access_key = prod-secret\n",
+    )
+    .unwrap();
+    std::fs::write(
+        e.path(".aws/config"),
+        "[profile cfgonly]\naws_access_key_id = AKIACFGONLY\naws_secret_access_key = s\n\
+         region = eu-west-1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        e.path("other-creds"),
+        "[elsewhere]\naws_access_key_id = AKIAELSEWHERE\naws_secret_access_key = s\n",
+    )
+    .unwrap();
+    std::fs::write(
+        e.path("keys.json"),
+        r#"{"aws_access_key_id": "AKIAFILE", "aws_secret_access_key": "file-secret"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        e.path("profiles.json"),
+        r#"{"profiles": {"default": {},
+            "minio": {"aws_access_key_id": "AKIAMINIO", "aws_secret_access_key": "m"}}}"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["keys.json", "profiles.json"] {
+        std::fs::set_permissions(e.path(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let env_keys = [
+        ("AWS_ACCESS_KEY_ID", "AKIAENV"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+    ];
+    let none: [(&str, &str); 0] = [];
+    let presign = ["presign", "s3://bkt/k"];
+    // (flags, environment, key used, credentials_source says)
+    let cases: &[(Args, Vars, &str, &str)] = &[
+        (
+            &["--profile", "prod"],
+            &env_keys,
+            "AKIAPROD",
+            "profile prod (~/.aws/credentials)",
+        ),
+        (
+            &[],
+            &[("AWS_PROFILE", "prod"), env_keys[0], env_keys[1]],
+            "AKIAENV",
+            "environment",
+        ),
+        (&[], &[("AWS_PROFILE", "prod")], "AKIAPROD", "profile prod"),
+        (&[], &[("STOR_PROFILE", "prod")], "AKIAPROD", "profile prod"),
+        (
+            &["--profile", "cfgonly"],
+            &env_keys,
+            "AKIACFGONLY",
+            "(~/.aws/config)",
+        ),
+        (
+            &["--config", "keys.json"],
+            &env_keys,
+            "AKIAENV",
+            "environment",
+        ),
+        (
+            &["--config", "keys.json"],
+            &none,
+            "AKIAFILE",
+            "config file keys.json",
+        ),
+        (
+            &["--config", "keys.json"],
+            &[("AWS_PROFILE", "prod")],
+            "AKIAPROD",
+            "profile prod",
+        ),
+        (
+            &["--config", "keys.json", "--profile", "prod"],
+            &env_keys,
+            "AKIAPROD",
+            "profile prod",
+        ),
+        (
+            &["--config", "profiles.json", "--profile", "minio"],
+            &env_keys,
+            "AKIAMINIO",
+            "profile minio",
+        ),
+        (
+            &["--config", "profiles.json"],
+            &[("STOR_PROFILE", "minio"), env_keys[0], env_keys[1]],
+            "AKIAENV",
+            "environment",
+        ),
+        (
+            &["--config", "profiles.json", "--profile", "prod"],
+            &none,
+            "AKIAPROD",
+            "profile prod",
+        ),
+        (
+            &["--profile", "elsewhere"],
+            &[("AWS_SHARED_CREDENTIALS_FILE", "other-creds")],
+            "AKIAELSEWHERE",
+            "profile elsewhere (other-creds)",
+        ),
+    ];
+    for (i, (flags, vars, key, source)) in cases.iter().enumerate() {
+        let with = |args: &[&str]| {
+            let all: Vec<&str> = flags.iter().chain(args).copied().collect();
+            isolated(&e, &all)
+                .envs(vars.iter().copied())
+                .output()
+                .unwrap()
+        };
+        let url = with(&presign);
+        assert_eq!(signed_with(&url), *key, "case {i}: {flags:?} {vars:?}");
+        let show = with(&["config", "show"]);
+        assert_eq!(code(&show), 0, "case {i}: {}", stderr(&show));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&show)).unwrap();
+        let said = v["credentials_source"].as_str().unwrap_or_default();
+        assert!(
+            said.contains(source),
+            "case {i}: {said:?} should say {source:?}"
+        );
+    }
+
+    // A profile that exists nowhere: exit 2 naming the files looked in, whether or
+    // not keys are in the environment, however it is named.
+    let unknown: &[(Args, Vars)] = &[
+        (&["--profile", "prdo"], &env_keys),
+        (&["--profile", "prdo"], &none),
+        (&[], &[("AWS_PROFILE", "prdo")]),
+        (&[], &[("STOR_PROFILE", "prdo"), env_keys[0], env_keys[1]]),
+        (
+            &["--config", "profiles.json", "--profile", "prdo"],
+            &env_keys,
+        ),
+    ];
+    for (flags, vars) in unknown {
+        for args in [&presign[..], &["config", "show"], &["ls", "local://"]] {
+            let all: Vec<&str> = flags.iter().chain(args).copied().collect();
+            let out = isolated(&e, &all)
+                .envs(vars.iter().copied())
+                .output()
+                .unwrap();
+            let err = stderr(&out);
+            assert_eq!(code(&out), 2, "{all:?} {vars:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains("profile prdo not found in"), "{err}");
+            assert!(err.contains("~/.aws/credentials, ~/.aws/config"), "{err}");
+            assert!(!err.contains("attempts"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn no_credentials_is_one_clear_error_not_a_retried_failure() {
+    let e = Env::new();
+    std::fs::create_dir(e.path("dir")).unwrap();
+    for f in ["a", "b", "c"] {
+        std::fs::write(e.path(&format!("dir/{f}")), f).unwrap();
+    }
+    std::fs::write(e.path("cfg.json"), r#"{"region_name": "eu-west-1"}"#).unwrap();
+    let runs = [
+        isolated(&e, &["ls", "s3://bkt"]).output().unwrap(),
+        isolated(&e, &["ls", "s3://bkt"])
+            .env("AWS_ACCESS_KEY_ID", "")
+            .output()
+            .unwrap(),
+        isolated(&e, &["cp", "-r", "dir", "s3://bkt/d/"])
+            .output()
+            .unwrap(),
+        isolated(&e, &["--config", "cfg.json", "cp", "dir/a", "s3://bkt/a"])
+            .output()
+            .unwrap(),
+        isolated(&e, &["presign", "s3://bkt/k"]).output().unwrap(),
+        isolated(&e, &["ls", "s3://bkt"])
+            .env("AWS_ACCESS_KEY_ID", "AKIAHALF")
+            .output()
+            .unwrap(),
+    ];
+    for (i, out) in runs.iter().enumerate() {
+        let err = stderr(out);
+        assert_eq!(code(out), 2, "run {i}: {err}");
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "run {i}: one line, no SDK warnings: {err}"
+        );
+        assert_eq!(
+            count(&err, "no credentials found (looked in: "),
+            1,
+            "run {i}: {err}"
+        );
+        for place in [
+            "environment",
+            "profile default (~/.aws/credentials",
+            "instance metadata",
+        ] {
+            assert!(err.contains(place), "run {i}: names {place:?}: {err}");
+        }
+        assert!(
+            !err.contains("attempts") && !err.contains("transient"),
+            "run {i}: {err}"
+        );
+    }
+    assert!(
+        stderr(&runs[3]).contains("config file cfg.json"),
+        "{}",
+        stderr(&runs[3])
+    );
+    assert!(
+        stderr(&runs[5]).contains("AWS_ACCESS_KEY_ID without AWS_SECRET_ACCESS_KEY"),
+        "{}",
+        stderr(&runs[5])
+    );
+    // AWS_EC2_METADATA_DISABLED is honoured and said.
+    let out = isolated(&e, &["ls", "s3://bkt"])
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("disabled by AWS_EC2_METADATA_DISABLED"),
+        "{}",
+        stderr(&out)
+    );
+    // A profile that exists but holds no keys: also bad input, naming it.
+    std::fs::create_dir(e.path(".aws")).unwrap();
+    std::fs::write(
+        e.path(".aws/config"),
+        "[profile bare]\nregion = eu-west-1\n",
+    )
+    .unwrap();
+    let out = isolated(&e, &["--profile", "bare", "ls", "s3://bkt"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(err.contains("profile bare (~/.aws/config)"), "{err}");
+    // doctor says it as a failed check, with what to do.
+    let out = isolated(&e, &["doctor"]).output().unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("no credentials found"),
+        "{}",
+        stdout(&out)
+    );
+}

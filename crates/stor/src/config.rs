@@ -18,14 +18,15 @@
 //!
 //! Anything left out of the config comes from the standard AWS environment
 //! (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION,
-//! AWS_ENDPOINT_URL, AWS_PROFILE and the ~/.aws files) through the AWS SDK's chain,
-//! as for the aws cli.
+//! AWS_ENDPOINT_URL, AWS_PROFILE and the ~/.aws files), as for the aws cli; the
+//! order credentials are looked for in is [`crate::credentials`]'s.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 pub use crate::checksum::ChecksumAlgorithm;
 use crate::error::{Error, Result};
@@ -38,8 +39,20 @@ pub const MIN_PART_SIZE: u64 = 5 * MIB;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
 /// Most parts in one multipart upload.
 pub const MAX_PARTS: u64 = 10_000;
+/// Largest object one PUT may carry: the multipart threshold's upper bound.
+pub const MAX_SINGLE_UPLOAD: u64 = 5 * 1024 * MIB;
 /// Region used when neither config nor environment names one (the original's default).
 pub const DEFAULT_REGION: &str = "ap-northeast-2";
+/// Longest timeout accepted, in seconds (7 days): long enough for a multi-terabyte
+/// transfer over a slow link, short enough that every deadline computed from it
+/// (`Instant::now() + timeout`, twice the connect timeout, …) fits in an `Instant`.
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+/// Most attempts per request (`max_retries`).
+pub const MAX_ATTEMPTS: u32 = 20;
+/// Most parts or objects in flight per transfer (`max_concurrency`).
+pub const MAX_CONCURRENCY: usize = 1000;
+/// Most connections in the pool (`max_pool_connections`).
+pub const MAX_POOL_CONNECTIONS: usize = 10_000;
 
 /// Which backend a [`crate::Storage`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -113,29 +126,32 @@ pub struct StorageConfig {
     pub force_path_style: Option<bool>,
     /// Root directory of the local store; default under the user's data directory.
     pub local_root: Option<PathBuf>,
-    /// AWS profile name for credentials and region (like AWS_PROFILE).
+    /// AWS profile for credentials and region, like the aws cli's `--profile`: its
+    /// credentials and no others (unless keys are set here); it must exist.
     pub profile: Option<String>,
-    /// Whole-transfer upload timeout, seconds.
+    /// Whole-transfer upload timeout, seconds (1 ..= [`MAX_TIMEOUT_SECS`], 7 days).
     pub upload_timeout: u64,
-    /// Whole-transfer download timeout, seconds.
+    /// Whole-transfer download timeout, seconds (1 ..= 7 days).
     pub download_timeout: u64,
-    /// Timeout of every other operation (list, head, delete, copy), seconds.
+    /// Timeout of every other operation (list, head, delete, copy), seconds (1 ..= 7 days).
     pub operation_timeout: u64,
-    /// TCP connect timeout, seconds.
+    /// TCP connect timeout, seconds (1 ..= 7 days).
     pub connect_timeout: u64,
-    /// Timeout for a stalled read on a connection, seconds.
+    /// Timeout for a stalled read on a connection, seconds (1 ..= 7 days).
     pub read_timeout: u64,
-    /// Total attempts per request, including the first (1 = no retries).
+    /// Total attempts per request, including the first (1 = no retries; 1 ..= 20).
     pub max_retries: u32,
-    /// Uploads larger than this many bytes use multipart.
+    /// Uploads larger than this many bytes use multipart (5 MiB ..= 5 GiB: S3's
+    /// smallest part and its largest single PUT).
     pub multipart_threshold: u64,
-    /// Part size for multipart transfers in bytes; `None` picks one automatically.
+    /// Part size for multipart transfers in bytes (5 MiB ..= 5 GiB, S3's limits);
+    /// `None` picks one automatically.
     #[serde(alias = "multipart_chunksize")]
     pub part_size: Option<u64>,
-    /// Parts (or objects) transferred at once per transfer.
+    /// Parts (or objects) transferred at once per transfer (1 ..= 1000).
     pub max_concurrency: usize,
     /// Requests in flight at once across the whole client, and the most TCP
-    /// connections open to the endpoint at any moment (the connection pool).
+    /// connections open to the endpoint at any moment (the connection pool; 1 ..= 10000).
     pub max_pool_connections: usize,
     /// fsync each downloaded file before it is renamed into place, so it survives a
     /// power loss too. Off by default, like aws, s5cmd and rclone: the temp-file
@@ -155,6 +171,10 @@ pub struct StorageConfig {
     /// MinIO, R2 do; `stor doctor` tells). Downloads of objects without a stor
     /// checksum are then verified against the full-object checksum the server keeps.
     pub native_checksums: Option<bool>,
+    /// The file this config was read from (set by [`ConfigFile::config`]), named in
+    /// errors such as "no credentials found"; never read from or written to JSON.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -184,6 +204,7 @@ impl Default for StorageConfig {
             checksum: ChecksumAlgorithm::Crc64nvme,
             native_checksums: None,
             ca_bundle: None,
+            config_file: None,
         }
     }
 }
@@ -204,7 +225,10 @@ impl fmt::Debug for StorageConfig {
             .field("aws_session_token", &masked(&self.aws_session_token))
             .field("region_name", &self.region_name)
             .field("default_bucket", &self.default_bucket)
-            .field("endpoint_url", &self.endpoint_url)
+            .field(
+                "endpoint_url",
+                &self.endpoint_url.as_deref().map(redact_url),
+            )
             .field("force_path_style", &self.force_path_style)
             .field("local_root", &self.local_root)
             .field("profile", &self.profile)
@@ -222,6 +246,7 @@ impl fmt::Debug for StorageConfig {
             .field("checksum", &self.checksum)
             .field("ca_bundle", &self.ca_bundle)
             .field("native_checksums", &self.native_checksums)
+            .field("config_file", &self.config_file)
             .finish()
     }
 }
@@ -232,12 +257,51 @@ pub fn mask_key_id(id: &str) -> String {
     format!("{head}***")
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Wrapped {
-    #[serde(rename = "storageConfig")]
-    storage_config: serde_json::Value,
+/// A URL with any userinfo (`user:password@`) shown as `***@`, for messages, logs
+/// and `Debug`. Conservative on purpose: everything between `://` and the last `@`
+/// goes, so a password holding an unescaped `/`, `?` or `#` is hidden too.
+///
+/// ```
+/// use stor::config::redact_url;
+/// assert_eq!(redact_url("http://admin:hunter2@minio:9000"), "http://***@minio:9000");
+/// assert_eq!(redact_url("https://s3.example.com/base"), "https://s3.example.com/base");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    match userinfo_span(url, true) {
+        Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
+        None => url.to_owned(),
+    }
 }
+
+/// The URL without its userinfo, and whether it had one. The rest of the text is
+/// kept byte for byte (the `url` crate would re-serialize it: add a trailing `/`,
+/// re-encode the path), which is what the SDK then signs against.
+pub(crate) fn strip_url_userinfo(url: &str) -> (String, bool) {
+    match userinfo_span(url, false) {
+        // Drop the userinfo and its '@'.
+        Some((start, end)) => (format!("{}{}", &url[..start], &url[end + 1..]), true),
+        None => (url.to_owned(), false),
+    }
+}
+
+/// Byte range of the userinfo (without the '@') after `://`. `anywhere`: up to the
+/// last '@' of the whole URL (for hiding); else within the authority only, as a URL
+/// parser reads it (for stripping; `validate` refuses an '@' past the authority).
+fn userinfo_span(url: &str, anywhere: bool) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    let scope = if anywhere {
+        rest
+    } else {
+        &rest[..rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len())]
+    };
+    scope.rfind('@').map(|at| (start, start + at))
+}
+
+/// The inner-object keys of the original format: `{"storageConfig": {...}}`.
+const WRAPPER_KEY: &str = "storageConfig";
+/// The key of a file of named profiles: `{"profiles": {"NAME": {...}}}`.
+const PROFILES_KEY: &str = "profiles";
 
 impl StorageConfig {
     /// A config for the in-memory backend (tests, examples).
@@ -267,17 +331,32 @@ impl StorageConfig {
     }
 
     /// Parses JSON: either `{"storageConfig": {...}}` (the original format) or the
-    /// inner object alone. Unknown keys and bad values are errors naming the key.
+    /// inner object alone. It must be an object; a key given twice at any level, an
+    /// unknown key or a bad value is an error naming it. A leading UTF-8 BOM (as
+    /// Windows editors write) is skipped.
     pub fn from_json_str(json: &str) -> Result<StorageConfig> {
-        let value: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| Error::config(format!("config is not valid JSON: {e}")))?;
-        let (inner, prefix) = match &value {
-            serde_json::Value::Object(map) if map.contains_key("storageConfig") => {
-                let w: Wrapped = serde_json::from_value(value)
-                    .map_err(|e| Error::config(format!("config: {e}")))?;
-                (w.storage_config, "storageConfig.")
+        StorageConfig::from_object(parse_object(json)?)
+    }
+
+    /// The config in a parsed object: `{"storageConfig": {...}}` or the inner object.
+    fn from_object(mut map: Map<String, Value>) -> Result<StorageConfig> {
+        let (inner, prefix) = match map.remove(WRAPPER_KEY) {
+            Some(inner) => {
+                if let Some(other) = map.keys().next() {
+                    return Err(Error::config(format!(
+                        "config key {other}: unknown next to {WRAPPER_KEY}; put every key \
+                         inside {WRAPPER_KEY}"
+                    )));
+                }
+                if !inner.is_object() {
+                    return Err(Error::config(format!(
+                        "config key {WRAPPER_KEY}: must be an object {{...}}, not {}",
+                        kind_of(&inner)
+                    )));
+                }
+                (inner, "storageConfig.")
             }
-            _ => (value, ""),
+            None => (Value::Object(map), ""),
         };
         let cfg: StorageConfig = serde_path_to_error::deserialize(inner).map_err(|e| {
             let path = e.path().to_string();
@@ -292,7 +371,7 @@ impl StorageConfig {
         Ok(cfg)
     }
 
-    /// Reads [`StorageConfig::from_json_str`] from a file.
+    /// Reads [`StorageConfig::from_json_str`] from a file (see [`ConfigFile`]).
     pub fn from_file(path: impl AsRef<Path>) -> Result<StorageConfig> {
         StorageConfig::from_file_profile(path, None)
     }
@@ -317,93 +396,49 @@ impl StorageConfig {
         path: impl AsRef<Path>,
         profile: Option<&str>,
     ) -> Result<StorageConfig> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("reading config {}", path.display()), e))?;
-        let in_file = |e: Error| {
-            Error::config(format!("{}: {}", path.display(), e.message())).with_kind(e.kind())
-        };
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::config(format!("{}: not valid JSON: {e}", path.display())))?;
-        let cfg = match value.get("profiles").and_then(|p| p.as_object()) {
-            Some(profiles) => {
-                let name = profile.unwrap_or("default");
-                let chosen = profiles.get(name).ok_or_else(|| {
-                    let names: Vec<&str> = profiles.keys().map(String::as_str).collect();
-                    Error::config(format!(
-                        "{}: no profile {name:?}; it has: {}",
-                        path.display(),
-                        names.join(", ")
-                    ))
-                })?;
-                StorageConfig::from_json_str(&chosen.to_string()).map_err(|e| {
-                    in_file(Error::config(format!("profile {name}: {}", e.message())))
-                })?
-            }
-            None => StorageConfig::from_json_str(&text).map_err(in_file)?,
-        };
-        if cfg.aws_secret_access_key.is_some() || cfg.aws_session_token.is_some() {
-            use std::os::unix::fs::PermissionsExt;
-            if let Ok(meta) = std::fs::metadata(path) {
-                if meta.permissions().mode() & 0o077 != 0 {
-                    tracing::warn!(
-                        "{} holds credentials and is readable by group or others; \
-                         restrict it with `chmod 600 {}`",
-                        path.display(),
-                        path.display()
-                    );
-                }
-            }
-        }
-        Ok(cfg)
-    }
-
-    /// Whether a config file defines named profiles.
-    pub fn file_has_profiles(path: impl AsRef<Path>) -> bool {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .is_some_and(|v| v.get("profiles").is_some())
+        ConfigFile::read(path)?.config(profile)
     }
 
     /// Checks every value; the error names the key and the allowed range.
     pub fn validate(&self) -> Result<()> {
-        let positive = |name: &str, v: u64| {
-            if v == 0 {
-                Err(Error::config(format!(
-                    "config key {name}: must be at least 1"
-                )))
-            } else {
-                Ok(())
+        let timeouts = [
+            ("upload_timeout", self.upload_timeout),
+            ("download_timeout", self.download_timeout),
+            ("operation_timeout", self.operation_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("read_timeout", self.read_timeout),
+        ];
+        for (key, secs) in timeouts {
+            if !(1..=MAX_TIMEOUT_SECS).contains(&secs) {
+                return Err(Error::config(format!(
+                    "config key {key}: {secs} is out of range; timeouts are whole seconds, \
+                     1..={MAX_TIMEOUT_SECS} (7 days)"
+                )));
             }
-        };
-        positive("upload_timeout", self.upload_timeout)?;
-        positive("download_timeout", self.download_timeout)?;
-        positive("operation_timeout", self.operation_timeout)?;
-        positive("connect_timeout", self.connect_timeout)?;
-        positive("read_timeout", self.read_timeout)?;
-        if !(1..=20).contains(&self.max_retries) {
+        }
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_retries) {
             return Err(Error::config(format!(
                 "config key max_retries: {} is out of range; it is the total number of attempts \
-                 per request, 1..=20",
+                 per request, 1..={MAX_ATTEMPTS}",
                 self.max_retries
             )));
         }
-        if !(1..=1000).contains(&self.max_concurrency) {
+        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
             return Err(Error::config(format!(
-                "config key max_concurrency: {} is out of range 1..=1000",
+                "config key max_concurrency: {} is out of range 1..={MAX_CONCURRENCY}",
                 self.max_concurrency
             )));
         }
-        if !(1..=10_000).contains(&self.max_pool_connections) {
+        if !(1..=MAX_POOL_CONNECTIONS).contains(&self.max_pool_connections) {
             return Err(Error::config(format!(
-                "config key max_pool_connections: {} is out of range 1..=10000",
+                "config key max_pool_connections: {} is out of range 1..={MAX_POOL_CONNECTIONS}",
                 self.max_pool_connections
             )));
         }
-        if self.multipart_threshold < MIN_PART_SIZE {
+        if !(MIN_PART_SIZE..=MAX_SINGLE_UPLOAD).contains(&self.multipart_threshold) {
             return Err(Error::config(format!(
-                "config key multipart_threshold: {} bytes is below S3's 5 MiB minimum part size",
+                "config key multipart_threshold: {} bytes is outside 5 MiB..=5 GiB (S3's \
+                 smallest part and its largest single upload)",
                 self.multipart_threshold
             )));
         }
@@ -415,17 +450,15 @@ impl StorageConfig {
                 )));
             }
         }
+        self.validate_text()?;
         if let Some(b) = &self.default_bucket {
             crate::validate::validate_bucket(b).map_err(|e| {
                 Error::config(format!("config key default_bucket: {}", e.message()))
             })?;
         }
         if let Some(url) = &self.endpoint_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(Error::config(format!(
-                    "config key endpoint_url: {url:?} must start with http:// or https://"
-                )));
-            }
+            validate_endpoint(url)
+                .map_err(|why| Error::config(format!("config key endpoint_url: {why}")))?;
         }
         if self.aws_access_key_id.is_some() != self.aws_secret_access_key.is_some() {
             return Err(Error::config(
@@ -433,6 +466,46 @@ impl StorageConfig {
             ));
         }
         Ok(())
+    }
+
+    /// An empty string or path means "unset" to nobody: `"local_root": ""` would write
+    /// into the current directory, `"region_name": ""` sign for no region.
+    fn validate_text(&self) -> Result<()> {
+        let blank = |s: &str| s.trim().is_empty();
+        let texts = [
+            ("aws_access_key_id", self.aws_access_key_id.as_deref()),
+            (
+                "aws_secret_access_key",
+                self.aws_secret_access_key.as_ref().map(Secret::expose),
+            ),
+            (
+                "aws_session_token",
+                self.aws_session_token.as_ref().map(Secret::expose),
+            ),
+            ("region_name", self.region_name.as_deref()),
+            ("default_bucket", self.default_bucket.as_deref()),
+            ("endpoint_url", self.endpoint_url.as_deref()),
+            ("profile", self.profile.as_deref()),
+        ];
+        let paths = [
+            ("local_root", self.local_root.as_deref()),
+            ("ca_bundle", self.ca_bundle.as_deref()),
+        ];
+        let empty = texts
+            .into_iter()
+            .find(|(_, v)| v.is_some_and(blank))
+            .or_else(|| {
+                paths
+                    .into_iter()
+                    .find(|(_, v)| v.is_some_and(|p| p.as_os_str().is_empty()))
+                    .map(|(k, _)| (k, None))
+            });
+        match empty {
+            Some((key, _)) => Err(Error::config(format!(
+                "config key {key}: empty; give a value or leave the key out for the default"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The local store's root: `local_root`, else `$STOR_LOCAL_ROOT`, else
@@ -455,6 +528,240 @@ impl StorageConfig {
     }
     pub(crate) fn operation_timeout(&self) -> Duration {
         Duration::from_secs(self.operation_timeout)
+    }
+}
+
+/// Why an endpoint URL cannot be used (the URL in the message redacted).
+fn validate_endpoint(url: &str) -> std::result::Result<(), String> {
+    let shown = redact_url(url);
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("{shown:?} must start with http:// or https://"));
+    }
+    let (bare, _) = strip_url_userinfo(url);
+    if bare.contains('@') {
+        // A password with an unescaped '/', '?' or '#': a URL parser would take part
+        // of it for the host or path, and send the rest to the server.
+        return Err(format!(
+            "{shown:?} has an '@' after the host; leave credentials out of the URL \
+             (S3 does not use them) or percent-encode them"
+        ));
+    }
+    match url::Url::parse(&bare) {
+        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(_) => Err(format!("{shown:?} names no host")),
+        Err(e) => Err(format!("{shown:?} is not a valid URL: {e}")),
+    }
+}
+
+/// A config file, read and checked once: one config (`{"storageConfig": {...}}` or
+/// the bare object), or named profiles (`{"profiles": {"NAME": {...}}}`).
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("config.json");
+/// std::fs::write(&path, r#"{"profiles": {"default": {}, "minio": {"storage_type": "s3"}}}"#)
+///     .unwrap();
+/// let file = stor::config::ConfigFile::read(&path).unwrap();
+/// assert_eq!(file.profiles(), ["default", "minio"]);
+/// assert_eq!(file.config(Some("minio")).unwrap().storage_type, stor::StorageType::S3);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    path: PathBuf,
+    /// The whole object (one config), or the `profiles` object.
+    body: Map<String, Value>,
+    has_profiles: bool,
+}
+
+impl ConfigFile {
+    /// Reads and parses `path`. A file that cannot be read (missing, a directory,
+    /// not readable) is a [`ErrorKind::Config`](crate::ErrorKind::Config) error with
+    /// the OS error; so is JSON that is not an object or repeats a key.
+    pub fn read(path: impl AsRef<Path>) -> Result<ConfigFile> {
+        let path = path.as_ref();
+        let named =
+            |e: Error| Error::config(format!("config file {}: {}", path.display(), e.message()));
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!("cannot read config file {}: {e}", path.display())).with_source(e)
+        })?;
+        let mut body = parse_object(&text).map_err(named)?;
+        let has_profiles = match body.remove(PROFILES_KEY) {
+            None => false,
+            Some(Value::Object(profiles)) => {
+                if let Some(other) = body.keys().next() {
+                    return Err(named(Error::config(format!(
+                        "key {other:?} next to \"profiles\": put it inside a profile"
+                    ))));
+                }
+                body = profiles;
+                true
+            }
+            Some(other) => {
+                return Err(named(Error::config(format!(
+                    "\"profiles\" must be an object of named configs, not {}",
+                    kind_of(&other)
+                ))))
+            }
+        };
+        Ok(ConfigFile {
+            path: path.to_owned(),
+            body,
+            has_profiles,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The profile names of a file of profiles, sorted; empty for a one-config file.
+    pub fn profiles(&self) -> Vec<&str> {
+        if !self.has_profiles {
+            return Vec::new();
+        }
+        self.body.keys().map(String::as_str).collect()
+    }
+
+    /// Whether this is a file of profiles holding `name`.
+    pub fn has_profile(&self, name: &str) -> bool {
+        self.has_profiles && self.body.contains_key(name)
+    }
+
+    /// The config: of a file of profiles, the one named `profile` (`default` when
+    /// `None`); a one-config file ignores `profile` (it then names an AWS profile).
+    /// Warns when the result holds secrets and the file is readable by group or others.
+    pub fn config(&self, profile: Option<&str>) -> Result<StorageConfig> {
+        let path = self.path.display();
+        let mut cfg = if self.has_profiles {
+            let name = profile.unwrap_or("default");
+            let chosen = self.body.get(name).ok_or_else(|| {
+                Error::config(format!(
+                    "{path}: no profile {name:?}; it has: {}",
+                    self.profiles().join(", ")
+                ))
+            })?;
+            let Value::Object(map) = chosen else {
+                return Err(Error::config(format!(
+                    "{path}: profile {name}: must be an object {{...}}, not {}",
+                    kind_of(chosen)
+                )));
+            };
+            StorageConfig::from_object(map.clone())
+                .map_err(|e| Error::config(format!("{path}: profile {name}: {}", e.message())))?
+        } else {
+            StorageConfig::from_object(self.body.clone())
+                .map_err(|e| Error::config(format!("{path}: {}", e.message())))?
+        };
+        if cfg.aws_secret_access_key.is_some() || cfg.aws_session_token.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(&self.path) {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(
+                        "{path} holds credentials and is readable by group or others; \
+                         restrict it with `chmod 600 {path}`"
+                    );
+                }
+            }
+        }
+        cfg.config_file = Some(self.path.clone());
+        Ok(cfg)
+    }
+}
+
+/// Parses config JSON that must be an object and may not repeat a key.
+fn parse_object(text: &str) -> Result<Map<String, Value>> {
+    // Editors on Windows save UTF-8 with a byte order mark; it is not JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let value = serde_json::from_str::<NoDuplicates>(text)
+        .map_err(|e| Error::config(format!("not valid JSON: {e}")))?
+        .0;
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(Error::config(format!(
+            "must be a JSON object {{...}}, not {}",
+            kind_of(&other)
+        ))),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A JSON value like `serde_json::Value`, except that a key repeated within one
+/// object is an error: serde_json keeps the last one silently, so a file with two
+/// `region_name` keys would quietly use the second. (serde_json has no switch for
+/// this; the visitor is the documented way.)
+struct NoDuplicates(Value);
+
+impl<'de> Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor).map(NoDuplicates)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(NoDuplicates(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "key {key:?} appears twice in one object; keep one"
+                )));
+            }
+            let NoDuplicates(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
     }
 }
 
@@ -535,5 +842,286 @@ mod tests {
         let cfg = StorageConfig::from_json_str("{}").unwrap();
         assert_eq!(cfg, StorageConfig::default());
         assert_eq!(cfg.storage_type, StorageType::Local);
+    }
+
+    fn config_err(json: &str) -> Error {
+        let err = StorageConfig::from_json_str(json).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Config, "{json}: {err}");
+        err
+    }
+
+    #[test]
+    fn only_a_json_object_is_a_config() {
+        for json in ["[]", "\"x\"", "3", "null", "true", "[{}]", " \n\"{}\""] {
+            let err = config_err(json);
+            assert!(
+                err.message().contains("must be a JSON object"),
+                "{json}: {err}"
+            );
+        }
+        for (json, says) in [
+            (
+                r#"{"storageConfig": []}"#,
+                "storageConfig: must be an object",
+            ),
+            (
+                r#"{"storageConfig": null}"#,
+                "storageConfig: must be an object",
+            ),
+            (
+                r#"{"storageConfig": {}, "region_name": "x"}"#,
+                "region_name",
+            ),
+        ] {
+            let err = config_err(json);
+            assert!(err.message().contains(says), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_level() {
+        let cases = [
+            r#"{"region_name": "a", "region_name": "b"}"#,
+            r#"{"storageConfig": {"max_retries": 3, "max_retries": 5}}"#,
+            r#"{"storageConfig": {}, "storageConfig": {}}"#,
+            r#"{"storageConfig": {"profile": "a", "region_name": "x", "profile": "b"}}"#,
+        ];
+        for json in cases {
+            let err = config_err(json);
+            assert!(err.message().contains("appears twice"), "{json}: {err}");
+            assert!(err.message().contains("line 1"), "says where: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        for json in [
+            r#"{"profiles": {"a": {}, "a": {"storage_type": "s3"}}}"#,
+            r#"{"profiles": {"a": {"region": "x", "region": "y"}}}"#,
+            r#"{"profiles": {}, "profiles": {}}"#,
+        ] {
+            std::fs::write(&path, json).unwrap();
+            let err = ConfigFile::read(&path)
+                .and_then(|f| f.config(Some("a")))
+                .unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{json}: {err}");
+            assert!(err.message().contains("appears twice"), "{json}: {err}");
+            assert!(err.message().contains("c.json"), "names the file: {err}");
+        }
+    }
+
+    #[test]
+    fn profile_files_must_hold_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        for (json, says) in [
+            (r#"{"profiles": []}"#, "\"profiles\" must be an object"),
+            (r#"{"profiles": {"a": 3}}"#, "profile a: must be an object"),
+            (
+                r#"{"profiles": {"a": {}}, "region_name": "x"}"#,
+                "next to \"profiles\"",
+            ),
+            ("[]", "must be a JSON object"),
+        ] {
+            std::fs::write(&path, json).unwrap();
+            let err = ConfigFile::read(&path)
+                .and_then(|f| f.config(Some("a")))
+                .unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{json}: {err}");
+            assert!(err.message().contains(says), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_utf8_bom_is_skipped() {
+        let cfg = StorageConfig::from_json_str("\u{feff}{\"region_name\": \"eu-west-1\"}").unwrap();
+        assert_eq!(cfg.region_name.as_deref(), Some("eu-west-1"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        std::fs::write(&path, b"\xef\xbb\xbf{\"profiles\": {\"default\": {}}}").unwrap();
+        assert!(StorageConfig::from_file(&path).is_ok());
+    }
+
+    #[test]
+    fn an_unreadable_config_file_is_a_config_error_with_the_os_error() {
+        let dir = tempfile::tempdir().unwrap();
+        for path in [dir.path().join("missing.json"), dir.path().to_owned()] {
+            let err = StorageConfig::from_file(&path).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config, "{err}");
+            assert!(err.message().contains("os error"), "{err}");
+            assert!(err.cause().is_some());
+        }
+    }
+
+    #[test]
+    fn empty_values_are_refused_naming_the_key() {
+        for key in [
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "aws_session_token",
+            "region_name",
+            "default_bucket",
+            "endpoint_url",
+            "profile",
+            "local_root",
+            "ca_bundle",
+        ] {
+            for empty in ["\"\"", "\"  \""] {
+                if empty != "\"\"" && matches!(key, "local_root" | "ca_bundle") {
+                    continue; // a path of spaces is a (strange) name, not nothing
+                }
+                let err = config_err(&format!(r#"{{"{key}": {empty}}}"#));
+                assert!(err.message().contains(key), "{key}: {err}");
+            }
+        }
+    }
+
+    /// Every numeric key, found from the serialized defaults (a new one is covered
+    /// without editing a list), plus the optional ones that default to null.
+    fn numeric_keys() -> Vec<String> {
+        let v = serde_json::to_value(StorageConfig::default()).unwrap();
+        let mut keys: Vec<String> = v
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| v.is_number())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.push("part_size".into());
+        assert_eq!(keys.len(), 10, "{keys:?}");
+        keys
+    }
+
+    /// `{key: value}` gives a config whose every deadline and size is usable, or a
+    /// config error naming the key; never a panic.
+    fn usable_or_named(key: &str, value: &str) {
+        let json = format!(r#"{{"{key}": {value}}}"#);
+        match StorageConfig::from_json_str(&json) {
+            Ok(cfg) => {
+                let now = std::time::Instant::now();
+                for secs in [
+                    cfg.upload_timeout,
+                    cfg.download_timeout,
+                    cfg.operation_timeout,
+                    cfg.connect_timeout.saturating_mul(2),
+                    cfg.read_timeout,
+                ] {
+                    assert!(
+                        now.checked_add(Duration::from_secs(secs)).is_some(),
+                        "{json}: a deadline {secs} s away does not fit in an Instant"
+                    );
+                }
+                let part = cfg.part_size.unwrap_or(MIN_PART_SIZE);
+                assert!(
+                    part.checked_mul(cfg.max_concurrency as u64).is_some(),
+                    "{json}"
+                );
+                assert!(cfg.part_size.is_none_or(|p| p <= MAX_PART_SIZE), "{json}");
+                assert!(cfg.multipart_threshold <= MAX_SINGLE_UPLOAD, "{json}");
+                let store = tokio_test::block_on(crate::Storage::new(StorageConfig {
+                    storage_type: StorageType::Memory,
+                    ..cfg
+                }));
+                assert!(store.is_ok(), "{json}: {:?}", store.err());
+            }
+            Err(err) => {
+                assert_eq!(err.kind(), crate::ErrorKind::Config, "{json}: {err}");
+                assert!(err.message().contains(key), "{json}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_numeric_key_is_range_checked() {
+        let extremes = [
+            "0".to_string(),
+            "1".into(),
+            (MIN_PART_SIZE - 1).to_string(),
+            MIN_PART_SIZE.to_string(),
+            MAX_TIMEOUT_SECS.to_string(),
+            (MAX_TIMEOUT_SECS + 1).to_string(),
+            u32::MAX.to_string(),
+            (u32::MAX as u64 + 1).to_string(),
+            MAX_PART_SIZE.to_string(),
+            (MAX_PART_SIZE + 1).to_string(),
+            i64::MAX.to_string(),
+            u64::MAX.to_string(),
+            "18446744073709551616".into(),
+            "-1".into(),
+            "1.5".into(),
+            "1e30".into(),
+            "\"10\"".into(),
+        ];
+        for key in numeric_keys() {
+            for v in &extremes {
+                usable_or_named(&key, v);
+            }
+        }
+        // The case that panicked (exit 101) before ranges were checked.
+        let err = config_err(r#"{"connect_timeout": 18446744073709551615}"#);
+        assert!(err.message().contains("1..=604800"), "{err}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_number_for_any_numeric_key_is_usable_or_named(
+            key in proptest::sample::select(numeric_keys()),
+            v in proptest::prelude::any::<u64>(),
+            small in 0u64..=20_000,
+        ) {
+            usable_or_named(&key, &v.to_string());
+            usable_or_named(&key, &small.to_string());
+        }
+    }
+
+    #[test]
+    fn passwords_in_endpoint_urls_are_hidden_and_stripped() {
+        let cases = [
+            // (url, redacted, stripped)
+            (
+                "http://u:p4ss@host:9000",
+                "http://***@host:9000",
+                "http://host:9000",
+            ),
+            (
+                "https://u@host/base",
+                "https://***@host/base",
+                "https://host/base",
+            ),
+            ("http://u:p@ss@host", "http://***@host", "http://host"),
+            ("http://host:9000", "http://host:9000", "http://host:9000"),
+            (
+                "http://host/a?x=1",
+                "http://host/a?x=1",
+                "http://host/a?x=1",
+            ),
+        ];
+        for (url, redacted, stripped) in cases {
+            assert_eq!(redact_url(url), redacted);
+            assert_eq!(strip_url_userinfo(url).0, stripped);
+            assert_eq!(strip_url_userinfo(url).1, url != stripped);
+        }
+        // A password with an unescaped '/' would leave its tail in the path: refused,
+        // and the message hides it as well.
+        let err = config_err(r#"{"endpoint_url": "http://u:pa/ss-canary@host"}"#);
+        assert!(err.message().contains("'@' after the host"), "{err}");
+        assert!(!err.to_string().contains("ss-canary"), "{err}");
+        for bad in [
+            "ftp://u:canary-pw@host",
+            "http://canary-pw@",
+            "http://u:canary-pw@ho st",
+        ] {
+            let err = config_err(&format!(r#"{{"endpoint_url": "{bad}"}}"#));
+            assert!(err.message().contains("endpoint_url"), "{err}");
+            assert!(!format!("{err} {err:?}").contains("canary-pw"), "{err}");
+        }
+        let cfg = StorageConfig {
+            endpoint_url: Some("http://admin:canary-pw@127.0.0.1:9000".into()),
+            ..StorageConfig::s3()
+        };
+        cfg.validate().unwrap();
+        let dbg = format!("{cfg:?}");
+        assert!(
+            !dbg.contains("canary-pw") && dbg.contains("***@127.0.0.1:9000"),
+            "{dbg}"
+        );
     }
 }

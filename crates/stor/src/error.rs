@@ -366,6 +366,20 @@ impl Error {
         self.inner.attempts
     }
 
+    /// The underlying error (an [`std::io::Error`], the local index's SQLite error, …),
+    /// to downcast; its text is already part of the message.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// let e = stor::StorageConfig::from_file("/no/such/stor.json").unwrap_err();
+    /// let io = e.cause().and_then(|c| c.downcast_ref::<std::io::Error>()).unwrap();
+    /// assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    /// assert!(e.source().is_none(), "shown once, in the message");
+    /// ```
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.inner.source.as_deref()
+    }
+
     /// How long the operation ran before failing, when measured.
     pub fn elapsed(&self) -> Option<Duration> {
         self.inner.elapsed
@@ -462,14 +476,12 @@ impl fmt::Debug for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.inner
-            .source
-            .as_ref()
-            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
-    }
-}
+// `source()` stays `None`: the message already carries the cause's text ("reading
+// a.txt: No such file or directory (os error 2)"), and an error must either show its
+// cause or return it as its source, never both, or every chain printer (anyhow's
+// `{:#}`, `Report`, a logger walking sources) prints the OS error twice. The cause
+// itself is still there for code: [`Error::cause`].
+impl std::error::Error for Error {}
 
 /// Most characters of a body kept in an error message.
 const BODY_MESSAGE_CHARS: usize = 200;

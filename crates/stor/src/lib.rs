@@ -60,6 +60,7 @@ pub mod backend;
 mod batch;
 pub mod checksum;
 pub mod config;
+pub mod credentials;
 mod destination;
 pub mod error;
 mod location;

@@ -1109,7 +1109,12 @@ impl Storage {
         .unwrap_or_else(|_| Err(Error::new(ErrorKind::Timeout, "the health probe timed out")));
         let m = &self.inner.metrics;
         let endpoint = match self.scheme() {
-            "s3" => self.inner.config.endpoint_url.clone(),
+            "s3" => self
+                .inner
+                .config
+                .endpoint_url
+                .as_deref()
+                .map(crate::config::redact_url),
             "local" => Some(
                 self.inner
                     .config

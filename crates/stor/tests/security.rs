@@ -15,6 +15,8 @@ use stor::{ErrorKind, PresignOptions, Storage, StorageConfig, StorageType, Uploa
 const CANARY_ID: &str = "AKIACANARY7Q2Z9X4W1V";
 const CANARY_SECRET: &str = "canary/Secret+Never-Leak-9f8e7d6c5b4a3210";
 const CANARY_TOKEN: &str = "canary-session-token-c0ffee-f00d";
+/// A password in the endpoint URL's userinfo (S3 never uses it; stor strips it).
+const CANARY_URL_PASSWORD: &str = "canary-url-pw-5e6f";
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -44,7 +46,13 @@ fn assert_clean(what: &str, text: &str) {
     assert_no(
         what,
         text,
-        &[CANARY_ID, CANARY_SECRET, CANARY_TOKEN, "Secret+Never-Leak"],
+        &[
+            CANARY_ID,
+            CANARY_SECRET,
+            CANARY_TOKEN,
+            "Secret+Never-Leak",
+            CANARY_URL_PASSWORD,
+        ],
     );
 }
 
@@ -65,12 +73,15 @@ async fn canary_credentials_never_leak_and_tls_is_verified() {
         return;
     };
     // Canary credentials SeaweedFS does not know: every request fails, down every
-    // error path (signature refused, missing bucket, presign, retries).
+    // error path (signature refused, missing bucket, presign, retries). The endpoint
+    // carries a canary password as URL userinfo, which must vanish as well.
+    let with_userinfo =
+        endpoint.replacen("://", &format!("://canary-user:{CANARY_URL_PASSWORD}@"), 1);
     let cfg = StorageConfig {
         aws_access_key_id: Some(CANARY_ID.into()),
         aws_secret_access_key: Some(CANARY_SECRET.into()),
         aws_session_token: Some(CANARY_TOKEN.into()),
-        ..common::s3_config(&endpoint)
+        ..common::s3_config(&with_userinfo)
     };
     let mut evidence = format!("{cfg:?}\n");
     let s = Storage::new(cfg).await.unwrap();
@@ -105,6 +116,11 @@ async fn canary_credentials_never_leak_and_tls_is_verified() {
     );
     evidence.push_str(&format!("{:?}\n{:?}\n", s.metrics(), s.health().await));
     assert_clean("errors, Debug and metrics", &evidence);
+    // Good keys with URL userinfo: the userinfo is dropped, the requests work.
+    let works = Storage::new(common::s3_config(&with_userinfo))
+        .await
+        .unwrap();
+    works.list_buckets().await.unwrap();
 
     // TLS: SeaweedFS over HTTPS with a self-signed certificate.
     let (Ok(https), Ok(ca)) = (
@@ -189,7 +205,18 @@ async fn canary_credentials_never_leak_and_tls_is_verified() {
     assert_no(
         "logs at TRACE",
         &text,
-        &[CANARY_SECRET, CANARY_TOKEN, "Secret+Never-Leak"],
+        &[
+            CANARY_SECRET,
+            CANARY_TOKEN,
+            "Secret+Never-Leak",
+            CANARY_URL_PASSWORD,
+        ],
+    );
+    assert_eq!(
+        text.matches("carries credentials; S3 does not use them")
+            .count(),
+        1,
+        "the ignored userinfo is said once"
     );
     let rest: String = text
         .lines()

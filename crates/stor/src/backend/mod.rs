@@ -176,6 +176,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// Resolves the credentials now, rather than at the first request, and says
+    /// where they came from (`"profile prod (~/.aws/credentials)"`); `None` for
+    /// backends that need none. With none to be found, the error names every place
+    /// looked in (see [`crate::credentials`]).
+    async fn credentials(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Whether the backend uses S3's native checksums (`native_checksums`), so an
     /// object without a stor checksum may still have one to verify against.
     fn native_checksums(&self) -> bool {

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
-use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
@@ -30,6 +29,7 @@ use super::presign::{Creds, Endpoint, Presigner, Request};
 use super::{Backend, Body, CompletedPart, FileRange, GetResponse, PartCopySource, PendingUpload};
 use crate::checksum::{Checksum, ChecksumAlgorithm as StorAlgo};
 use crate::config::{StorageConfig, DEFAULT_REGION};
+use crate::credentials;
 use crate::error::{Error, ErrorKind, Result, Wire};
 use crate::types::{
     ByteRange, DeleteResult, Encryption, ListPage, ObjectInfo, PresignMethod, PresignOptions,
@@ -46,6 +46,8 @@ pub struct S3Backend {
     /// Fast presigning for the endpoint layouts it knows; the SDK otherwise.
     presigner: Option<Presigner>,
     credentials: Option<SharedCredentialsProvider>,
+    /// The same credentials, with where they came from (`Backend::credentials`).
+    sources: credentials::Sources,
     cached_creds: std::sync::Mutex<Option<std::sync::Arc<Creds>>>,
     skew: ClockSkew,
     /// Send stor's checksums in S3's own headers too (`native_checksums`).
@@ -63,9 +65,33 @@ impl std::fmt::Debug for S3Backend {
 
 impl S3Backend {
     /// Builds the client from config, filling the rest from the AWS environment.
+    /// Credentials: see [`crate::credentials`]. Region: the config's, else
+    /// `AWS_REGION`/`AWS_DEFAULT_REGION`, else the profile's, else
+    /// [`DEFAULT_REGION`]; never instance metadata, whose probe would add up to
+    /// seconds to every start off EC2 for a value S3 users configure anyway.
     pub async fn new(cfg: &StorageConfig) -> Result<S3Backend> {
+        use aws_config::meta::region::RegionProviderChain;
+        let http = super::http::client(cfg)?;
+        let mut profile_region = aws_config::profile::ProfileFileRegionProvider::builder();
+        if let Some(p) = &cfg.profile {
+            profile_region = profile_region.profile_name(p);
+        }
+        let region = RegionProviderChain::first_try(cfg.region_name.clone().map(Region::new))
+            .or_else(aws_config::environment::region::EnvironmentVariableRegionProvider::new())
+            .or_else(profile_region.build())
+            .or_else(Region::new(DEFAULT_REGION))
+            .region()
+            .await
+            .unwrap_or_else(|| Region::new(DEFAULT_REGION));
+        let provider_config = aws_config::provider_config::ProviderConfig::default()
+            .with_http_client(http.clone())
+            .with_region(Some(region.clone()))
+            .with_behavior_version(Some(BehaviorVersion::latest()));
+        let sources = credentials::Sources::new(cfg, &provider_config).await?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(super::http::client(cfg)?)
+            .http_client(http)
+            .region(region)
+            .credentials_provider(sources.clone())
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -76,34 +102,18 @@ impl S3Backend {
         if let Some(p) = &cfg.profile {
             loader = loader.profile_name(p);
         }
-        if let Some(r) = &cfg.region_name {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        // Config first, then the S3-specific variable, then AWS_ENDPOINT_URL (read by
-        // the loader itself).
-        let env_s3 = std::env::var("AWS_ENDPOINT_URL_S3")
-            .ok()
-            .filter(|v| !v.is_empty());
-        if let Some(u) = cfg.endpoint_url.as_ref().or(env_s3.as_ref()) {
-            loader = loader.endpoint_url(u);
-        }
-        if let (Some(id), Some(secret)) = (&cfg.aws_access_key_id, &cfg.aws_secret_access_key) {
-            let creds = Credentials::new(
-                id,
-                secret.expose(),
-                cfg.aws_session_token
-                    .as_ref()
-                    .map(|t| t.expose().to_owned()),
-                None,
-                "stor-config",
-            );
-            loader = loader.credentials_provider(MaskedCredentials(creds));
+        // Config first, then the S3-specific variable, then AWS_ENDPOINT_URL, all
+        // without userinfo before the SDK (and its logs) see them.
+        if let Some(u) = cfg.endpoint_url.clone().or_else(env_endpoint) {
+            loader = loader.endpoint_url(without_userinfo(&u));
         }
         let sdk = loader.load().await;
-        let endpoint = sdk.endpoint_url().map(str::to_owned);
+        // An endpoint_url from the AWS profile files can carry userinfo too.
+        let endpoint = sdk.endpoint_url().map(without_userinfo);
         let custom = endpoint.is_some();
         let path_style = cfg.force_path_style.unwrap_or(custom);
         let mut b = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style);
+        b.set_endpoint_url(endpoint.clone());
         let region = match sdk.region() {
             Some(r) => r.to_string(),
             None => {
@@ -146,6 +156,7 @@ impl S3Backend {
             client: Client::from_conf(b.build()),
             presigner: presign_endpoint.map(|e| Presigner::new(e, &region)),
             credentials: sdk.credentials_provider(),
+            sources,
             cached_creds: std::sync::Mutex::new(None),
             endpoint,
             region,
@@ -195,10 +206,12 @@ impl S3Backend {
             return Ok(None);
         };
         let c = provider.provide_credentials().await.map_err(|e| {
-            Error::new(
-                ErrorKind::AccessDenied,
-                format!("no credentials to sign with: {e}"),
-            )
+            credentials::from_chain(&e).unwrap_or_else(|| {
+                Error::new(
+                    ErrorKind::AccessDenied,
+                    format!("no credentials to sign with: {e}"),
+                )
+            })
         })?;
         let c = std::sync::Arc::new(Creds {
             access_key: c.access_key_id().to_owned(),
@@ -304,6 +317,12 @@ fn sdk_err<E>(e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    if let SdkError::DispatchFailure(_) = &e {
+        // The request never left: its identity (credentials) could not be resolved.
+        if let Some(err) = credentials::from_chain(&e) {
+            return err;
+        }
+    }
     match &e {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
@@ -368,6 +387,34 @@ where
     }
 }
 
+/// The endpoint from the environment, as the SDK reads it: `AWS_ENDPOINT_URL_S3`,
+/// else `AWS_ENDPOINT_URL`, unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`.
+fn env_endpoint() -> Option<String> {
+    let var = |v: &str| std::env::var(v).ok().filter(|x| !x.trim().is_empty());
+    if var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return None;
+    }
+    var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL"))
+}
+
+/// The endpoint URL without `user:password@`. S3 authenticates by signing with the
+/// access keys and never uses URL userinfo, so it is dropped before the SDK, its
+/// logs or its errors see it; said once per process, at WARN.
+fn without_userinfo(url: &str) -> String {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let (bare, had) = crate::config::strip_url_userinfo(url);
+    if had {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "the endpoint URL {} carries credentials; S3 does not use them (requests are \
+                 signed with the access keys), so they are ignored",
+                crate::config::redact_url(url)
+            )
+        });
+    }
+    bare
+}
+
 /// Remembers how far the server's clock (its `Date` header) is from ours, for
 /// `Storage::health` and `stor doctor`: SigV4 fails past 15 minutes of skew.
 #[derive(Debug, Default, Clone)]
@@ -396,28 +443,6 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for ClockSkew {
             *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(d.as_secs_f64() - ours);
         }
         Ok(())
-    }
-}
-
-/// Credentials from the config, handed to the SDK behind a `Debug` that shows no
-/// key: the SDK prints its providers at TRACE, and `Credentials`' own `Debug` shows
-/// the access key id.
-struct MaskedCredentials(Credentials);
-
-impl std::fmt::Debug for MaskedCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Credentials(from the stor config, masked)")
-    }
-}
-
-impl ProvideCredentials for MaskedCredentials {
-    fn provide_credentials<'a>(
-        &'a self,
-    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(self.0.clone()))
     }
 }
 
@@ -608,6 +633,14 @@ impl Backend for S3Backend {
 
     fn supports_multipart(&self) -> bool {
         true
+    }
+
+    async fn credentials(&self) -> Result<Option<String>> {
+        match self.sources.resolve().await {
+            Ok((_, from)) => Ok(Some(from.to_string())),
+            Err(e) => Err(credentials::from_chain(&e)
+                .unwrap_or_else(|| Error::new(ErrorKind::Config, e.to_string()))),
+        }
     }
 
     fn native_checksums(&self) -> bool {
@@ -1220,6 +1253,32 @@ impl Backend for S3Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request whose credentials cannot be resolved fails as a config error that
+    /// names where stor looked: stor's words survive the SDK's identity resolution,
+    /// and the kind is one the retry layer leaves alone.
+    #[tokio::test]
+    async fn missing_credentials_come_out_of_the_sdk_as_a_config_error() {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(credentials::Sources::nowhere())
+            .build();
+        let e = Client::from_conf(conf)
+            .list_buckets()
+            .send()
+            .await
+            .map_err(sdk_err)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(!e.is_retryable());
+        assert!(
+            e.message()
+                .contains("no credentials found (looked in: config file t.json, nowhere)"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn metadata_values_round_trip_through_ascii_headers() {
