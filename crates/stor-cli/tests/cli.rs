@@ -1211,3 +1211,172 @@ fn permission_denied_and_killed_downloads_leave_no_destination() {
         );
     }
 }
+
+// ------------------------------------------------------------------ sync: its rules
+//
+// Each test runs on the local store, then on SeaweedFS when scripts/with-servers.sh
+// provides it. The rules themselves are a table test in src/sync/plan.rs.
+
+/// Runs `check` on the local store, then on SeaweedFS (when configured), each in a
+/// fresh environment with a fresh bucket; `base` is `local://BUCKET` or `s3://BUCKET`.
+fn on_each_store(check: impl Fn(&Env, &str)) {
+    let stores = [Some(Env::new()), Env::with_s3()];
+    for env in stores.into_iter().flatten() {
+        let scheme = if env.s3.is_some() { "s3" } else { "local" };
+        let base = format!("{scheme}://{}", bucket());
+        let mb = env.run(&["mb", &base]);
+        assert_eq!(code(&mb), 0, "{}", stderr(&mb));
+        check(&env, &base);
+    }
+}
+
+/// The keys under `url`, below it.
+fn keys_under(env: &Env, url: &str) -> Vec<String> {
+    let prefix = url.splitn(4, '/').nth(3).unwrap_or("").to_owned();
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+        prefix
+    } else {
+        format!("{prefix}/")
+    };
+    let mut keys: Vec<String> = env
+        .ok(&["ls", "-r", "--json", url])
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| v["key"].as_str().unwrap()[prefix.len()..].to_owned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn cat(env: &Env, url: &str) -> String {
+    env.ok(&["cat", url])
+}
+
+/// The files below `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn sync_delete_refuses_a_source_that_holds_nothing() {
+    on_each_store(|env, base| {
+        let www = format!("{base}/www");
+        write_tree(&env.path("site"), &[("a", b"a"), ("b/c", b"c")]);
+        env.ok(&["sync", "site", &www]);
+        // An empty directory as the source: nothing goes, and the user hears what would.
+        std::fs::create_dir(env.path("empty")).unwrap();
+        let out = env.run(&["sync", "--delete", "empty", &www]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--allow-empty-source"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains(&format!("(refused) delete: {www}/b/c")),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(keys_under(env, &www), ["a", "b/c"]);
+        // A missing directory neither.
+        let out = env.run(&["sync", "--delete", "missing", &www]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert_eq!(keys_under(env, &www), ["a", "b/c"]);
+        // A mistyped prefix as the source of a download.
+        write_tree(&env.path("mine"), &[("x", b"x"), ("y/z", b"z")]);
+        let typo = format!("{base}/wwww");
+        let out = env.run(&["sync", "--delete", &typo, "mine"]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("(refused) delete: mine/y/z"),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(files_under(&env.path("mine")), ["x", "y/z"]);
+        // Filters that let nothing through count as nothing.
+        let out = env.run(&["sync", "--delete", "--include", "*.none", "site", &www]);
+        assert_eq!(code(&out), 0, "nothing to delete either: {}", stderr(&out));
+        // Said on purpose: it goes.
+        let out = env.run(&["sync", "--delete", "--allow-empty-source", &typo, "mine"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(files_under(&env.path("mine")), Vec::<String>::new());
+    });
+}
+
+#[test]
+fn sync_follows_symlinks_reports_skips_and_never_deletes_their_copies() {
+    on_each_store(|env, base| {
+        let www = format!("{base}/www");
+        write_tree(&env.path("outside/lib"), &[("x.txt", b"x")]);
+        write_tree(
+            &env.path("site"),
+            &[("a", b"a"), ("gone", b"was a file once")],
+        );
+        env.ok(&["sync", "site", &www]);
+        // Now `gone` dangles and two links join the tree.
+        std::fs::remove_file(env.path("site/gone")).unwrap();
+        use std::os::unix::fs::symlink;
+        symlink("nowhere", env.path("site/gone")).unwrap();
+        symlink(env.path("outside/lib"), env.path("site/linked")).unwrap();
+        symlink("a", env.path("site/lf")).unwrap();
+        let out = env.run(&["sync", "--delete", "site", &www]);
+        assert_eq!(code(&out), 0, "skips are not failures: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("skipped site/gone: a dangling symlink"),
+            "{err}"
+        );
+        assert!(err.contains("1 skipped"), "{err}");
+        // Followed (links to files and to directories); the dangling one's copy kept.
+        assert_eq!(keys_under(env, &www), ["a", "gone", "lf", "linked/x.txt"]);
+        assert_eq!(cat(env, &format!("{www}/gone")), "was a file once");
+        // Not followed: each link is reported, and what they uploaded stays.
+        let out = env.run(&["sync", "--delete", "--no-follow-symlinks", "site", &www]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let err = stderr(&out);
+        for link in ["gone", "lf", "linked"] {
+            assert!(
+                err.contains(&format!("skipped site/{link}: a symlink")),
+                "{err}"
+            );
+        }
+        assert!(!stdout(&out).contains("delete:"), "{}", stdout(&out));
+        assert_eq!(keys_under(env, &www), ["a", "gone", "lf", "linked/x.txt"]);
+
+        // Down: keys with no path of their own (`k` beside `k/v`) are skipped and
+        // reported, and the file a `k` left earlier is kept.
+        let src = format!("{base}/src");
+        std::fs::write(env.path("one"), "1").unwrap();
+        for k in ["k", "k/v", "ok"] {
+            env.ok(&["cp", "one", &format!("{src}/{k}")]);
+        }
+        write_tree(
+            &env.path("dest"),
+            &[("k", b"an earlier k"), ("extra", b"e")],
+        );
+        let out = env.run(&["sync", "--delete", &src, "dest"]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("needs a directory"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(files_under(&env.path("dest")), ["k", "ok"]);
+        assert_eq!(std::fs::read(env.path("dest/k")).unwrap(), b"an earlier k");
+    });
+}
