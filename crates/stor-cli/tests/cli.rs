@@ -1252,6 +1252,24 @@ fn cat(env: &Env, url: &str) -> String {
     env.ok(&["cat", url])
 }
 
+fn set_mtime(path: &Path, t: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// 2020-01-01T00:00:00Z plus `ms` milliseconds.
+fn t2020(ms: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_577_836_800_000 + ms)
+}
+
 /// The files below `dir`, relative, sorted.
 fn files_under(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
@@ -1379,4 +1397,157 @@ fn sync_follows_symlinks_reports_skips_and_never_deletes_their_copies() {
         assert_eq!(files_under(&env.path("dest")), ["k", "ok"]);
         assert_eq!(std::fs::read(env.path("dest/k")).unwrap(), b"an earlier k");
     });
+}
+
+#[test]
+fn sync_never_marks_a_failed_download_done() {
+    on_each_store(|env, base| {
+        // An object whose bytes fail verification on the way down: stored with a
+        // checksum they do not have.
+        let none = r#"{"storageConfig": {"checksum": "none"}}"#;
+        std::fs::write(env.path("none.json"), none).unwrap();
+        std::fs::write(env.path("new"), "new!").unwrap();
+        let src = format!("{base}/src");
+        let bad = ["--metadata", "stor-crc64nvme=AAAAAAAAAAA="];
+        let f = format!("{src}/f");
+        env.ok(&["--config", "none.json", "cp", bad[0], bad[1], "new", &f]);
+        write_tree(&env.path("dest"), &[("f", b"old!")]);
+        let old = t2020(0);
+        set_mtime(&env.path("dest/f"), old);
+        // However often it runs, it fails, and the old file stays as it was.
+        for run in 0..2 {
+            let out = env.run(&["sync", &src, "dest"]);
+            assert_eq!(code(&out), 1, "run {run}: {}", stderr(&out));
+            assert!(stderr(&out).contains("integrity"), "{}", stderr(&out));
+            assert_eq!(std::fs::read(env.path("dest/f")).unwrap(), b"old!");
+            assert_eq!(mtime(&env.path("dest/f")), old, "run {run}");
+        }
+    });
+}
+
+#[test]
+fn sync_finds_same_size_changes_within_a_second_both_ways() {
+    on_each_store(|env, base| {
+        let www = format!("{base}/www");
+        let a = env.path("site/a");
+        write_tree(&env.path("site"), &[("a", b"v1v1")]);
+        set_mtime(&a, t2020(100));
+        env.ok(&["sync", "site", &www]);
+        // Changed 200 ms later, same size.
+        std::fs::write(&a, "v2v2").unwrap();
+        set_mtime(&a, t2020(300));
+        let out = env.ok(&["sync", "site", &www]);
+        assert!(out.contains("upload: site/a"), "{out}");
+        assert_eq!(cat(env, &format!("{www}/a")), "v2v2");
+        // Replaced by an older file of the same size.
+        std::fs::write(&a, "v3v3").unwrap();
+        set_mtime(&a, t2020(0) - std::time::Duration::from_secs(10));
+        let out = env.ok(&["sync", "site", &www]);
+        assert!(out.contains("upload: site/a"), "{out}");
+        assert_eq!(cat(env, &format!("{www}/a")), "v3v3");
+        let out = env.ok(&["sync", "site", &www]);
+        assert!(!out.contains("upload:"), "nothing changed: {out}");
+
+        // Down: a file gets its source file's time, to the nanosecond ...
+        env.ok(&["sync", &www, "copy"]);
+        assert_eq!(mtime(&env.path("copy/a")), mtime(&a));
+        // ... so an object rewritten within a second is found.
+        std::fs::write(&a, "v4v4").unwrap();
+        set_mtime(&a, mtime(&a) + std::time::Duration::from_millis(400));
+        env.ok(&["sync", "site", &www]);
+        let out = env.ok(&["sync", &www, "copy"]);
+        assert!(out.contains("download:"), "{out}");
+        assert_eq!(std::fs::read(env.path("copy/a")).unwrap(), b"v4v4");
+        let out = env.ok(&["sync", &www, "copy"]);
+        assert!(!out.contains("download:"), "nothing changed: {out}");
+    });
+}
+
+#[test]
+fn sync_checksum_compares_in_the_objects_algorithm_and_settles() {
+    on_each_store(|env, base| {
+        write_tree(&env.path("site"), &[("a", b"aaaa"), ("b/c", b"cccc")]);
+        for (algo, bytes) in [
+            ("crc64nvme", "AAAA"),
+            ("crc32c", "BBBB"),
+            ("crc32", "CCCC"),
+            ("none", ""),
+        ] {
+            let cfg = format!("{algo}.json");
+            let json = format!(r#"{{"storageConfig": {{"checksum": "{algo}"}}}}"#);
+            std::fs::write(env.path(&cfg), json).unwrap();
+            let url = format!("{base}/{algo}");
+            let dl = format!("dl-{algo}");
+            let sync = |args: &[&str]| {
+                let mut all = vec!["--config", cfg.as_str(), "sync"];
+                all.extend_from_slice(args);
+                env.ok(&all)
+            };
+            assert_eq!(sync(&["site", &url]).matches("upload: ").count(), 2);
+            let again = sync(&["--checksum", "site", &url]);
+            assert!(!again.contains("upload:"), "{algo}: {again}");
+            assert_eq!(
+                sync(&["--checksum", &url, &dl])
+                    .matches("download: ")
+                    .count(),
+                2
+            );
+            let again = sync(&["--checksum", &url, &dl]);
+            assert!(!again.contains("download:"), "{algo}: {again}");
+            if algo == "none" {
+                continue; // nothing to compare contents with: times decide
+            }
+            // Same size, same time, other bytes: only the contents tell.
+            let a = env.path("site/a");
+            let t = mtime(&a);
+            std::fs::write(&a, bytes).unwrap();
+            set_mtime(&a, t);
+            let by_time = sync(&["site", &url]);
+            assert!(!by_time.contains("upload:"), "{algo}: {by_time}");
+            let by_sum = sync(&["--checksum", "site", &url]);
+            assert!(by_sum.contains("upload: site/a"), "{algo}: {by_sum}");
+            let down = sync(&["--checksum", &url, &dl]);
+            assert!(down.contains("download: "), "{algo}: {down}");
+            assert_eq!(
+                std::fs::read(env.path(&dl).join("a")).unwrap(),
+                bytes.as_bytes()
+            );
+        }
+    });
+}
+
+/// A child's exit code and peak RSS in KiB.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also tells its rusage
+fn peak_rss(mut cmd: Command) -> (i32, i64) {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a plain syscall on our own child, with valid out-pointers.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+}
+
+/// `--checksum` hashes a file as it streams: comparing a 150 MiB file costs
+/// nothing like 150 MiB of memory (it cost 170 MB when the file was read whole).
+#[test]
+fn sync_checksum_holds_the_memory_bound() {
+    let env = Env::new();
+    env.ok(&["mb", "local://mem"]);
+    std::fs::create_dir(env.path("big")).unwrap();
+    let mut f = std::fs::File::create(env.path("big/file.bin")).unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    for _ in 0..150 {
+        f.write_all(&chunk).unwrap();
+    }
+    drop(f);
+    env.ok(&["sync", "big", "local://mem/big"]);
+    let (status, kib) = peak_rss(env.cmd(&["sync", "--checksum", "big", "local://mem/big"]));
+    assert_eq!(status, 0);
+    eprintln!("sync --checksum of 150 MiB: peak RSS {kib} KiB");
+    assert!(kib < 64 * 1024, "peak RSS {kib} KiB");
 }
