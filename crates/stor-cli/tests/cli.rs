@@ -1551,3 +1551,181 @@ fn sync_checksum_holds_the_memory_bound() {
     eprintln!("sync --checksum of 150 MiB: peak RSS {kib} KiB");
     assert!(kib < 64 * 1024, "peak RSS {kib} KiB");
 }
+
+#[test]
+fn sync_resolves_file_directory_conflicts_in_one_run() {
+    on_each_store(|env, base| {
+        let put = |url: &str, data: &str| {
+            std::fs::write(env.path("data"), data).unwrap();
+            env.ok(&["cp", "data", url]);
+        };
+        // Down: an object `z` where a directory `z/` is, and objects below `x/`
+        // where a file `x` is.
+        let src = format!("{base}/t");
+        for k in ["z", "x/y", "ok"] {
+            put(&format!("{src}/{k}"), k);
+        }
+        write_tree(
+            &env.path("dest"),
+            &[("z/old.txt", b"old"), ("x", b"a file")],
+        );
+        let out = env.run(&["sync", &src, "dest"]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(r#""z" is a file in the source but a directory at the destination"#),
+            "{err}"
+        );
+        assert!(
+            err.contains(r#""x" is a directory in the source but a file at the destination"#),
+            "{err}"
+        );
+        assert!(err.contains("Run with --delete"), "{err}");
+        assert_eq!(files_under(&env.path("dest")), ["ok", "x", "z/old.txt"]);
+        // --delete replaces the destination's side, in one run.
+        let out = env.run(&["sync", "--delete", &src, "dest"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(files_under(&env.path("dest")), ["ok", "x/y", "z"]);
+        assert_eq!(std::fs::read(env.path("dest/z")).unwrap(), b"z");
+        let again = env.ok(&["sync", "--delete", &src, "dest"]);
+        assert!(again.is_empty(), "settled: {again}");
+
+        // Up: a directory `z/` where an object `z` is, a file `x` where objects
+        // below `x/` are. An object store may hold both; --delete leaves one.
+        let up = format!("{base}/u");
+        for k in ["z", "x/y"] {
+            put(&format!("{up}/{k}"), k);
+        }
+        write_tree(&env.path("local"), &[("z/a", b"za"), ("x", b"xx")]);
+        let out = env.run(&["sync", "--delete", "local", &up]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(keys_under(env, &up), ["x", "z/a"]);
+        let again = env.ok(&["sync", "--delete", "local", &up]);
+        assert!(again.is_empty(), "settled: {again}");
+    });
+}
+
+#[test]
+fn sync_refuses_keys_the_engine_would_rewrite() {
+    on_each_store(|env, base| {
+        let www = format!("{base}/www");
+        write_tree(
+            &env.path("site"),
+            &[(r"a\b", b"ab"), ("plain", b"p"), ("sp ace", b"s")],
+        );
+        // SeaweedFS stores `a\b` as `a/b`; the local store keeps every key as sent.
+        let rewrites = env.s3.is_some();
+        if rewrites {
+            // What an earlier run left: the twin the engine made of `a\b`.
+            std::fs::write(env.path("twin"), "twin").unwrap();
+            env.ok(&["cp", "twin", &format!("{www}/a/b")]);
+        }
+        for run in 0..2 {
+            let out = env.run(&["sync", "--delete", "site", &www]);
+            let (err, text) = (stderr(&out), stdout(&out));
+            if rewrites {
+                assert_eq!(code(&out), 1, "run {run}: {err}");
+                assert!(err.contains(r#"(it rewrites "\\" as "/")"#), "{err}");
+                assert!(err.contains("rename it"), "{err}");
+                assert!(
+                    !text.contains("delete:") && !text.contains(r"a\b"),
+                    "{text}"
+                );
+                assert_eq!(keys_under(env, &www), ["a/b", "plain", "sp ace"]);
+                assert_eq!(cat(env, &format!("{www}/a/b")), "twin");
+            } else {
+                assert_eq!(code(&out), 0, "run {run}: {err}");
+                assert_eq!(keys_under(env, &www), [r"a\b", "plain", "sp ace"]);
+                if run == 1 {
+                    assert!(text.is_empty(), "settled: {text}");
+                }
+            }
+        }
+        // The probes are gone, "directories" and all.
+        let top = env.ok(&["ls", &format!("{www}/")]);
+        assert!(!top.contains(".stor-probe"), "{top}");
+        assert!(keys_under(env, base)
+            .iter()
+            .all(|k| !k.contains(".stor-probe")));
+    });
+}
+
+/// Runs a command whose stdout must be JSON objects only, one a line.
+fn json_lines(env: &Env, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
+    let out = env.run(args);
+    let lines = stdout(&out)
+        .lines()
+        .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+            Ok(v) if v.is_object() => v,
+            _ => panic!("{args:?} printed a line that is no JSON object: {l:?}"),
+        })
+        .collect();
+    (code(&out), lines)
+}
+
+fn has_op(lines: &[serde_json::Value], op: &str, field: &str, value: &str) -> bool {
+    lines.iter().any(|l| l["op"] == op && l[field] == value)
+}
+
+#[test]
+fn sync_json_prints_nothing_but_json() {
+    on_each_store(|env, base| {
+        let www = format!("{base}/www");
+        write_tree(&env.path("site"), &[("a", b"a"), ("gone", b"g")]);
+        env.ok(&["sync", "site", &www]);
+        std::fs::remove_file(env.path("site/gone")).unwrap();
+        std::os::unix::fs::symlink("nowhere", env.path("site/dangling")).unwrap();
+        std::fs::write(env.path("site/new"), "n").unwrap();
+        let up = ["sync", "--json", "--delete", "site", www.as_str()];
+
+        let (c, plan) = json_lines(env, &[&up[..], &["--dry-run"]].concat());
+        assert_eq!(c, 0);
+        assert!(plan
+            .iter()
+            .all(|l| l["dry_run"] == true || l["op"] == "skip"));
+        let key = |k: &str| format!("{}/{k}", www.splitn(4, '/').nth(3).unwrap());
+        assert!(has_op(&plan, "upload", "key", &key("new")), "{plan:?}");
+        assert!(has_op(&plan, "delete", "key", &key("gone")), "{plan:?}");
+        assert!(has_op(&plan, "skip", "path", "site/dangling"), "{plan:?}");
+        assert_eq!(
+            keys_under(env, &www),
+            ["a", "gone"],
+            "a dry run changes nothing"
+        );
+
+        let (c, done) = json_lines(env, &up);
+        assert_eq!(c, 0);
+        assert!(has_op(&done, "upload", "key", &key("new")), "{done:?}");
+        assert!(has_op(&done, "delete", "key", &key("gone")), "{done:?}");
+        assert!(has_op(&done, "skip", "path", "site/dangling"), "{done:?}");
+        let s = &done.last().unwrap()["summary"];
+        assert_eq!(
+            (s["objects"].as_u64(), s["deleted"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(s["skipped"], 1);
+
+        // Down, through a conflict, then --delete.
+        write_tree(
+            &env.path("dest"),
+            &[("a", b"x"), ("stray", b"s"), ("new/inside", b"i")],
+        );
+        let (c, lines) = json_lines(env, &["sync", "--json", &www, "dest"]);
+        assert_eq!(c, 1);
+        assert!(has_op(&lines, "conflict", "path", "dest/new"), "{lines:?}");
+        assert!(has_op(&lines, "download", "path", "dest/a"), "{lines:?}");
+        assert_eq!(lines.last().unwrap()["summary"]["failures"], 1);
+        let (c, lines) = json_lines(env, &["sync", "--json", "--delete", &www, "dest"]);
+        assert_eq!(c, 0, "{lines:?}");
+        assert!(has_op(&lines, "delete", "path", "dest/stray"), "{lines:?}");
+        assert!(has_op(&lines, "rmdir", "path", "dest/new"), "{lines:?}");
+        assert!(has_op(&lines, "download", "path", "dest/new"), "{lines:?}");
+        assert_eq!(lines.last().unwrap()["summary"]["deleted"], 3);
+
+        // A refusal, too.
+        let typo = format!("{base}/typo");
+        let (c, lines) = json_lines(env, &["sync", "--json", "--delete", &typo, "dest"]);
+        assert_eq!(c, 2);
+        assert!(!lines.is_empty() && lines.iter().all(|l| l["refused"] == true));
+    });
+}
