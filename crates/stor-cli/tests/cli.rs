@@ -1219,6 +1219,7 @@ fn permission_denied_and_killed_downloads_leave_no_destination() {
 
 /// Runs `check` on the local store, then on SeaweedFS (when configured), each in a
 /// fresh environment with a fresh bucket; `base` is `local://BUCKET` or `s3://BUCKET`.
+/// The bucket goes afterwards (SeaweedFS gives each bucket volumes of its own).
 fn on_each_store(check: impl Fn(&Env, &str)) {
     let stores = [Some(Env::new()), Env::with_s3()];
     for env in stores.into_iter().flatten() {
@@ -1227,6 +1228,7 @@ fn on_each_store(check: impl Fn(&Env, &str)) {
         let mb = env.run(&["mb", &base]);
         assert_eq!(code(&mb), 0, "{}", stderr(&mb));
         check(&env, &base);
+        env.ok(&["rb", "--force", &base]);
     }
 }
 

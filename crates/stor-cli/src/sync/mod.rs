@@ -147,7 +147,7 @@ fn rules<'a>(a: &SyncArgs, direction: Direction, allows: &'a dyn Fn(&str) -> boo
         delete: a.delete,
         checksum: a.checksum,
         allow_empty_source: a.allow_empty_source,
-        whole_seconds: false,
+        granularity: 1,
         allows,
     }
 }
@@ -461,8 +461,9 @@ async fn down(
     }
 
     let allows = |r: &str| filter.allows(r);
+    let has_files = dest.values().any(|d| matches!(d, Dest::File(_)));
     let rules = Rules {
-        whole_seconds: keeps_whole_seconds(dir),
+        granularity: if has_files { granularity(dir) } else { 1 },
         ..rules(a, Direction::Down, &allows)
     };
     let p = plan(&source, &dest, &rules);
@@ -556,30 +557,44 @@ async fn down(
 /// its place since).
 fn set_mtime(path: &Path, t: SystemTime) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    const O_NOFOLLOW: i32 = 0o400000;
     std::fs::File::options()
         .read(true)
-        .custom_flags(O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)?
         .set_modified(t)
 }
 
-/// Whether the file system of `dir` keeps whole seconds of modification times:
-/// then a downloaded file keeps only the second of its object's time. Tried on a
-/// temp file (named like a download's, so walks and cleanups know it).
-fn keeps_whole_seconds(dir: &Path) -> bool {
+/// How finely the file system of `dir` keeps modification times, in nanoseconds
+/// (1 on most; 1 000 000 000 where it keeps whole seconds, 2 s on FAT): a
+/// downloaded file keeps only that much of its object's time. Tried on a temp file
+/// (named like a download's, so walks and cleanups know it); 1 if that fails.
+fn granularity(dir: &Path) -> u64 {
     let probe = dir.join(format!(
         ".mtime-probe.{:08x}{}",
         std::process::id(),
         stor::TEMP_SUFFIX
     ));
-    let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_000_000_000, 123_456_789);
+    // An odd second, so a two-second granularity shows.
+    let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(1_000_000_001, 123_456_789);
     let kept = std::fs::File::create_new(&probe).and_then(|f| {
         f.set_modified(t)?;
         f.metadata()?.modified()
     });
     let _ = std::fs::remove_file(&probe);
-    matches!(kept, Ok(k) if k != t)
+    let Ok(kept) = kept else {
+        return 1;
+    };
+    [
+        1,
+        1_000,
+        1_000_000,
+        10_000_000,
+        1_000_000_000,
+        2_000_000_000,
+    ]
+    .into_iter()
+    .find(|g| plan::truncate(t, *g) == Some(kept))
+    .unwrap_or(1)
 }
 
 /// A key's path below the prefix with empty and `.` segments dropped and `..`

@@ -12,9 +12,10 @@
 //!    local file was hashed in that algorithm.
 //! 2. Otherwise times. An object `stor sync` uploaded records its file's
 //!    modification time (`stor-mtime`, to the nanosecond), and a downloaded file
-//!    gets that time: they must be equal — exactly, or to the second where the
-//!    destination's file system keeps whole seconds — in both directions. A file
-//!    replaced by an older one, or changed twice within a second, differs.
+//!    gets that time: they must be equal — exactly, or as exactly as the
+//!    destination's file system keeps times (whole seconds on some) — in both
+//!    directions. A file replaced by an older one, or changed twice within a
+//!    second, differs.
 //! 3. An object another tool uploaded records no time. Up, the file counts as
 //!    changed when it is newer than the object's Last-Modified (the rule of
 //!    `aws s3 sync`; the upload then records its time). Down, it counts as
@@ -95,9 +96,10 @@ pub struct Rules<'a> {
     pub delete: bool,
     pub checksum: bool,
     pub allow_empty_source: bool,
-    /// The local file system keeps whole seconds (a time set on a downloaded file
-    /// loses its fraction).
-    pub whole_seconds: bool,
+    /// How finely the local file system keeps modification times, in nanoseconds
+    /// (1; 1 000 000 000 where it keeps whole seconds): a time set on a downloaded
+    /// file keeps only that much.
+    pub granularity: u64,
     /// The `--include`/`--exclude` filters.
     pub allows: &'a dyn Fn(&str) -> bool,
 }
@@ -193,7 +195,7 @@ pub fn changed(src: &Meta, dst: &Meta, rules: &Rules<'_>) -> bool {
         Direction::Up => (src, dst),
         Direction::Down => (dst, src),
     };
-    let same_time = |f, t| same_time(f, t, rules.whole_seconds);
+    let same_time = |f, t| same_time(f, t, rules.granularity);
     if rules.checksum {
         if let (Some((fa, fv)), Some((oa, ov))) = (&file.checksum, &object.checksum) {
             if fa == oa {
@@ -212,10 +214,23 @@ pub fn changed(src: &Meta, dst: &Meta, rules: &Rules<'_>) -> bool {
 }
 
 /// Whether a file's modification time is `t`, as precisely as its file system
-/// keeps times.
-pub fn same_time(file: SystemTime, t: SystemTime, whole_seconds: bool) -> bool {
-    let secs = |x: SystemTime| x.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).ok();
-    file == t || (whole_seconds && secs(file).is_some() && secs(file) == secs(t))
+/// keeps times (every `granularity` nanoseconds).
+pub fn same_time(file: SystemTime, t: SystemTime, granularity: u64) -> bool {
+    file == t || (granularity > 1 && Some(file) == truncate(t, granularity))
+}
+
+/// `t` rounded down to a multiple of `granularity` nanoseconds since the epoch.
+pub fn truncate(t: SystemTime, granularity: u64) -> Option<SystemTime> {
+    let ns = t.duration_since(UNIX_EPOCH).ok()?.as_nanos();
+    let g = u128::from(granularity.max(1));
+    let kept = ns / g * g;
+    Some(
+        UNIX_EPOCH
+            + std::time::Duration::new(
+                (kept / 1_000_000_000) as u64,
+                (kept % 1_000_000_000) as u32,
+            ),
+    )
 }
 
 /// The directories above `rel`, outermost first: `a`, `a/b` for `a/b/c`.
@@ -234,12 +249,13 @@ pub fn plan(
     rules: &Rules<'_>,
 ) -> Plan {
     let allows = |rel: &str| (rules.allows)(rel.trim_end_matches('/'));
-    let skipped: Vec<&str> = source
+    let skipped: BTreeSet<&str> = source
         .iter()
         .filter(|(_, s)| matches!(s, Source::Skipped))
         .map(|(k, _)| k.trim_end_matches('/'))
         .collect();
-    let protected = |rel: &str| skipped.iter().find(|k| rel == **k || below(rel, k));
+    // At or below a skipped path.
+    let protected = |rel: &str| skipped.contains(rel) || parents(rel).any(|p| skipped.contains(p));
     // Why a destination path may not be deleted, if it may not.
     let keep = |rel: &str| -> Option<Blocked> {
         if !rules.delete {
@@ -247,7 +263,7 @@ pub fn plan(
         } else if !allows(rel) {
             Some(Blocked::Excluded(rel.to_owned()))
         } else {
-            protected(rel).map(|_| Blocked::Skipped(rel.to_owned()))
+            protected(rel).then(|| Blocked::Skipped(rel.to_owned()))
         }
     };
     let files: BTreeMap<&str, &Meta> = source
@@ -422,7 +438,11 @@ mod tests {
             delete: flags.contains('d'),
             checksum: flags.contains('c'),
             allow_empty_source: flags.contains('e'),
-            whole_seconds: flags.contains('w'),
+            granularity: if flags.contains('w') {
+                1_000_000_000
+            } else {
+                1
+            },
             allows: if flags.contains('x') { &no_x } else { &all },
         }
     }
@@ -603,9 +623,14 @@ mod tests {
     #[test]
     fn whole_second_file_systems_match_within_their_second() {
         let t = at(T, 999_999_999).unwrap();
-        assert!(same_time(at(T, 0).unwrap(), t, true));
-        assert!(!same_time(at(T, 0).unwrap(), t, false));
-        assert!(!same_time(at(T + 1, 0).unwrap(), t, true));
-        assert!(same_time(t, t, false));
+        const S: u64 = 1_000_000_000;
+        assert!(same_time(at(T, 0).unwrap(), t, S));
+        assert!(!same_time(at(T, 0).unwrap(), t, 1));
+        assert!(!same_time(at(T + 1, 0).unwrap(), t, S));
+        assert!(same_time(t, t, 1));
+        // Microseconds (some network file systems), two seconds (FAT).
+        assert!(same_time(at(T, 999_999_000).unwrap(), t, 1_000));
+        assert!(!same_time(at(T, 999_000_000).unwrap(), t, 1_000));
+        assert!(same_time(at(T, 0).unwrap(), at(T + 1, 5).unwrap(), 2 * S));
     }
 }
