@@ -408,14 +408,15 @@ async fn down(
                 listed.insert(rel, o);
             }
             Err(e) => {
-                // Its source exists: whatever a path of its could hold stays.
+                // Its source exists: whatever a path of its could hold stays (unless
+                // another key has that path as its own).
                 let key = e.key().unwrap_or_default().to_owned();
                 let rel = from.rel(&key).to_owned();
-                let folded = fold(&rel);
-                if !folded.is_empty() {
-                    source.insert(folded, Source::Skipped);
+                for r in [fold(&rel), rel.clone()] {
+                    if !r.is_empty() {
+                        source.entry(r).or_insert(Source::Skipped);
+                    }
                 }
-                source.insert(rel.clone(), Source::Skipped);
                 if filter.allows(&rel) {
                     let obj = json!({ "op": "download", "key": key });
                     out.fail(&format!("download {}", from.url(&rel)), &e, obj);
