@@ -1528,20 +1528,31 @@ fn sync_checksum_compares_in_the_objects_algorithm_and_settles() {
     });
 }
 
-/// A child's exit code and peak RSS in KiB.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which also tells its rusage
-fn peak_rss(mut cmd: Command) -> (i32, i64) {
-    let child = cmd
+/// A child's exit code and the peak of its resident memory in KiB: its VmHWM,
+/// read from /proc every millisecond while it runs (a high-water mark: it only
+/// grows). Not wait4's ru_maxrss: that counts the memory of this test process,
+/// which the child shares until it execs.
+fn peak_rss(mut cmd: Command) -> (i32, u64) {
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut status = 0;
-    // SAFETY: a plain syscall on our own child, with valid out-pointers.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    (libc::WEXITSTATUS(status), usage.ru_maxrss)
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    // Until it exits: a zombie has no memory, so no VmHWM.
+    while let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
+        let line = s.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+        line.trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()
+    }) {
+        peak = peak.max(kib);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    (child.wait().unwrap().code().unwrap_or(-1), peak)
 }
 
 /// `--checksum` hashes a file as it streams: comparing a 150 MiB file costs
