@@ -190,18 +190,29 @@ pub struct SyncArgs {
     pub src: String,
     /// Destination: a prefix or a directory
     pub dst: String,
-    /// Compare content (CRC64NVME) instead of modification times
+    /// Compare contents where sizes match, by the checksum the object carries
+    /// (CRC64NVME, CRC32C or CRC32), instead of modification times
     #[arg(long)]
     pub checksum: bool,
-    /// Delete what the destination has and the source does not
+    /// Delete what the destination has and the source does not (never what the
+    /// filters exclude, nor copies of entries the source has but skipped)
     #[arg(long)]
     pub delete: bool,
+    /// With --delete: go ahead when the source holds nothing (refused otherwise:
+    /// a mistyped prefix would empty the destination)
+    #[arg(long, requires = "delete")]
+    pub allow_empty_source: bool,
+    /// Do not follow symlinks in the source directory: report each as skipped
+    /// (by default they are followed, to files and directories; loops are reported)
+    #[arg(long)]
+    pub no_follow_symlinks: bool,
     /// Show what would change, change nothing
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
     pub filter: FilterFlags,
-    /// One JSON object per transferred object, then a summary object (no progress bar)
+    /// Only JSON on stdout: one object per upload, download, delete, skip, conflict
+    /// or planned step, then a summary object (no progress bar)
     #[arg(long)]
     pub json: bool,
 }

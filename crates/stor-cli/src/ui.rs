@@ -20,6 +20,7 @@ pub struct Ui {
     files_done: AtomicU64,
     bytes: AtomicU64,
     failures: AtomicU64,
+    deleted: AtomicU64,
     quiet: bool,
 }
 
@@ -49,6 +50,7 @@ impl Ui {
             files_done: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            deleted: AtomicU64::new(0),
             quiet: quiet || json,
         })
     }
@@ -79,6 +81,11 @@ impl Ui {
         }
     }
 
+    /// One object or file deleted (`sync --delete`), for the summary.
+    pub fn deleted(&self) {
+        self.deleted.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Prints a line above the bar; false when there is no bar (print it
     /// yourself, to stdout).
     pub fn println(&self, line: &str) -> bool {
@@ -107,6 +114,7 @@ impl Ui {
             retries,
             failures: failures + earlier_failures,
             skipped,
+            deleted: self.deleted.load(Ordering::Relaxed),
         };
         if !self.quiet {
             let rate = if s.seconds > 0.0 {
@@ -118,8 +126,12 @@ impl Ui {
                 0 => String::new(),
                 n => format!(", {n} skipped"),
             };
+            let deleted = match s.deleted {
+                0 => String::new(),
+                n => format!(", {n} deleted"),
+            };
             eprintln!(
-                "Done: {} objects, {} in {:.1} s ({}/s), {} retries, {} failures{skipped}",
+                "Done: {} objects, {} in {:.1} s ({}/s), {} retries, {} failures{skipped}{deleted}",
                 s.objects,
                 crate::commands::human(s.bytes),
                 s.seconds,
@@ -142,6 +154,8 @@ pub struct Summary {
     pub failures: u64,
     /// Entries left out: not regular files, dangling links, loops.
     pub skipped: u64,
+    /// Objects or files deleted (`sync --delete`).
+    pub deleted: u64,
 }
 
 /// `--include` / `--exclude` globs, matched against the path below the command's

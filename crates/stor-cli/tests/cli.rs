@@ -1337,7 +1337,7 @@ fn recursive_downloads_never_write_outside_the_target() {
                 .is_fifo());
             let err = stderr(&out);
             assert!(
-                err.contains("symlink") && err.contains("FIFO"),
+                err.contains("symlink") && (err.contains("FIFO") || err.contains("special file")),
                 "{cmd}: {err}"
             );
         }
@@ -2156,4 +2156,545 @@ fn no_credentials_is_one_clear_error_not_a_retried_failure() {
         "{}",
         stdout(&out)
     );
+}
+
+// ------------------------------------------------------------------ sync: its rules
+//
+// Each test runs on the local store, then on SeaweedFS when scripts/with-servers.sh
+// provides it. The rules themselves are a table test in src/sync/plan.rs.
+
+/// Runs `check` on the local store, then on SeaweedFS (when configured), each in a
+/// fresh environment with a fresh bucket; `base` is `local://BUCKET` or `s3://BUCKET`.
+/// The bucket goes afterwards (SeaweedFS gives each bucket volumes of its own).
+fn on_each_store(check: impl Fn(&Env, &str)) {
+    let stores = [Some(Env::new()), Env::with_s3()];
+    for env in stores.into_iter().flatten() {
+        let scheme = if env.s3.is_some() { "s3" } else { "local" };
+        let base = format!("{scheme}://{}", bucket());
+        let mb = env.run(&["mb", &base]);
+        assert_eq!(code(&mb), 0, "{}", stderr(&mb));
+        check(&env, &base);
+        env.ok(&["rb", "--force", &base]);
+    }
+}
+
+/// The keys under `url`, below it.
+fn keys_under(env: &Env, url: &str) -> Vec<String> {
+    let prefix = url.splitn(4, '/').nth(3).unwrap_or("").to_owned();
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+        prefix
+    } else {
+        format!("{prefix}/")
+    };
+    let mut keys: Vec<String> = env
+        .ok(&["ls", "-r", "--json", url])
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| v["key"].as_str().unwrap()[prefix.len()..].to_owned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn cat(env: &Env, url: &str) -> String {
+    env.ok(&["cat", url])
+}
+
+fn set_mtime(path: &Path, t: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// 2020-01-01T00:00:00Z plus `ms` milliseconds.
+fn t2020(ms: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_577_836_800_000 + ms)
+}
+
+/// The files below `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn sync_delete_refuses_a_source_that_holds_nothing() {
+    on_each_store(|env, base| {
+        let www = format!("{base}/www");
+        write_tree(&env.path("site"), &[("a", b"a"), ("b/c", b"c")]);
+        env.ok(&["sync", "site", &www]);
+        // An empty directory as the source: nothing goes, and the user hears what would.
+        std::fs::create_dir(env.path("empty")).unwrap();
+        let out = env.run(&["sync", "--delete", "empty", &www]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--allow-empty-source"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains(&format!("(refused) delete: {www}/b/c")),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(keys_under(env, &www), ["a", "b/c"]);
+        // A missing directory neither.
+        let out = env.run(&["sync", "--delete", "missing", &www]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert_eq!(keys_under(env, &www), ["a", "b/c"]);
+        // A mistyped prefix as the source of a download.
+        write_tree(&env.path("mine"), &[("x", b"x"), ("y/z", b"z")]);
+        let typo = format!("{base}/wwww");
+        let out = env.run(&["sync", "--delete", &typo, "mine"]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("(refused) delete: mine/y/z"),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(files_under(&env.path("mine")), ["x", "y/z"]);
+        // Filters that let nothing through count as nothing.
+        let out = env.run(&["sync", "--delete", "--include", "*.none", "site", &www]);
+        assert_eq!(code(&out), 0, "nothing to delete either: {}", stderr(&out));
+        // Said on purpose: it goes.
+        let out = env.run(&["sync", "--delete", "--allow-empty-source", &typo, "mine"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(files_under(&env.path("mine")), Vec::<String>::new());
+    });
+}
+
+#[test]
+fn sync_follows_symlinks_reports_skips_and_never_deletes_their_copies() {
+    on_each_store(|env, base| {
+        let www = format!("{base}/www");
+        write_tree(&env.path("outside/lib"), &[("x.txt", b"x")]);
+        write_tree(
+            &env.path("site"),
+            &[("a", b"a"), ("gone", b"was a file once")],
+        );
+        env.ok(&["sync", "site", &www]);
+        // Now `gone` dangles and two links join the tree.
+        std::fs::remove_file(env.path("site/gone")).unwrap();
+        use std::os::unix::fs::symlink;
+        symlink("nowhere", env.path("site/gone")).unwrap();
+        symlink(env.path("outside/lib"), env.path("site/linked")).unwrap();
+        symlink("a", env.path("site/lf")).unwrap();
+        let out = env.run(&["sync", "--delete", "site", &www]);
+        assert_eq!(code(&out), 0, "skips are not failures: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("skipped site/gone: a dangling symlink"),
+            "{err}"
+        );
+        assert!(err.contains("1 skipped"), "{err}");
+        // Followed (links to files and to directories); the dangling one's copy kept.
+        assert_eq!(keys_under(env, &www), ["a", "gone", "lf", "linked/x.txt"]);
+        assert_eq!(cat(env, &format!("{www}/gone")), "was a file once");
+        // Not followed: each link is reported, and what they uploaded stays.
+        let out = env.run(&["sync", "--delete", "--no-follow-symlinks", "site", &www]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let err = stderr(&out);
+        for link in ["gone", "lf", "linked"] {
+            assert!(
+                err.contains(&format!("skipped site/{link}: a symlink")),
+                "{err}"
+            );
+        }
+        assert!(!stdout(&out).contains("delete:"), "{}", stdout(&out));
+        assert_eq!(keys_under(env, &www), ["a", "gone", "lf", "linked/x.txt"]);
+
+        // Down: keys with no path of their own (`k` beside `k/v`) are skipped and
+        // reported, and the file a `k` left earlier is kept.
+        let src = format!("{base}/src");
+        std::fs::write(env.path("one"), "1").unwrap();
+        for k in ["k", "k/v", "ok"] {
+            env.ok(&["cp", "one", &format!("{src}/{k}")]);
+        }
+        // A key that folds into another one's path (the local store keeps `x/../d/e`
+        // as sent) is refused without keeping the other from its file.
+        let folds = env.s3.is_none();
+        if folds {
+            for k in ["d/e", "x/../d/e"] {
+                env.ok(&["cp", "one", &format!("{src}/{k}")]);
+            }
+        }
+        write_tree(
+            &env.path("dest"),
+            &[("k", b"an earlier k"), ("extra", b"e")],
+        );
+        let out = env.run(&["sync", "--delete", &src, "dest"]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("needs a directory"), "{err}");
+        let mut want = vec!["k", "ok"];
+        if folds {
+            assert!(err.contains("would be the same file"), "{err}");
+            want.insert(0, "d/e");
+        }
+        assert_eq!(files_under(&env.path("dest")), want);
+        assert_eq!(std::fs::read(env.path("dest/k")).unwrap(), b"an earlier k");
+    });
+}
+
+#[test]
+fn sync_never_marks_a_failed_download_done() {
+    on_each_store(|env, base| {
+        // An object whose bytes fail verification on the way down: stored with a
+        // checksum they do not have.
+        let none = r#"{"storageConfig": {"checksum": "none"}}"#;
+        std::fs::write(env.path("none.json"), none).unwrap();
+        std::fs::write(env.path("new"), "new!").unwrap();
+        let src = format!("{base}/src");
+        let bad = ["--metadata", "stor-crc64nvme=AAAAAAAAAAA="];
+        let f = format!("{src}/f");
+        env.ok(&["--config", "none.json", "cp", bad[0], bad[1], "new", &f]);
+        write_tree(&env.path("dest"), &[("f", b"old!")]);
+        let old = t2020(0);
+        set_mtime(&env.path("dest/f"), old);
+        // However often it runs, it fails, and the old file stays as it was.
+        for run in 0..2 {
+            let out = env.run(&["sync", &src, "dest"]);
+            assert_eq!(code(&out), 1, "run {run}: {}", stderr(&out));
+            assert!(stderr(&out).contains("integrity"), "{}", stderr(&out));
+            assert_eq!(std::fs::read(env.path("dest/f")).unwrap(), b"old!");
+            assert_eq!(mtime(&env.path("dest/f")), old, "run {run}");
+        }
+    });
+}
+
+#[test]
+fn sync_finds_same_size_changes_within_a_second_both_ways() {
+    on_each_store(|env, base| {
+        let www = format!("{base}/www");
+        let a = env.path("site/a");
+        write_tree(&env.path("site"), &[("a", b"v1v1")]);
+        set_mtime(&a, t2020(100));
+        env.ok(&["sync", "site", &www]);
+        // Changed 200 ms later, same size.
+        std::fs::write(&a, "v2v2").unwrap();
+        set_mtime(&a, t2020(300));
+        let out = env.ok(&["sync", "site", &www]);
+        assert!(out.contains("upload: site/a"), "{out}");
+        assert_eq!(cat(env, &format!("{www}/a")), "v2v2");
+        // Replaced by an older file of the same size.
+        std::fs::write(&a, "v3v3").unwrap();
+        set_mtime(&a, t2020(0) - std::time::Duration::from_secs(10));
+        let out = env.ok(&["sync", "site", &www]);
+        assert!(out.contains("upload: site/a"), "{out}");
+        assert_eq!(cat(env, &format!("{www}/a")), "v3v3");
+        let out = env.ok(&["sync", "site", &www]);
+        assert!(!out.contains("upload:"), "nothing changed: {out}");
+
+        // Down: a file gets its source file's time, to the nanosecond ...
+        env.ok(&["sync", &www, "copy"]);
+        assert_eq!(mtime(&env.path("copy/a")), mtime(&a));
+        // ... so an object rewritten within a second is found.
+        std::fs::write(&a, "v4v4").unwrap();
+        set_mtime(&a, mtime(&a) + std::time::Duration::from_millis(400));
+        env.ok(&["sync", "site", &www]);
+        let out = env.ok(&["sync", &www, "copy"]);
+        assert!(out.contains("download:"), "{out}");
+        assert_eq!(std::fs::read(env.path("copy/a")).unwrap(), b"v4v4");
+        let out = env.ok(&["sync", &www, "copy"]);
+        assert!(!out.contains("download:"), "nothing changed: {out}");
+    });
+}
+
+#[test]
+fn sync_checksum_compares_in_the_objects_algorithm_and_settles() {
+    on_each_store(|env, base| {
+        write_tree(&env.path("site"), &[("a", b"aaaa"), ("b/c", b"cccc")]);
+        for (algo, bytes) in [
+            ("crc64nvme", "AAAA"),
+            ("crc32c", "BBBB"),
+            ("crc32", "CCCC"),
+            ("none", ""),
+        ] {
+            let cfg = format!("{algo}.json");
+            let json = format!(r#"{{"storageConfig": {{"checksum": "{algo}"}}}}"#);
+            std::fs::write(env.path(&cfg), json).unwrap();
+            let url = format!("{base}/{algo}");
+            let dl = format!("dl-{algo}");
+            let sync = |args: &[&str]| {
+                let mut all = vec!["--config", cfg.as_str(), "sync"];
+                all.extend_from_slice(args);
+                env.ok(&all)
+            };
+            assert_eq!(sync(&["site", &url]).matches("upload: ").count(), 2);
+            let again = sync(&["--checksum", "site", &url]);
+            assert!(!again.contains("upload:"), "{algo}: {again}");
+            assert_eq!(
+                sync(&["--checksum", &url, &dl])
+                    .matches("download: ")
+                    .count(),
+                2
+            );
+            let again = sync(&["--checksum", &url, &dl]);
+            assert!(!again.contains("download:"), "{algo}: {again}");
+            if algo == "none" {
+                continue; // nothing to compare contents with: times decide
+            }
+            // Same size, same time, other bytes: only the contents tell.
+            let a = env.path("site/a");
+            let t = mtime(&a);
+            std::fs::write(&a, bytes).unwrap();
+            set_mtime(&a, t);
+            let by_time = sync(&["site", &url]);
+            assert!(!by_time.contains("upload:"), "{algo}: {by_time}");
+            let by_sum = sync(&["--checksum", "site", &url]);
+            assert!(by_sum.contains("upload: site/a"), "{algo}: {by_sum}");
+            let down = sync(&["--checksum", &url, &dl]);
+            assert!(down.contains("download: "), "{algo}: {down}");
+            assert_eq!(
+                std::fs::read(env.path(&dl).join("a")).unwrap(),
+                bytes.as_bytes()
+            );
+        }
+    });
+}
+
+/// A child's exit code and the peak of its resident memory in KiB: its VmHWM,
+/// read from /proc every millisecond while it runs (a high-water mark: it only
+/// grows). Not wait4's ru_maxrss: that counts the memory of this test process,
+/// which the child shares until it execs.
+fn peak_rss(mut cmd: Command) -> (i32, u64) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    // Until it exits: a zombie has no memory, so no VmHWM.
+    while let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
+        let line = s.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+        line.trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()
+    }) {
+        peak = peak.max(kib);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    (child.wait().unwrap().code().unwrap_or(-1), peak)
+}
+
+/// `--checksum` hashes a file as it streams: comparing a 150 MiB file costs
+/// nothing like 150 MiB of memory (it cost 170 MB when the file was read whole).
+#[test]
+fn sync_checksum_holds_the_memory_bound() {
+    let env = Env::new();
+    env.ok(&["mb", "local://mem"]);
+    std::fs::create_dir(env.path("big")).unwrap();
+    let mut f = std::fs::File::create(env.path("big/file.bin")).unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    for _ in 0..150 {
+        f.write_all(&chunk).unwrap();
+    }
+    drop(f);
+    env.ok(&["sync", "big", "local://mem/big"]);
+    let (status, kib) = peak_rss(env.cmd(&["sync", "--checksum", "big", "local://mem/big"]));
+    assert_eq!(status, 0);
+    eprintln!("sync --checksum of 150 MiB: peak RSS {kib} KiB");
+    assert!(kib < 64 * 1024, "peak RSS {kib} KiB");
+}
+
+#[test]
+fn sync_resolves_file_directory_conflicts_in_one_run() {
+    on_each_store(|env, base| {
+        let put = |url: &str, data: &str| {
+            std::fs::write(env.path("data"), data).unwrap();
+            env.ok(&["cp", "data", url]);
+        };
+        // Down: an object `z` where a directory `z/` is, and objects below `x/`
+        // where a file `x` is.
+        let src = format!("{base}/t");
+        for k in ["z", "x/y", "ok"] {
+            put(&format!("{src}/{k}"), k);
+        }
+        write_tree(
+            &env.path("dest"),
+            &[("z/old.txt", b"old"), ("x", b"a file")],
+        );
+        let out = env.run(&["sync", &src, "dest"]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(r#""z" is a file in the source but a directory at the destination"#),
+            "{err}"
+        );
+        assert!(
+            err.contains(r#""x" is a directory in the source but a file at the destination"#),
+            "{err}"
+        );
+        assert!(err.contains("Run with --delete"), "{err}");
+        assert_eq!(files_under(&env.path("dest")), ["ok", "x", "z/old.txt"]);
+        // --delete replaces the destination's side, in one run.
+        let out = env.run(&["sync", "--delete", &src, "dest"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(files_under(&env.path("dest")), ["ok", "x/y", "z"]);
+        assert_eq!(std::fs::read(env.path("dest/z")).unwrap(), b"z");
+        let again = env.ok(&["sync", "--delete", &src, "dest"]);
+        assert!(again.is_empty(), "settled: {again}");
+
+        // Up: a directory `z/` where an object `z` is, a file `x` where objects
+        // below `x/` are. An object store may hold both; --delete leaves one.
+        let up = format!("{base}/u");
+        for k in ["z", "x/y"] {
+            put(&format!("{up}/{k}"), k);
+        }
+        write_tree(&env.path("local"), &[("z/a", b"za"), ("x", b"xx")]);
+        let out = env.run(&["sync", "--delete", "local", &up]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(keys_under(env, &up), ["x", "z/a"]);
+        let again = env.ok(&["sync", "--delete", "local", &up]);
+        assert!(again.is_empty(), "settled: {again}");
+    });
+}
+
+#[test]
+fn sync_refuses_keys_the_engine_would_rewrite() {
+    on_each_store(|env, base| {
+        let www = format!("{base}/www");
+        write_tree(
+            &env.path("site"),
+            &[(r"a\b", b"ab"), ("plain", b"p"), ("sp ace", b"s")],
+        );
+        // SeaweedFS stores `a\b` as `a/b`; the local store keeps every key as sent.
+        let rewrites = env.s3.is_some();
+        if rewrites {
+            // What an earlier run left: the twin the engine made of `a\b`.
+            std::fs::write(env.path("twin"), "twin").unwrap();
+            env.ok(&["cp", "twin", &format!("{www}/a/b")]);
+        }
+        for run in 0..2 {
+            let out = env.run(&["sync", "--delete", "site", &www]);
+            let (err, text) = (stderr(&out), stdout(&out));
+            if rewrites {
+                assert_eq!(code(&out), 1, "run {run}: {err}");
+                assert!(err.contains(r#"(it rewrites "\\" as "/")"#), "{err}");
+                assert!(err.contains("rename it"), "{err}");
+                assert!(
+                    !text.contains("delete:") && !text.contains(r"a\b"),
+                    "{text}"
+                );
+                assert_eq!(keys_under(env, &www), ["a/b", "plain", "sp ace"]);
+                assert_eq!(cat(env, &format!("{www}/a/b")), "twin");
+            } else {
+                assert_eq!(code(&out), 0, "run {run}: {err}");
+                assert_eq!(keys_under(env, &www), [r"a\b", "plain", "sp ace"]);
+                if run == 1 {
+                    assert!(text.is_empty(), "settled: {text}");
+                }
+            }
+        }
+        // The probes are gone, "directories" and all.
+        let top = env.ok(&["ls", &format!("{www}/")]);
+        assert!(!top.contains(".stor-probe"), "{top}");
+        assert!(keys_under(env, base)
+            .iter()
+            .all(|k| !k.contains(".stor-probe")));
+    });
+}
+
+/// Runs a command whose stdout must be JSON objects only, one a line.
+fn json_lines(env: &Env, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
+    let out = env.run(args);
+    let lines = stdout(&out)
+        .lines()
+        .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+            Ok(v) if v.is_object() => v,
+            _ => panic!("{args:?} printed a line that is no JSON object: {l:?}"),
+        })
+        .collect();
+    (code(&out), lines)
+}
+
+fn has_op(lines: &[serde_json::Value], op: &str, field: &str, value: &str) -> bool {
+    lines.iter().any(|l| l["op"] == op && l[field] == value)
+}
+
+#[test]
+fn sync_json_prints_nothing_but_json() {
+    on_each_store(|env, base| {
+        let www = format!("{base}/www");
+        write_tree(&env.path("site"), &[("a", b"a"), ("gone", b"g")]);
+        env.ok(&["sync", "site", &www]);
+        std::fs::remove_file(env.path("site/gone")).unwrap();
+        std::os::unix::fs::symlink("nowhere", env.path("site/dangling")).unwrap();
+        std::fs::write(env.path("site/new"), "n").unwrap();
+        let up = ["sync", "--json", "--delete", "site", www.as_str()];
+
+        let (c, plan) = json_lines(env, &[&up[..], &["--dry-run"]].concat());
+        assert_eq!(c, 0);
+        assert!(plan
+            .iter()
+            .all(|l| l["dry_run"] == true || l["op"] == "skip"));
+        let key = |k: &str| format!("{}/{k}", www.splitn(4, '/').nth(3).unwrap());
+        assert!(has_op(&plan, "upload", "key", &key("new")), "{plan:?}");
+        assert!(has_op(&plan, "delete", "key", &key("gone")), "{plan:?}");
+        assert!(has_op(&plan, "skip", "path", "site/dangling"), "{plan:?}");
+        assert_eq!(
+            keys_under(env, &www),
+            ["a", "gone"],
+            "a dry run changes nothing"
+        );
+
+        let (c, done) = json_lines(env, &up);
+        assert_eq!(c, 0);
+        assert!(has_op(&done, "upload", "key", &key("new")), "{done:?}");
+        assert!(has_op(&done, "delete", "key", &key("gone")), "{done:?}");
+        assert!(has_op(&done, "skip", "path", "site/dangling"), "{done:?}");
+        let s = &done.last().unwrap()["summary"];
+        assert_eq!(
+            (s["objects"].as_u64(), s["deleted"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(s["skipped"], 1);
+
+        // Down, through a conflict, then --delete.
+        write_tree(
+            &env.path("dest"),
+            &[("a", b"x"), ("stray", b"s"), ("new/inside", b"i")],
+        );
+        let (c, lines) = json_lines(env, &["sync", "--json", &www, "dest"]);
+        assert_eq!(c, 1);
+        assert!(has_op(&lines, "conflict", "path", "dest/new"), "{lines:?}");
+        assert!(has_op(&lines, "download", "path", "dest/a"), "{lines:?}");
+        assert_eq!(lines.last().unwrap()["summary"]["failures"], 1);
+        let (c, lines) = json_lines(env, &["sync", "--json", "--delete", &www, "dest"]);
+        assert_eq!(c, 0, "{lines:?}");
+        assert!(has_op(&lines, "delete", "path", "dest/stray"), "{lines:?}");
+        assert!(has_op(&lines, "rmdir", "path", "dest/new"), "{lines:?}");
+        assert!(has_op(&lines, "download", "path", "dest/new"), "{lines:?}");
+        assert_eq!(lines.last().unwrap()["summary"]["deleted"], 3);
+
+        // A refusal, too.
+        let typo = format!("{base}/typo");
+        let (c, lines) = json_lines(env, &["sync", "--json", "--delete", &typo, "dest"]);
+        assert_eq!(c, 2);
+        assert!(!lines.is_empty() && lines.iter().all(|l| l["refused"] == true));
+    });
 }

@@ -24,10 +24,11 @@
 //! # Ok::<(), stor::Error>(()) }).unwrap();
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -36,7 +37,9 @@ use crate::destination::Sweeps;
 use crate::error::{Error, ErrorKind, Result};
 use crate::service::{BucketArg, Storage};
 use crate::transfer::FileTarget;
-use crate::types::{DownloadOptions, ListOptions, Progress, TransferResult, UploadOptions};
+use crate::types::{
+    DownloadOptions, ListOptions, ObjectInfo, Progress, TransferResult, UploadOptions,
+};
 
 /// One object of a batch: the local path and the key it maps to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,43 @@ pub struct BatchOptions {
     /// files are replaced (a symlink, FIFO or device there fails that item).
     /// [`Storage::download_prefix`] sets it to its target directory.
     pub root: Option<PathBuf>,
+    /// Uploads: store each file's modification time with its object, under
+    /// [`MTIME_KEY`] (read just before the file is, so a file that changes while it
+    /// uploads is never recorded as its newer self). A later sync compares it
+    /// exactly, where the object's Last-Modified is only the upload's second.
+    pub keep_mtime: bool,
+}
+
+/// The metadata key holding the modification time of the file an object was
+/// uploaded from ([`BatchOptions::keep_mtime`]): seconds since the Unix epoch with
+/// nine decimals, `1732612345.123456789` (rclone's `mtime` takes the same form).
+pub const MTIME_KEY: &str = "stor-mtime";
+
+/// `t` as stored under [`MTIME_KEY`]; `None` before 1970.
+pub fn format_mtime(t: SystemTime) -> Option<String> {
+    let d = t.duration_since(UNIX_EPOCH).ok()?;
+    Some(format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))
+}
+
+/// The file modification time an object's metadata records ([`MTIME_KEY`]), if
+/// it records one that parses.
+pub fn stored_mtime(metadata: &BTreeMap<String, String>) -> Option<SystemTime> {
+    let v = metadata
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(MTIME_KEY))?
+        .1
+        .trim();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (secs, frac) = match v.split_once('.') {
+        Some((s, f)) if digits(f) && f.len() <= 9 => (s, f),
+        Some(_) => return None,
+        None => (v, ""),
+    };
+    if !digits(secs) {
+        return None;
+    }
+    let nanos: u32 = format!("{frac:0<9}").parse().ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(secs.parse().ok()?, nanos))
 }
 
 /// A key's relative part as a path below `dir`, refusing anything that would land
@@ -305,6 +345,78 @@ fn folded(rel: &str) -> String {
     out.join("/")
 }
 
+/// [`Storage::plan_download`] for objects already listed under `prefix` (a
+/// directory prefix, see [`dir_prefix`]): the path under `dir` of each, or why it has
+/// none of its own.
+pub fn download_paths(prefix: &str, dir: &Path, objects: &[ObjectInfo]) -> Vec<Result<BatchItem>> {
+    let objects: Vec<_> = objects
+        .iter()
+        .filter(|o| o.key.starts_with(prefix) && !o.key.ends_with('/'))
+        .collect();
+    let rels: HashSet<&str> = objects.iter().map(|o| &o.key[prefix.len()..]).collect();
+    // Every path that keys need as a directory.
+    let dirs: HashSet<&str> = rels
+        .iter()
+        .flat_map(|r| r.match_indices('/').map(move |(i, _)| &r[..i]))
+        .collect();
+    objects
+        .iter()
+        .map(|o| {
+            let rel = &o.key[prefix.len()..];
+            let refuse = |msg: String| Err(Error::invalid(msg).with_location(&o.bucket, &o.key));
+            if let Some(why) = not_one_to_one(rel) {
+                let f = folded(rel);
+                return refuse(if rels.contains(f.as_str()) && !f.is_empty() {
+                    format!(
+                        "the keys {:?} and {:?} would be the same file {}; neither \
+                         is written over the other — {:?} was skipped",
+                        o.key,
+                        format!("{prefix}{f}"),
+                        dir.join(&f).display(),
+                        o.key
+                    )
+                } else {
+                    format!(
+                        "the key has {why}, so it has no file path of its own under {}; \
+                         skipped",
+                        dir.display()
+                    )
+                });
+            }
+            // A file here and a directory of the same name for keys below it.
+            let mut at = 0;
+            while let Some(i) = rel[at..].find('/') {
+                let parent = &rel[..at + i];
+                if rels.contains(parent) {
+                    return refuse(format!(
+                        "{:?} needs a directory {} where the key {:?} needs a file; \
+                         skipped",
+                        o.key,
+                        dir.join(parent).display(),
+                        format!("{prefix}{parent}")
+                    ));
+                }
+                at += i + 1;
+            }
+            if dirs.contains(rel) {
+                return refuse(format!(
+                    "{:?} needs a file {} where keys below {:?} need a directory; skipped",
+                    o.key,
+                    dir.join(rel).display(),
+                    format!("{}/", o.key)
+                ));
+            }
+            path_under(dir, rel)
+                .map(|path| BatchItem {
+                    path,
+                    key: o.key.clone(),
+                    size: Some(o.size),
+                })
+                .map_err(|e| e.with_location(&o.bucket, &o.key))
+        })
+        .collect()
+}
+
 /// Per-object progress adapters that add up into one batch-wide callback.
 struct Tally {
     done: AtomicU64,
@@ -348,11 +460,19 @@ impl Storage {
     ) -> BoxStream<'static, BatchOutcome> {
         let bucket = bucket.into().map(str::to_owned);
         let this = self.clone();
+        let keep_mtime = opts.keep_mtime;
         self.run_batch(items, opts, move |item, upload, progress| {
             let (this, bucket) = (this.clone(), bucket.clone());
             async move {
                 let mut o = upload;
                 o.progress = progress;
+                if keep_mtime {
+                    // Before the upload reads a byte: see `BatchOptions::keep_mtime`.
+                    let t = std::fs::metadata(&item.path).and_then(|m| m.modified());
+                    if let Some(v) = t.ok().and_then(format_mtime) {
+                        o.metadata.insert(MTIME_KEY.to_owned(), v);
+                    }
+                }
                 this.upload_file(bucket.as_deref(), &item.key, &item.path, o)
                     .await
             }
@@ -470,73 +590,7 @@ impl Storage {
             .list_stream(bucket, ListOptions::default().prefix(prefix.clone()))
             .try_collect()
             .await?;
-        let objects: Vec<_> = objects
-            .into_iter()
-            .filter(|o| !o.key.ends_with('/'))
-            .collect();
-        let rels: HashSet<&str> = objects.iter().map(|o| &o.key[prefix.len()..]).collect();
-        // Every path that keys need as a directory.
-        let dirs: HashSet<&str> = rels
-            .iter()
-            .flat_map(|r| r.match_indices('/').map(move |(i, _)| &r[..i]))
-            .collect();
-        Ok(objects
-            .iter()
-            .map(|o| {
-                let rel = &o.key[prefix.len()..];
-                let refuse =
-                    |msg: String| Err(Error::invalid(msg).with_location(&o.bucket, &o.key));
-                if let Some(why) = not_one_to_one(rel) {
-                    let f = folded(rel);
-                    return refuse(if rels.contains(f.as_str()) && !f.is_empty() {
-                        format!(
-                            "the keys {:?} and {:?} would be the same file {}; neither \
-                             is written over the other — {:?} was skipped",
-                            o.key,
-                            format!("{prefix}{f}"),
-                            dir.join(&f).display(),
-                            o.key
-                        )
-                    } else {
-                        format!(
-                            "the key has {why}, so it has no file path of its own under {}; \
-                             skipped",
-                            dir.display()
-                        )
-                    });
-                }
-                // A file here and a directory of the same name for keys below it.
-                let mut at = 0;
-                while let Some(i) = rel[at..].find('/') {
-                    let parent = &rel[..at + i];
-                    if rels.contains(parent) {
-                        return refuse(format!(
-                            "{:?} needs a directory {} where the key {:?} needs a file; \
-                             skipped",
-                            o.key,
-                            dir.join(parent).display(),
-                            format!("{prefix}{parent}")
-                        ));
-                    }
-                    at += i + 1;
-                }
-                if dirs.contains(rel) {
-                    return refuse(format!(
-                        "{:?} needs a file {} where keys below {:?} need a directory; skipped",
-                        o.key,
-                        dir.join(rel).display(),
-                        format!("{}/", o.key)
-                    ));
-                }
-                path_under(dir, rel)
-                    .map(|path| BatchItem {
-                        path,
-                        key: o.key.clone(),
-                        size: Some(o.size),
-                    })
-                    .map_err(|e| e.with_location(&o.bucket, &o.key))
-            })
-            .collect())
+        Ok(download_paths(&prefix, dir, &objects))
     }
 
     /// Uploads a directory tree under `prefix`; one outcome per file, sorted by key.
@@ -695,6 +749,64 @@ mod tests {
             .skipped
             .iter()
             .any(|s| s.key.as_deref() == Some("linked-dir") && s.reason.contains("symlink")));
+    }
+
+    #[test]
+    fn stored_mtimes_round_trip_to_the_nanosecond() {
+        let t = UNIX_EPOCH + Duration::new(1_732_612_345, 123_456_789);
+        let v = format_mtime(t).unwrap();
+        assert_eq!(v, "1732612345.123456789");
+        let meta = |v: &str| BTreeMap::from([("Stor-Mtime".to_owned(), v.to_owned())]);
+        assert_eq!(stored_mtime(&meta(&v)), Some(t));
+        assert_eq!(
+            stored_mtime(&meta("1732612345.5")),
+            Some(UNIX_EPOCH + Duration::new(1_732_612_345, 500_000_000))
+        );
+        assert_eq!(
+            stored_mtime(&meta("17")),
+            Some(UNIX_EPOCH + Duration::from_secs(17))
+        );
+        for bad in ["", "x", "-5.1", "1.", ".5", "1.1234567891", "1.2e3", "1 .2"] {
+            assert_eq!(stored_mtime(&meta(bad)), None, "{bad:?}");
+        }
+        assert_eq!(stored_mtime(&BTreeMap::new()), None);
+        assert_eq!(format_mtime(UNIX_EPOCH - Duration::from_secs(1)), None);
+    }
+
+    /// What a batch upload records is the file's time, to the nanosecond.
+    #[test]
+    fn batch_uploads_keep_each_files_mtime_when_asked() {
+        tokio_test::block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("a.txt");
+            std::fs::write(&path, "a").unwrap();
+            let t = UNIX_EPOCH + Duration::new(1_600_000_000, 987_654_321);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+            let s = Storage::new(crate::StorageConfig::memory()).await.unwrap();
+            s.create_bucket("bkt").await.unwrap();
+            let item = |key: &str| BatchItem {
+                path: path.clone(),
+                key: key.into(),
+                size: Some(1),
+            };
+            let keep = BatchOptions {
+                keep_mtime: true,
+                ..Default::default()
+            };
+            for (key, opts) in [("kept", keep), ("plain", BatchOptions::default())] {
+                let out: Vec<_> = s.upload_many("bkt", vec![item(key)], opts).collect().await;
+                assert!(out[0].result.is_ok());
+            }
+            let kept = s.info("bkt", "kept").await.unwrap();
+            assert_eq!(stored_mtime(&kept.metadata), Some(t));
+            let plain = s.info("bkt", "plain").await.unwrap();
+            assert_eq!(stored_mtime(&plain.metadata), None);
+        });
     }
 
     #[test]

@@ -72,7 +72,8 @@ mod types;
 mod validate;
 
 pub use batch::{
-    dir_prefix, path_under, plan_upload, BatchItem, BatchOptions, BatchOutcome, Skipped, UploadPlan,
+    dir_prefix, download_paths, format_mtime, path_under, plan_upload, stored_mtime, BatchItem,
+    BatchOptions, BatchOutcome, Skipped, UploadPlan, MTIME_KEY,
 };
 pub use checksum::ChecksumAlgorithm;
 pub use config::{Secret, StorageConfig, StorageType};
