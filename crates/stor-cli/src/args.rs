@@ -291,14 +291,9 @@ pub struct PresignArgs {
     /// The object (omit with --stdin)
     #[arg(required_unless_present = "stdin")]
     pub url: Option<String>,
-    /// Seconds the URL stays valid (1..=604800)
-    #[arg(
-        long,
-        default_value_t = 3600,
-        value_name = "SECONDS",
-        allow_negative_numbers = true
-    )]
-    pub expires: i64,
+    /// How long the URL stays valid: seconds or 30m, 12h, 7d (1 s ..= 7 d)
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
+    pub expires: std::time::Duration,
     /// HTTP method
     #[arg(long, value_enum, ignore_case = true, default_value = "get")]
     pub method: Method,
@@ -366,14 +361,16 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a duration (e.g. 30m, 24h, 7d)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         u => return Err(format!("unknown duration unit {u:?} (use s, m, h, d)")),
     };
-    Ok(std::time::Duration::from_secs(secs))
+    n.checked_mul(mult)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long a duration"))
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use futures::{StreamExt, TryStreamExt};
@@ -1255,18 +1254,17 @@ async fn delete_under(
 // ---------------------------------------------------------------- presign
 
 fn presign_opts(a: &args::PresignArgs) -> Result<PresignOptions> {
-    if a.expires < 1 {
-        return Err(usage(format!(
-            "--expires {}: must be 1 to 604800 seconds",
-            a.expires
-        )));
+    if a.expires.is_zero() {
+        return Err(usage(
+            "--expires: must be 1 s to 7 days (e.g. 600, 10m, 12h, 7d)".into(),
+        ));
     }
     Ok(PresignOptions {
         method: match a.method {
             Method::Get => PresignMethod::Get,
             Method::Put => PresignMethod::Put,
         },
-        expires_in: Duration::from_secs(a.expires as u64),
+        expires_in: a.expires,
         content_type: a.content_type.clone(),
     })
 }
@@ -1277,8 +1275,9 @@ pub async fn presign(ctx: &Ctx, a: &args::PresignArgs) -> Result<u8> {
         use tokio::io::AsyncBufReadExt;
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         while let Some(line) = lines.next_line().await? {
-            let line = line.trim();
-            if line.is_empty() {
+            // Keys may end in spaces: only the line ending goes.
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() {
                 continue;
             }
             let res: Result<String> = async {
@@ -1409,10 +1408,19 @@ async fn to_stdout(store: &Storage, bucket: &str, key: &str) -> Result<()> {
         .await?
         .body;
     let mut stdout = tokio::io::stdout();
+    let mut written = 0u64;
     while let Some(chunk) = body.next().await {
-        if let Err(e) = stdout.write_all(&chunk?).await {
+        // Bytes already on stdout cannot be taken back: say how many there are.
+        let chunk = chunk.map_err(|e| {
+            anyhow!(
+                "{e}; {written} bytes of it had already been written to stdout — \
+                 discard them"
+            )
+        })?;
+        if let Err(e) = stdout.write_all(&chunk).await {
             exit_on_broken_pipe(e);
         }
+        written += chunk.len() as u64;
     }
     if let Err(e) = stdout.flush().await {
         exit_on_broken_pipe(e);
@@ -1441,7 +1449,12 @@ pub async fn du(ctx: &Ctx, a: &args::DuArgs) -> Result<u8> {
         } else {
             bytes.to_string()
         };
-        ctx.say(&format!("{size} bytes in {count} objects\t{}", a.url));
+        let size = if a.human_readable {
+            size
+        } else {
+            format!("{size} bytes")
+        };
+        ctx.say(&format!("{size} in {count} objects\t{}", a.url));
     }
     Ok(ctx.status())
 }

@@ -2698,3 +2698,154 @@ fn sync_json_prints_nothing_but_json() {
         assert!(!lines.is_empty() && lines.iter().all(|l| l["refused"] == true));
     });
 }
+
+// ------------------------------------------------------------------ wildcards, moves in place, messages
+
+/// One wildcard rule for cp, mv and rm: an existing key of exactly the text given
+/// wins, `\` escapes, a pattern that matches nothing fails, --dry-run lists matches.
+#[test]
+fn wildcards_never_widen_a_literal_key() {
+    for (e, scheme) in stores() {
+        let b = format!("{scheme}{}", bucket());
+        e.ok(&["mb", &b]);
+        for (k, v) in [
+            ("gl/[x].txt", "brackets"),
+            ("gl/x.txt", "plain"),
+            ("gl/st*r", "star"),
+            ("gl/stXr", "x"),
+        ] {
+            std::fs::write(e.path("v"), v).unwrap();
+            e.ok(&["cp", "v", &format!("{b}/{k}")]);
+        }
+        // The exact key wins over the pattern it also is.
+        e.ok(&["cp", &format!("{b}/gl/[x].txt"), "got1"]);
+        assert_eq!(std::fs::read(e.path("got1")).unwrap(), b"brackets");
+        // Escapes make a literal key.
+        e.ok(&["cp", &format!("{b}/gl/\\[x\\].txt"), "got2"]);
+        assert_eq!(std::fs::read(e.path("got2")).unwrap(), b"brackets");
+        // A destructive command with the literal text moves only that object.
+        e.ok(&["mv", &format!("{b}/gl/st*r"), &format!("{b}/gl2/")]);
+        assert_eq!(e.ok(&["cat", &format!("{b}/gl2/st*r")]), "star");
+        e.ok(&["stat", &format!("{b}/gl/stXr")]);
+        // A real pattern: --dry-run lists the matches, rm deletes exactly them.
+        let dry = e.ok(&["rm", "--dry-run", &format!("{b}/gl/*.txt")]);
+        assert_eq!(dry.lines().count(), 2, "{dry}");
+        e.ok(&["rm", &format!("{b}/gl/*.txt")]);
+        let left = e.ok(&["ls", "-r", &format!("{b}/gl")]);
+        assert!(left.contains("stXr") && !left.contains(".txt"), "{left}");
+        for cmd in [
+            &["rm", &format!("{b}/gl/*.none")][..],
+            &["cp", &format!("{b}/gl/*.none"), "d/"],
+        ] {
+            let out = e.run(cmd);
+            assert_eq!(code(&out), 1, "{cmd:?}");
+            assert!(
+                stderr(&out).contains("no objects match"),
+                "{}",
+                stderr(&out)
+            );
+        }
+    }
+}
+
+/// `mv` onto the same objects with new headers (the in-place retag idiom) replaces
+/// their headers and deletes nothing.
+#[test]
+fn moving_objects_onto_themselves_with_new_headers_keeps_them() {
+    for (e, scheme) in stores() {
+        let b = format!("{scheme}{}", bucket());
+        e.ok(&["mb", &b]);
+        for k in ["logs/a.json", "logs/b.json", "logs/c.txt"] {
+            std::fs::write(e.path("v"), k).unwrap();
+            e.ok(&["cp", "v", &format!("{b}/{k}")]);
+        }
+        e.ok(&[
+            "mv",
+            &format!("{b}/logs/*.json"),
+            &format!("{b}/logs/"),
+            "--cache-control",
+            "max-age=60",
+        ]);
+        e.ok(&[
+            "mv",
+            &format!("{b}/logs/c.txt"),
+            &format!("{b}/logs/c.txt"),
+            "--metadata",
+            "stage=done",
+        ]);
+        for k in ["logs/a.json", "logs/b.json"] {
+            assert_eq!(e.ok(&["cat", &format!("{b}/{k}")]), k);
+            let stat = e.ok(&["stat", "--json", &format!("{b}/{k}")]);
+            assert!(stat.contains("max-age=60"), "{stat}");
+        }
+        let stat = e.ok(&["stat", "--json", &format!("{b}/logs/c.txt")]);
+        assert!(stat.contains("\"stage\":\"done\""), "{stat}");
+    }
+}
+
+/// Messages that used to mislead: `du -H` units, `cat` of a damaged object after its
+/// bytes went out, `--expires` in the same forms as `--older-than`.
+#[test]
+fn messages_say_what_happened() {
+    let e = Env::new();
+    e.ok(&["mb", "local://msgs"]);
+    std::fs::write(e.path("f"), vec![1u8; 120_000]).unwrap();
+    e.ok(&["cp", "f", "local://msgs/d/f"]);
+    let du = e.ok(&["du", "-H", "local://msgs/d"]);
+    assert!(du.starts_with("117.2 KiB in 1 objects"), "{du}");
+    let du = e.ok(&["du", "local://msgs/d"]);
+    assert!(du.starts_with("120000 bytes in 1 objects"), "{du}");
+    // Damage the stored bytes (same size): cat says how much it already wrote.
+    let blobs = e.path("store/blobs");
+    let blob = std::fs::read_dir(&blobs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut data = std::fs::read(&blob).unwrap();
+    data[100_000] ^= 0xff;
+    std::fs::write(&blob, data).unwrap();
+    let out = e.run(&["cat", "local://msgs/d/f"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("120000 bytes of it had already been written"),
+        "{err}"
+    );
+    assert!(!err.contains("nothing was kept"), "{err}");
+    assert_eq!(out.stdout.len(), 120_000);
+    // A damaged download to a file keeps nothing, and says so.
+    let out = e.run(&["cp", "local://msgs/d/f", "copy"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("nothing was kept"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!e.path("copy").exists());
+    // Durations: seconds or units, everywhere.
+    for (exp, want) in [("0", 2), ("8d", 2), ("-5", 2), ("10x", 2)] {
+        let out = e.run(&["presign", "--expires", exp, "s3://bkt/k"]);
+        assert_eq!(code(&out), want, "--expires {exp}: {}", stderr(&out));
+    }
+    e.ok(&["cleanup", "local://msgs", "--older-than", "3600"]);
+}
+
+/// presign --stdin keeps keys as given (trailing spaces are part of a key).
+#[test]
+fn presign_stdin_keeps_keys_whole() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let out = e.run_stdin(
+        &["presign", "--stdin", "--expires", "10m"],
+        format!("s3://{b}/trailing \ns3://{b}/plain\n").as_bytes(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let urls = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<_> = urls.lines().collect();
+    assert_eq!(lines.len(), 2, "{urls}");
+    assert!(lines[0].contains("/trailing%20?"), "{}", lines[0]);
+    assert!(lines[0].contains("X-Amz-Expires=600"), "{}", lines[0]);
+}

@@ -240,7 +240,7 @@ pub(crate) fn verify(expected: &(ChecksumAlgorithm, String), got: Option<Checksu
     let Some(got) = got else {
         return Err(Error::new(
             ErrorKind::Integrity,
-            "the downloaded ranges did not cover the object; nothing was kept",
+            "the downloaded ranges did not cover the object",
         ));
     };
     if got.encoded() != expected.1 {
@@ -248,8 +248,8 @@ pub(crate) fn verify(expected: &(ChecksumAlgorithm, String), got: Option<Checksu
             ErrorKind::Integrity,
             format!(
                 "the downloaded bytes do not match the object's {} checksum (stored {}, \
-                 received {}); nothing was kept — download it again, and if it persists the \
-                 stored object is damaged",
+                 received {}) — download it again, and if it persists the stored object is \
+                 damaged",
                 expected.0.name().to_uppercase(),
                 expected.1,
                 got.encoded()

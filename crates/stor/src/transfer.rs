@@ -848,10 +848,7 @@ async fn multipart(
                     PartBody::Data(b) => b.len(),
                     PartBody::Copy(r) => r.end - r.start,
                 };
-                let (part, attempts) = sent_part.map_err(|e| {
-                    Error::new(e.kind(), format!("part {n}: {}", e.message()))
-                        .with_attempts(e.attempts(), e.elapsed().unwrap_or_default())
-                })?;
+                let (part, attempts) = sent_part.map_err(|e| e.prefixed(&format!("part {n}")))?;
                 drop((body, permit));
                 max_attempts.fetch_max(attempts, Ordering::Relaxed);
                 let now = sent.fetch_add(len, Ordering::Relaxed) + len;
@@ -870,6 +867,21 @@ async fn multipart(
             .await?;
         max_attempts.fetch_max(attempts, Ordering::Relaxed);
         Ok::<_, Error>(etag)
+    };
+    // NoSuchUpload mid-transfer: someone aborted it (another process's cleanup),
+    // not a missing key.
+    let work = async {
+        work.await.map_err(|e| {
+            if e.code() != Some("NoSuchUpload") {
+                return e;
+            }
+            Error::new(
+                ErrorKind::Cancelled,
+                "the multipart upload was aborted by someone else while it ran (another \
+                 process's `stor cleanup`?); nothing was stored — upload again",
+            )
+            .with_attempts(e.attempts(), e.elapsed().unwrap_or_default())
+        })
     };
     match work.await {
         Ok(etag) => {
@@ -991,8 +1003,8 @@ fn changed(e: Error) -> Error {
     if e.kind() == ErrorKind::PreconditionFailed {
         Error::new(
             ErrorKind::PreconditionFailed,
-            "the object changed during the download (its ETag no longer matches); \
-             nothing was kept, download it again",
+            "the object changed during the download (its ETag no longer matches) — \
+             download it again",
         )
     } else {
         e
@@ -1270,7 +1282,8 @@ pub(crate) async fn download_to_file(
             sequential: false,
         },
     )
-    .await?;
+    .await
+    .map_err(nothing_kept)?;
     let info = got.info.clone();
     let written = file
         .metadata()
@@ -1288,6 +1301,19 @@ pub(crate) async fn download_to_file(
     }
     tmp.persist()?;
     Ok(result(info, got))
+}
+
+/// An integrity error of a download whose bytes were dropped (a temp file
+/// removed, a buffer freed) says so.
+fn nothing_kept(e: Error) -> Error {
+    if !matches!(
+        e.kind(),
+        ErrorKind::Integrity | ErrorKind::PreconditionFailed
+    ) {
+        return e;
+    }
+    let msg = format!("{}; nothing was kept", e.message());
+    Error::new(e.kind(), msg).with_attempts(e.attempts(), e.elapsed().unwrap_or_default())
 }
 
 /// Streams an object in order into a FIFO or device: one request, resumed from its
@@ -1366,7 +1392,9 @@ pub(crate) async fn download_to_memory(
         b[off as usize..end].copy_from_slice(data);
         Ok(())
     };
-    let got = fetch_object(s, bucket, key, &on_size, &sink, progress, Fetch::default()).await?;
+    let got = fetch_object(s, bucket, key, &on_size, &sink, progress, Fetch::default())
+        .await
+        .map_err(nothing_kept)?;
     let info = got.info;
     let data = Bytes::from(buf.into_inner().unwrap_or_else(|x| x.into_inner()));
     if data.len() as u64 != info.size {

@@ -37,6 +37,7 @@ contract!(
     batch_download_gets_what_is_there_when_the_listing_is_stale,
     a_source_changed_during_upload_leaves_the_previous_object,
     a_move_never_deletes_the_only_copy_whatever_the_engine_does_to_keys,
+    an_upload_aborted_by_someone_else_says_so,
 );
 
 mod cases {
@@ -1844,5 +1845,51 @@ mod cases {
             assert_eq!(e.kind(), ErrorKind::InvalidInput);
             assert!(s.exists(b, &other).await.unwrap());
         }
+    }
+
+    /// A multipart upload that another process aborts (`stor cleanup`) fails as
+    /// cancelled, saying so — not "key not found" — and leaves nothing.
+    pub async fn an_upload_aborted_by_someone_else_says_so(f: Fixture) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        if !f.kind.is_s3() {
+            return; // the embedded stores take one request per object
+        }
+        let Some((s, _root)) = small_parts(&f, 1).await else {
+            return;
+        };
+        let b = f.bucket.clone();
+        let key = f.key("aborted/big.bin");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        std::fs::write(&path, payload(25 * MIB, 9)).unwrap();
+        let other = f.storage.clone();
+        let fired = std::sync::Arc::new(AtomicBool::new(false));
+        let (fire, bk, kk) = (fired.clone(), b.clone(), key.clone());
+        let progress = stor::Progress::new(move |done, _| {
+            if done > 0 && !fire.swap(true, Ordering::SeqCst) {
+                let (other, b, k) = (other.clone(), bk.clone(), kk.clone());
+                tokio::spawn(async move {
+                    other
+                        .abort_stale_uploads(b.as_str(), &k, Duration::ZERO)
+                        .await
+                        .unwrap();
+                });
+            }
+        });
+        let opts = UploadOptions::default().progress(progress);
+        let e = s
+            .upload_file(b.as_str(), &key, &path, opts)
+            .await
+            .unwrap_err();
+        assert!(fired.load(Ordering::SeqCst));
+        if f.kind == Kind::Moto {
+            // moto answers a part of an aborted upload with a bare 500, not
+            // NoSuchUpload: nothing tells it apart from a server failure.
+            assert!(e.is_retryable() || e.kind() == ErrorKind::Cancelled, "{e}");
+        } else {
+            assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+            assert!(e.to_string().contains("aborted by someone else"), "{e}");
+        }
+        assert!(!s.exists(b.as_str(), &key).await.unwrap());
     }
 }
