@@ -14,10 +14,9 @@
 //!   only a log of the work, and the work is what was asked for. The status is the
 //!   work's — 0 only if everything succeeded — and failures and the summary still go
 //!   to stderr. Why not stop: the library cancels a transfer only by dropping it, and
-//!   a dropped upload can leave what it was doing to chance (a multipart upload the
-//!   server created while the client stopped listening is aborted by no one). Going
-//!   on means a closed pipe changes nothing about what is stored. Ctrl-C remains the
-//!   way to stop.
+//!   an upload dropped while the server was creating its multipart upload leaves
+//!   that upload to `stor cleanup` (no abort guard exists yet). Going on, a closed
+//!   pipe changes nothing about what is stored. Ctrl-C remains the way to stop.
 //!
 //! Any other write error (a full disk behind `> file`) is printed once, stops a
 //! reading command, and makes the status 1.

@@ -2849,3 +2849,122 @@ fn presign_stdin_keeps_keys_whole() {
     assert!(lines[0].contains("/trailing%20?"), "{}", lines[0]);
     assert!(lines[0].contains("X-Amz-Expires=600"), "{}", lines[0]);
 }
+
+// ------------------------------------------------------------------ a closed stdout
+// (`stor … | head`: see crates/stor-cli/src/output.rs for the policy)
+
+/// Runs `stor ARGS` with stdout into a pipe whose reader takes one line and closes
+/// it, as `stor … | head -1` does; returns that line and how the command ended.
+fn piped_into_head_1(env: &Env, args: &[&str]) -> (String, Output) {
+    use std::io::BufRead;
+    let mut child = env
+        .cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone: the pipe is closed.
+    (first, child.wait_with_output().unwrap())
+}
+
+/// Regression: `stor cp -r` of 3,003 files piped into `head` stopped after 1,852
+/// objects and exited 0, leaving what was in flight to chance. A copy now runs to
+/// its end whatever happens to its stdout, and its status is the copy's.
+#[test]
+fn a_closed_stdout_never_leaves_a_half_done_copy() {
+    on_each_store(|env, base| {
+        // 600 lines of ~450 bytes overflow stdout's 64 KiB buffer four times over,
+        // so the reader has closed the pipe long before the copy ends; the three
+        // big files go up in parts (5 MiB threshold below), last.
+        let deep = format!("{}/{}", "a".repeat(100), "b".repeat(100));
+        let mut want: Vec<(String, Vec<u8>)> = (0..600)
+            .map(|i| {
+                let data = format!("file {i}\n").repeat(i % 7 + 1).into_bytes();
+                (format!("{deep}/f{i:03}.txt"), data)
+            })
+            .collect();
+        for i in 0..3u8 {
+            let data: Vec<u8> = (0..6u32 << 20).map(|j| (j % 251) as u8 ^ i).collect();
+            want.push((format!("z-big-{i}.bin"), data));
+        }
+        for (rel, data) in &want {
+            write_tree(&env.path("d"), &[(rel.as_str(), data.as_slice())]);
+        }
+        std::fs::write(
+            env.path("cfg.json"),
+            r#"{"storageConfig": {"multipart_threshold": 5242880}}"#,
+        )
+        .unwrap();
+        let up = format!("{base}/up");
+        let cfg = ["--config", "cfg.json", "--part-size", "5MiB"];
+
+        let args = [&cfg[..], &["cp", "-r", "d", &up]].concat();
+        let (first, out) = piped_into_head_1(env, &args);
+        assert!(first.starts_with("upload: "), "{first:?}");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Done: 603 objects") && stderr(&out).contains(" 0 failures"),
+            "{}",
+            stderr(&out)
+        );
+        let mut names: Vec<String> = want.iter().map(|(r, _)| r.clone()).collect();
+        names.sort();
+        assert_eq!(keys_under(env, &up), names);
+        // No multipart upload left pending (none is older than now).
+        let pending = env.ok(&["cleanup", "--dry-run", "--older-than", "0", base]);
+        assert_eq!(pending, "", "pending multipart uploads");
+        if env.s3.is_none() {
+            let tmp = files_under(&env.path("store/tmp"));
+            assert!(tmp.is_empty(), "local store temp files: {tmp:?}");
+        }
+
+        // Down the same way: every file whole, no temp file left.
+        let args = [&cfg[..], &["cp", "-r", &up, "down"]].concat();
+        let (first, out) = piped_into_head_1(env, &args);
+        assert!(first.starts_with("download: "), "{first:?}");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Done: 603 objects"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(files_under(&env.path("down")), names);
+        for (rel, data) in &want {
+            let got = std::fs::read(env.path("down").join(rel)).unwrap();
+            assert!(&got == data, "{rel} differs");
+        }
+    });
+}
+
+/// Reading commands end at once on a closed stdout, quietly, with status 0:
+/// nothing they do is left half-done.
+#[test]
+fn reading_commands_end_quietly_on_a_closed_stdout() {
+    let e = Env::new();
+    e.ok(&["mb", "local://reads"]);
+    let text: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(e.path("big.txt"), &text).unwrap();
+    e.ok(&["cp", "big.txt", "local://reads/big.txt"]);
+    std::fs::create_dir(e.path("many")).unwrap();
+    for i in 0..3000 {
+        std::fs::write(e.path(&format!("many/{i:04}")), b"x").unwrap();
+    }
+    e.ok(&["cp", "-r", "-q", "many", "local://reads/many"]);
+    for args in [
+        &["cat", "local://reads/big.txt"][..],
+        &["cp", "local://reads/big.txt", "-"],
+        &["ls", "-r", "local://reads/many"],
+        &["ls", "-r", "--json", "local://reads/many"],
+        &["cp", "-r", "--dry-run", "local://reads/many", "back"],
+    ] {
+        let (first, out) = piped_into_head_1(&e, args);
+        assert!(!first.is_empty(), "{args:?}");
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+    assert!(!e.path("back").exists(), "a dry run wrote nothing");
+}
