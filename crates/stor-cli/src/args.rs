@@ -18,7 +18,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Flags every command takes, listed under their own heading in each command's
+/// help (apart from its own options).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// S3 endpoint (MinIO, Ceph, SeaweedFS, R2, …) [env: AWS_ENDPOINT_URL]
     #[arg(long, global = true, value_name = "URL")]

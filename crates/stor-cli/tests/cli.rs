@@ -2968,3 +2968,42 @@ fn reading_commands_end_quietly_on_a_closed_stdout() {
     }
     assert!(!e.path("back").exists(), "a dry run wrote nothing");
 }
+
+#[test]
+fn help_lists_the_global_options_under_their_own_heading() {
+    let e = Env::new();
+    let help = e.ok(&["cp", "--help"]);
+    let (own, globals) = help
+        .split_once("\nGlobal options:\n")
+        .unwrap_or_else(|| panic!("no Global options heading: {help}"));
+    for flag in [
+        "--endpoint-url",
+        "--region",
+        "--profile",
+        "--config",
+        "--local-root",
+        "--concurrency",
+        "--part-size",
+        "--quiet",
+        "--verbose",
+    ] {
+        assert!(
+            globals.contains(flag) && !own.contains(flag),
+            "{flag}: {help}"
+        );
+    }
+    for flag in [
+        "--recursive",
+        "--dry-run",
+        "--include",
+        "--json",
+        "--expected-size",
+        "--metadata",
+        "--sse",
+    ] {
+        assert!(
+            own.contains(flag) && !globals.contains(flag),
+            "{flag}: {help}"
+        );
+    }
+}
