@@ -839,6 +839,58 @@ fn progress_bar_on_a_terminal_and_none_in_a_pipe() {
     assert_eq!(lines[4]["summary"]["failures"], 0);
 }
 
+/// The sizes a progress bar drew just before `marker` (`/64.00 MiB`, ` read,`).
+fn sizes_before(tty: &str, marker: &str) -> Vec<String> {
+    tty.split(['\r', '\n'])
+        .flat_map(|frame| frame.match_indices(marker).map(|(i, _)| &frame[..i]))
+        .map(|before| {
+            let t: Vec<&str> = before.split_whitespace().rev().take(2).collect();
+            format!("{} {}", t.get(1).unwrap_or(&""), t.first().unwrap_or(&""))
+        })
+        .collect()
+}
+
+/// Regression: `cp FILE URL` and `cp URL FILE` showed no bar; batch bars moved only
+/// at their 200 ms ticks. Each progress update now draws (at most 20 a second,
+/// the first ones at once), so even a fast transfer shows sizes between none and
+/// all.
+#[test]
+fn single_transfers_show_a_bar_that_moves_with_the_bytes() {
+    let env = Env::new();
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(env.path("big.bin"), &data).unwrap();
+    assert_eq!(code(&env.run(&["mb", "local://one"])), 0);
+    let bin = env!("CARGO_BIN_EXE_stor");
+    for (line, marker) in [
+        (
+            format!("{bin} cp big.bin local://one/big.bin"),
+            "/64.00 MiB",
+        ),
+        (
+            format!("{bin} cp local://one/big.bin back.bin"),
+            "/64.00 MiB",
+        ),
+        // stdin: the bytes read so far, its length unknown.
+        (
+            format!("cat big.bin | {bin} cp - local://one/stdin.bin"),
+            " read,",
+        ),
+    ] {
+        let out = on_pty(&env, &line);
+        let tty = stdout(&out);
+        assert!(out.status.success(), "{line}: {tty}");
+        let shown = sizes_before(&tty, marker);
+        assert!(
+            shown.iter().any(|s| s != "0 B" && s != "64.00 MiB"),
+            "{line}: no size between 0 and 64 MiB drawn: {shown:?} {tty:?}"
+        );
+    }
+    assert!(std::fs::read(env.path("back.bin")).unwrap() == data);
+    assert!(env.run(&["cat", "local://one/stdin.bin"]).stdout == data);
+}
+
 #[test]
 fn sync_copies_only_what_changed_and_deletes_extras() {
     let env = Env::new();

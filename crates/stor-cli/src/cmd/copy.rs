@@ -12,6 +12,8 @@ use crate::args::UploadFlags;
 use crate::context::Ctx;
 use crate::exit::usage;
 use crate::filter::{resolve, Filter, Selection};
+use crate::output::Output;
+use crate::progress::Ui;
 use crate::urls::{key_under, tree_prefix, url};
 
 /// The upload options the flags ask for (an unknown `--sse` is bad input).
@@ -110,8 +112,10 @@ pub async fn copy_objects(
         vec![(sk.clone(), key_under(dk, name))]
     };
     let replace = has_upload_flags(opts).then(|| opts.clone());
-    let one = |from: String, to: String| {
+    // `bar`: one object named, streamed between stores, shows its progress.
+    let one = |from: String, to: String, bar: bool| {
         let replace = replace.clone();
+        let out = bar.then_some(&*ctx.out);
         async move {
             if ss == ds {
                 let opts = CopyOptions { replace };
@@ -130,7 +134,7 @@ pub async fn copy_objects(
             } else {
                 // Two stores: two objects; the source goes only after the copy
                 // arrived whole (stream_copy verifies it).
-                stream_copy(sstore, sb, &from, dstore, db, &to, replace).await?;
+                stream_copy(sstore, sb, &from, dstore, db, &to, replace, out).await?;
                 if delete_source {
                     sstore.delete(sb.as_str(), &from).await?;
                 }
@@ -145,7 +149,7 @@ pub async fn copy_objects(
         if dry_run {
             ctx.out.say(&format!("(dryrun) {verb}: {fu} to {tu}"));
         } else {
-            one(from, to).await?;
+            one(from, to, true).await?;
             ctx.out.note(&format!("{verb}: {fu} to {tu}"));
         }
         return Ok(());
@@ -165,7 +169,7 @@ pub async fn copy_objects(
                     ctx.out.say(&format!("(dryrun) {verb}: {fu} to {tu}"));
                     return;
                 }
-                match one(from, to).await {
+                match one(from, to, false).await {
                     Ok(()) => ctx.out.note(&format!("{verb}: {fu} to {tu}")),
                     Err(e) => ctx.out.fail(&format!("{verb} {fu}"), &e),
                 }
@@ -186,7 +190,9 @@ fn has_upload_flags(o: &UploadOptions) -> bool {
 }
 
 /// Copies between two stores by streaming: headers and metadata come along unless
-/// replaced; the destination's size is checked against the source's.
+/// replaced; the destination's size is checked against the source's. With `out`,
+/// a progress bar counts the bytes read from the source.
+#[allow(clippy::too_many_arguments)]
 async fn stream_copy(
     from: &Storage,
     sb: &str,
@@ -195,6 +201,7 @@ async fn stream_copy(
     db: &str,
     dk: &str,
     replace: Option<UploadOptions>,
+    out: Option<&Output>,
 ) -> Result<()> {
     let obj = from
         .download_stream(sb, sk, DownloadOptions::default())
@@ -208,9 +215,15 @@ async fn stream_copy(
         content_encoding: info.content_encoding.clone(),
         ..Default::default()
     });
-    let r = to
-        .upload_reader(db, dk, obj.into_async_read(), opts)
-        .await?;
+    let body = obj.into_async_read();
+    let r = match out.map(|out| Ui::one(out, Some(info.size))) {
+        Some(ui) => {
+            let r = to.upload_reader(db, dk, ui.reading(body), opts).await;
+            ui.clear();
+            r?
+        }
+        None => to.upload_reader(db, dk, body, opts).await?,
+    };
     if r.bytes != info.size {
         bail!(
             "copied {} bytes of {}; the source was kept",

@@ -5,7 +5,7 @@ use anyhow::Result;
 use stor::Location;
 
 use super::cat::to_stdout;
-use super::{batch, copy};
+use super::{batch, copy, transfer};
 use crate::args::CpArgs;
 use crate::context::Ctx;
 use crate::exit::{usage, Exit};
@@ -57,7 +57,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                         url(*scheme, bucket, &k)
                     ));
                 } else {
-                    store.upload_file(bucket.as_str(), &k, p, opts).await?;
+                    transfer::upload_file(&ctx.out, store, bucket, &k, p, opts).await?;
                     ctx.out.note(&format!(
                         "upload: {} to {}",
                         p.display(),
@@ -80,9 +80,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                 ));
             }
             let store = ctx.store(*scheme).await?;
-            store
-                .upload_reader(bucket.as_str(), key, tokio::io::stdin(), opts)
-                .await?;
+            transfer::upload_stdin(&ctx.out, store, bucket, key, opts).await?;
             ctx.out
                 .note(&format!("upload: - to {}", url(*scheme, bucket, key)));
         }
@@ -133,7 +131,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                         target.display()
                     ));
                 } else {
-                    store.download_file(bucket.as_str(), key, &target).await?;
+                    transfer::download_file(&ctx.out, store, bucket, key, &target).await?;
                     ctx.out.note(&format!(
                         "download: {} to {}",
                         url(*scheme, bucket, key),

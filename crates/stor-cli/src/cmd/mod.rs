@@ -14,6 +14,7 @@ mod mv;
 mod presign;
 mod rm;
 mod sync;
+mod transfer;
 
 use anyhow::Result;
 use clap::CommandFactory;

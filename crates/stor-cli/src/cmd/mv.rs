@@ -4,6 +4,7 @@ use anyhow::{Context as _, Result};
 use stor::Location;
 
 use super::copy::{copy_objects, upload_opts};
+use super::transfer;
 use crate::args::MvArgs;
 use crate::context::Ctx;
 use crate::exit::{usage, Exit};
@@ -33,7 +34,7 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
                 .unwrap_or_default();
             let k = key_under(key, &name);
             let store = ctx.store(*scheme).await?;
-            store.upload_file(bucket.as_str(), &k, p, opts).await?;
+            transfer::upload_file(&ctx.out, store, bucket, &k, p, opts).await?;
             // The upload is confirmed (it returned Ok): only now remove the file.
             std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
             ctx.out.note(&format!(
@@ -64,7 +65,7 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
                 }
             }
             let store = ctx.store(*scheme).await?;
-            store.download_file(bucket.as_str(), key, &target).await?;
+            transfer::download_file(&ctx.out, store, bucket, key, &target).await?;
             store.delete(bucket.as_str(), key).await?;
             ctx.out.note(&format!(
                 "move: {} to {}",
