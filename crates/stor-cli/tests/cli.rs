@@ -3059,3 +3059,44 @@ fn help_lists_the_global_options_under_their_own_heading() {
         );
     }
 }
+
+/// Any other write error (a full disk behind `> file`) is said once and makes the
+/// status 1: a reading command stops there, a changing one still finishes its work.
+#[test]
+fn a_stdout_that_fails_is_said_once_and_fails_the_command() {
+    let e = Env::new();
+    e.ok(&["mb", "local://full"]);
+    std::fs::create_dir(e.path("many")).unwrap();
+    for i in 0..2000 {
+        std::fs::write(e.path(&format!("many/{i:04}")), b"x").unwrap();
+    }
+    let to_dev_full = |args: &[&str]| {
+        let full = std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        e.cmd(args).stdout(full).output().unwrap()
+    };
+    let out = to_dev_full(&["cp", "-r", "many", "local://full/many"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(
+        count(&stderr(&out), "writing to stdout failed"),
+        1,
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("Done: 2000 objects"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(keys_under(&e, "local://full/many").len(), 2000);
+    let out = to_dev_full(&["ls", "-r", "local://full/many"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(
+        count(&stderr(&out), "writing to stdout failed"),
+        1,
+        "{}",
+        stderr(&out)
+    );
+}
