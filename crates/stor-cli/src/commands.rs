@@ -244,7 +244,7 @@ impl Ctx {
                 let store = Storage::new(cfg).await?;
                 // Credentials now, once: missing ones are one clear error before
                 // any transfer starts, not one per object.
-                store.backend().credentials().await?;
+                store.credentials_source().await?;
                 Ok::<_, stor::Error>(store)
             })
             .await?;
@@ -1346,11 +1346,7 @@ pub async fn cleanup(ctx: &Ctx, a: &args::CleanupArgs) -> Result<u8> {
     let store = ctx.store(scheme).await?;
     if a.dry_run {
         let cutoff = std::time::SystemTime::now().checked_sub(a.older_than);
-        for u in store
-            .backend()
-            .list_multipart_uploads(&bucket, &prefix)
-            .await?
-        {
+        for u in store.list_uploads(bucket.as_str(), &prefix).await? {
             let stale = matches!((u.initiated, cutoff), (Some(t), Some(c)) if t <= c)
                 || u.initiated.is_none();
             if stale {

@@ -1050,7 +1050,7 @@ fn doctor_checks_and_says_what_to_fix() {
         "ok    feature: multipart uploads",
         "ok    feature: server-side copy",
         // SeaweedFS keeps them; the endpoint is custom, so they are off until asked.
-        "ok    feature: S3-native checksums are kept here; set \"native_checksums\": true",
+        "ok    feature: S3-native checksums (kept here; set \"native_checksums\": true",
     ] {
         assert!(o.contains(line), "{line:?} in {o}");
     }
