@@ -38,6 +38,7 @@ contract!(
     a_source_changed_during_upload_leaves_the_previous_object,
     a_move_never_deletes_the_only_copy_whatever_the_engine_does_to_keys,
     an_upload_aborted_by_someone_else_says_so,
+    keys_with_control_characters_list_and_read_back,
 );
 
 mod cases {
@@ -1902,5 +1903,56 @@ mod cases {
             assert!(e.to_string().contains("aborted by someone else"), "{e}");
         }
         assert!(!s.exists(b.as_str(), &key).await.unwrap());
+    }
+
+    /// Keys holding control characters (valid in S3 keys, not in XML 1.0) list,
+    /// group and read back exactly: listings ask for URL-encoded keys.
+    pub async fn keys_with_control_characters_list_and_read_back(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let names = [
+            "a\u{1b}[2Jb",
+            "bell\u{7}",
+            "del\u{7f}x",
+            "dir\u{1}/in",
+            "pct%41%",
+            "plus+ sp",
+        ];
+        for (i, n) in names.iter().enumerate() {
+            s.upload_bytes(b, &f.key(n), vec![i as u8; 3], UploadOptions::default())
+                .await
+                .unwrap();
+        }
+        let listed: Vec<String> = s
+            .list_stream(b, ListOptions::default().prefix(f.prefix.clone()))
+            .map_ok(|o| o.key)
+            .try_collect()
+            .await
+            .unwrap();
+        let mut want: Vec<String> = names.iter().map(|n| f.key(n)).collect();
+        want.sort();
+        assert_eq!(listed, want);
+        let page = s
+            .list(
+                b,
+                ListOptions::default()
+                    .prefix(f.prefix.clone())
+                    .delimiter("/"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.common_prefixes, vec![f.key("dir\u{1}/")]);
+        for (i, n) in names.iter().enumerate() {
+            let got = s.download_bytes(b, &f.key(n)).await.unwrap();
+            assert_eq!(got.data.as_ref(), &[i as u8; 3], "{n:?}");
+        }
+        let deleted = s.delete_many(b, &want).await.unwrap();
+        assert!(deleted.iter().all(|d| d.error.is_none()), "{deleted:?}");
+        assert!(s
+            .list(b, ListOptions::default().prefix(f.prefix.clone()))
+            .await
+            .unwrap()
+            .objects
+            .is_empty());
     }
 }

@@ -382,6 +382,17 @@ pub(crate) async fn download_to_file(
                 .await
                 .map(|(info, got)| result(info, got));
         }
+        Destination::Descriptor(fd) => {
+            // SAFETY: `fd` is one of this process's descriptors by its own name;
+            // it is duplicated, never closed here.
+            let owned = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+                .try_clone_to_owned()
+                .map_err(|e| Error::io(format!("using {}", path.display()), e))?;
+            let file = std::fs::File::from(owned);
+            return stream_into(core, bucket, key, &file, path, progress)
+                .await
+                .map(|(info, got)| result(info, got));
+        }
     };
     let file = &tmp.file;
     let on_size = |size: u64| -> Result<()> {

@@ -515,6 +515,24 @@ impl Backend for S3Backend {
     }
 
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<DeleteResult>> {
+        // A key holding a control character cannot travel in the XML body of a
+        // batch delete (XML 1.0 has no way to write it; servers answer 400 or 500):
+        // a batch holding one goes key by key.
+        if keys.iter().any(|k| k.chars().any(char::is_control)) {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                let error = match self.delete_object(bucket, k).await {
+                    Ok(()) => None,
+                    Err(e) if e.kind() == ErrorKind::BucketNotFound => return Err(e),
+                    Err(e) => Some(e.to_string()),
+                };
+                out.push(DeleteResult {
+                    key: k.clone(),
+                    error,
+                });
+            }
+            return Ok(out);
+        }
         let ids = keys
             .iter()
             .map(|k| ObjectIdentifier::builder().key(k).build())
@@ -562,10 +580,14 @@ impl Backend for S3Backend {
             req.continuation_token.as_deref(),
             req.start_after.as_deref(),
         );
+        // Keys come back percent-encoded: XML 1.0 cannot carry control characters,
+        // so without it a key holding ESC or BEL comes back mangled (SeaweedFS
+        // sends U+FFFD) or breaks the response (moto).
         let mut req = self
             .client
             .list_objects_v2()
             .bucket(bucket)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
             .max_keys(max_keys as i32);
         if !prefix.is_empty() {
             req = req.prefix(prefix);
@@ -580,26 +602,43 @@ impl Backend for S3Backend {
             req = req.start_after(s);
         }
         let out = req.send().await.map_err(sdk_err)?;
+        // Decoded only when the server says it encoded (an engine that ignores the
+        // request sends keys as they are, `%` included).
+        let encoded = out.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
+        let key = |k: Option<&str>| -> Result<String> {
+            let k = k.unwrap_or_default();
+            if !encoded {
+                return Ok(k.to_owned());
+            }
+            // Form encoding, as S3 writes it: `+` is a space, `%2B` a plus.
+            percent_encoding::percent_decode_str(&k.replace('+', " "))
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Other,
+                        format!("the server listed a key that is not UTF-8: {k:?}"),
+                    )
+                })
+        };
         let objects = out
             .contents()
             .iter()
             .map(|o| {
-                let mut info = ObjectInfo::new(
-                    bucket,
-                    o.key().unwrap_or_default(),
-                    o.size().unwrap_or(0).max(0) as u64,
-                );
+                let mut info =
+                    ObjectInfo::new(bucket, &key(o.key())?, o.size().unwrap_or(0).max(0) as u64);
                 info.etag = o.e_tag().map(unquote);
                 info.last_modified = to_time(o.last_modified());
                 info.storage_class = o.storage_class().map(|s| s.as_str().to_owned());
-                info
+                Ok(info)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let common_prefixes = out
             .common_prefixes()
             .iter()
-            .filter_map(|p| p.prefix().map(str::to_owned))
-            .collect();
+            .filter(|p| p.prefix().is_some())
+            .map(|p| key(p.prefix()))
+            .collect::<Result<_>>()?;
         let next = if out.is_truncated() == Some(true) {
             out.next_continuation_token().map(str::to_owned)
         } else {
