@@ -232,7 +232,7 @@ impl Ctx {
                 let store = Storage::new(cfg).await?;
                 // Credentials now, once: missing ones are one clear error before
                 // any transfer starts, not one per object.
-                store.backend().credentials().await?;
+                store.credentials_source().await?;
                 Ok::<_, stor::Error>(store)
             })
             .await?;

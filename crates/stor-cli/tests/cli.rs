@@ -1102,7 +1102,7 @@ fn doctor_checks_and_says_what_to_fix() {
         "ok    feature: multipart uploads",
         "ok    feature: server-side copy",
         // SeaweedFS keeps them; the endpoint is custom, so they are off until asked.
-        "ok    feature: S3-native checksums are kept here; set \"native_checksums\": true",
+        "ok    feature: S3-native checksums (kept here; set \"native_checksums\": true",
     ] {
         assert!(o.contains(line), "{line:?} in {o}");
     }
@@ -3099,4 +3099,54 @@ fn a_stdout_that_fails_is_said_once_and_fails_the_command() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `/dev/stdout` (and `/dev/fd/N`) is written through the open descriptor: a
+/// redirected file is appended to, never replaced; a pipe gets the bytes.
+#[test]
+fn dev_stdout_is_the_open_descriptor_not_the_file_behind_it() {
+    let e = Env::new();
+    e.ok(&["mb", "local://fds"]);
+    std::fs::write(e.path("obj"), b"OBJ\n").unwrap();
+    e.ok(&["cp", "obj", "local://fds/k"]);
+    std::fs::write(e.path("log.txt"), b"line1\nline2\n").unwrap();
+    let stor = env!("CARGO_BIN_EXE_stor");
+    for (cmd, want) in [
+        (
+            format!("{stor} cp local://fds/k /dev/stdout >> log.txt"),
+            "line1\nline2\nOBJ\n",
+        ),
+        (
+            format!("{stor} cp local://fds/k /dev/fd/1 >> log.txt"),
+            "line1\nline2\nOBJ\nOBJ\n",
+        ),
+        // Another descriptor of the shell's: written through it too.
+        (
+            format!("{stor} cp local://fds/k /dev/fd/5 5>> log.txt"),
+            "line1\nline2\nOBJ\nOBJ\nOBJ\n",
+        ),
+    ] {
+        let out = Command::new("sh")
+            .args(["-c", &cmd])
+            .current_dir(e.dir.path())
+            .env("STOR_LOCAL_ROOT", e.path("store"))
+            .env("HOME", e.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}: {}", stderr(&out));
+        assert_eq!(
+            std::fs::read_to_string(e.path("log.txt")).unwrap(),
+            want,
+            "{cmd}"
+        );
+    }
+    let out = Command::new("sh")
+        .args(["-c", &format!("{stor} cp local://fds/k /dev/stdout | cat")])
+        .current_dir(e.dir.path())
+        .env("STOR_LOCAL_ROOT", e.path("store"))
+        .env("HOME", e.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"OBJ\n");
 }

@@ -14,11 +14,7 @@ pub async fn cleanup(ctx: &Ctx, a: &CleanupArgs) -> Result<Exit> {
     let store = ctx.store(scheme).await?;
     if a.dry_run {
         let cutoff = std::time::SystemTime::now().checked_sub(a.older_than);
-        for u in store
-            .backend()
-            .list_multipart_uploads(&bucket, &prefix)
-            .await?
-        {
+        for u in store.list_uploads(bucket.as_str(), &prefix).await? {
             let stale = matches!((u.initiated, cutoff), (Some(t), Some(c)) if t <= c)
                 || u.initiated.is_none();
             if stale {

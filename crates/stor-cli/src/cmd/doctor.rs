@@ -3,7 +3,7 @@
 //! says what to fix.
 
 use anyhow::Result;
-use stor::{CopyOptions, ErrorKind, Location, Scheme, UploadOptions};
+use stor::{ErrorKind, Location, ProbeOutcome, Scheme};
 
 use crate::args::DoctorArgs;
 use crate::context::Ctx;
@@ -21,6 +21,11 @@ impl Report<'_> {
     fn warn(&self, what: &str, fix: &str) {
         self.ctx.out.say(&format!("warn  {what}"));
         self.ctx.out.say(&format!("      fix: {fix}"));
+    }
+    /// An optional feature the store lacks: the probe's text already says what
+    /// that means and what to do.
+    fn lacks(&self, what: &str) {
+        self.ctx.out.say(&format!("warn  {what}"));
     }
     fn fail(&mut self, what: &str, fix: &str) {
         self.failed = true;
@@ -72,7 +77,7 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<Exit> {
     };
     let cfg = store.config();
     // Resolved when the store was opened; this asks no one again.
-    let credentials = match store.backend().credentials().await {
+    let credentials = match store.credentials_source().await {
         Ok(Some(from)) => format!(", credentials from {from}"),
         Ok(None) => String::new(),
         Err(e) => format!(", credentials: {e}"),
@@ -129,147 +134,19 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<Exit> {
         ),
         Err(e) => r.fail(&format!("bucket {b}: {e}"), fix_for(e.kind())),
     }
-    // Write, read, delete a probe object.
-    let probe = format!(".stor-doctor/{:016x}", rand_id());
-    let wrote = match store
-        .upload_bytes(b, &probe, "stor doctor probe", UploadOptions::default())
-        .await
-    {
-        Ok(_) => {
-            r.ok("write an object");
-            true
-        }
-        Err(e) => {
-            r.fail(&format!("write an object: {e}"), fix_for(e.kind()));
-            false
-        }
-    };
-    if wrote {
-        match store.download_bytes(b, &probe).await {
-            Ok(d) if d.data.as_ref() == b"stor doctor probe" => {
-                r.ok("read it back (checksum verified)")
-            }
-            Ok(_) => r.fail(
-                "read it back: the bytes differ",
-                "check the endpoint (a proxy that rewrites bodies?)",
-            ),
-            Err(e) => r.fail(&format!("read it back: {e}"), fix_for(e.kind())),
-        }
-        // Optional features.
-        let be = store.backend();
-        if be.supports_multipart() {
-            match be
-                .create_multipart(b, &probe, &UploadOptions::default(), None)
-                .await
-            {
-                Ok(id) => {
-                    let _ = be.abort_multipart(b, &probe, &id).await;
-                    r.ok("feature: multipart uploads");
-                }
-                Err(e) => r.warn(
-                    &format!("feature: multipart uploads: {e}"),
-                    "large uploads will fail; raise multipart_threshold",
-                ),
-            }
-        }
-        match be
-            .get_object(b, &probe, None, Some("0000000000000000"))
-            .await
-        {
-            Err(e) if e.kind() == ErrorKind::PreconditionFailed => {
-                r.ok("feature: conditional reads (If-Match pins parallel downloads)")
-            }
-            _ => r.warn(
-                "feature: conditional reads are ignored",
-                "an object replaced during a download is then caught only by its checksum",
-            ),
-        }
-        if scheme == Scheme::S3 {
-            native_checksums(&mut r, cfg, b, &format!("{probe}.native")).await;
-        }
-        let copy = format!("{probe}.copy");
-        match store
-            .copy_object(b, &probe, b, &copy, CopyOptions::default())
-            .await
-        {
-            Ok(_) => r.ok("feature: server-side copy"),
-            Err(e) => r.warn(
-                &format!("feature: server-side copy: {e}"),
-                "cp/mv between keys will fail",
-            ),
-        }
-        match store.delete_many(b, &[probe.clone(), copy]).await {
-            Ok(res) if res.iter().all(|d| d.is_deleted()) => r.ok("delete objects (batched)"),
-            Ok(res) => r.fail(
-                &format!("delete objects: {:?}", res),
-                fix_for(ErrorKind::AccessDenied),
-            ),
-            Err(e) => r.fail(&format!("delete objects: {e}"), fix_for(e.kind())),
+    // Write, read back, the optional features: the library's probe.
+    for check in store.probe(b).await {
+        let name = match check.name {
+            "write an object" | "read it back" | "delete objects" => check.name.to_owned(),
+            other => format!("feature: {other}"),
+        };
+        match check.outcome {
+            ProbeOutcome::Works(how) if how.is_empty() => r.ok(&name),
+            ProbeOutcome::Works(how) => r.ok(&format!("{name} ({how})")),
+            ProbeOutcome::Missing(what) => r.lacks(&format!("{name}: {what}")),
+            ProbeOutcome::Failed(e) => r.fail(&format!("{name}: {e}"), fix_for(e.kind())),
         }
     }
     ctx.out.flush();
     Ok(Exit::failed_if(r.failed))
-}
-
-/// Whether the endpoint checks and keeps S3's own checksum headers: an upload with
-/// them on, then HEAD in checksum mode must return stor's CRC64NVME.
-async fn native_checksums(r: &mut Report<'_>, cfg: &stor::StorageConfig, b: &str, key: &str) {
-    let on = cfg.native_checksums.unwrap_or(cfg.endpoint_url.is_none());
-    let cfg = stor::StorageConfig {
-        native_checksums: Some(true),
-        checksum: stor::ChecksumAlgorithm::Crc64nvme,
-        ..cfg.clone()
-    };
-    let data = "stor doctor native checksum probe";
-    let want = stor::ChecksumAlgorithm::Crc64nvme
-        .of(data.as_bytes())
-        .map(|c| c.encoded());
-    let probe = async {
-        let store = stor::Storage::new(cfg.clone()).await?;
-        store
-            .upload_bytes(b, key, data, UploadOptions::default())
-            .await?;
-        let raw = stor::backend::s3::S3Backend::new(&cfg).await?;
-        let head = raw
-            .client()
-            .head_object()
-            .bucket(b)
-            .key(key)
-            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-            .send()
-            .await;
-        let _ = store.delete(b, key).await;
-        Ok::<_, stor::Error>(
-            head.ok()
-                .and_then(|h| h.checksum_crc64_nvme().map(str::to_owned)),
-        )
-    };
-    match probe.await {
-        Ok(got) if got.is_some() && got == want => r.ok(if on {
-            "feature: S3-native checksums (on: the server checks every upload)"
-        } else {
-            "feature: S3-native checksums are kept here; set \"native_checksums\": true \
-             to have the server check every upload"
-        }),
-        Ok(_) => r.warn(
-            "feature: S3-native checksums are not kept",
-            "leave native_checksums off (stor's own checksum still guards every download)",
-        ),
-        Err(e) => r.warn(
-            &format!("feature: S3-native checksum headers refused: {e}"),
-            "leave native_checksums off",
-        ),
-    }
-}
-
-fn rand_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
 }

@@ -18,6 +18,7 @@ mod transfer;
 
 use anyhow::Result;
 use clap::CommandFactory;
+use stor::Location;
 
 use crate::args::{Cli, Command, ConfigAction};
 use crate::context::Ctx;
@@ -34,7 +35,8 @@ pub fn output_mode(c: &Command) -> (bool, OnClose) {
         _ => false,
     };
     let changes = match c {
-        Cp(a) => !a.dry_run && a.dst != "-",
+        // To stdout (`-`, `/dev/stdout`): a download into the pipe, like cat.
+        Cp(a) => !a.dry_run && !matches!(a.dst.parse(), Ok(Location::Stdio)),
         Sync(a) => !a.dry_run,
         Rm(a) => !a.dry_run,
         Cleanup(a) => !a.dry_run,

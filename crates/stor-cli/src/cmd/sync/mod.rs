@@ -761,14 +761,14 @@ async fn details(
                 d.object
             };
             let mut object = object_meta(&info);
-            let backend = at.store.backend();
             if checksum
                 && d.file.is_some()
                 && object.checksum.is_none()
-                && backend.native_checksums()
+                && at.store.capabilities().native_checksums
             {
-                object.checksum = backend
-                    .native_checksum(&at.bucket, &info.key, info.etag.as_deref())
+                object.checksum = at
+                    .store
+                    .native_checksum(at.bucket.as_str(), &info.key, info.etag.as_deref())
                     .await?;
             }
             let file_checksum = match (&object.checksum, d.file) {
