@@ -150,6 +150,10 @@ pub async fn stat(ctx: &Ctx, a: &StatArgs) -> Result<Exit> {
                 ctx.out.say(&format!("{k}: {v}"));
             }
         }
+        if let Some((algo, value)) = &info.checksum {
+            ctx.out
+                .say(&format!("Checksum:      {}:{value}", algo.name()));
+        }
         for (k, v) in &info.metadata {
             ctx.out.say(&format!("Metadata:      {k}={v}"));
         }

@@ -130,10 +130,20 @@ impl<'a> Remote<'a> {
 fn object_meta(o: &ObjectInfo) -> Meta {
     Meta {
         size: o.size,
-        mtime: stor::stored_mtime(&o.metadata),
+        mtime: o.source_mtime,
         modified: o.last_modified,
-        checksum: stor::checksum::stored_in(&o.metadata),
+        checksum: o.checksum.clone(),
     }
+}
+
+/// Whether an object's info came from a listing that carries no metadata (S3's):
+/// its recorded time and checksum need a HEAD. (The local store's listings carry
+/// them.)
+fn listing_only(o: &ObjectInfo) -> bool {
+    o.content_type.is_none()
+        && o.metadata.is_empty()
+        && o.checksum.is_none()
+        && o.source_mtime.is_none()
 }
 
 fn file_meta(m: &std::fs::Metadata) -> Meta {
@@ -433,7 +443,7 @@ async fn down(
     // compare, and to give a downloaded file.
     let todo: Vec<Detail> = listed
         .iter()
-        .filter(|(rel, o)| filter.allows(rel) && (o.metadata.is_empty() || a.checksum))
+        .filter(|(rel, o)| filter.allows(rel) && (listing_only(o) || a.checksum))
         .map(|(rel, o)| Detail {
             rel: rel.clone(),
             object: (*o).clone(),
@@ -755,7 +765,7 @@ async fn details(
 ) -> Vec<(String, Result<Detailed>)> {
     let one = |d: Detail| async move {
         let r = async {
-            let info = if d.object.metadata.is_empty() {
+            let info = if listing_only(&d.object) {
                 at.store.info(at.bucket.as_str(), &d.object.key).await?
             } else {
                 d.object
