@@ -17,7 +17,7 @@ use crate::types::ObjectInfo;
 pub const MOVE_MARKER: &str = "stor-move";
 
 /// The metadata key holding the modification time of the file an object was
-/// uploaded from ([`BatchOptions::keep_mtime`]): seconds since the Unix epoch with
+/// uploaded from ([`crate::BatchOptions::keep_mtime`]): seconds since the Unix epoch with
 /// nine decimals, `1732612345.123456789` (rclone's `mtime` takes the same form).
 pub const MTIME_KEY: &str = "stor-mtime";
 

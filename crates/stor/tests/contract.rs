@@ -1994,7 +1994,7 @@ mod cases {
             .await
             .unwrap_err();
         s.delete(b, &k).await.unwrap();
-        s.delete_many(b, &[k3.clone()]).await.unwrap();
+        s.delete_many(b, std::slice::from_ref(&k3)).await.unwrap();
         let mut got = Vec::new();
         for _ in 0..5 {
             match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
