@@ -9,7 +9,7 @@ use std::time::Instant;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::download::changed;
+use super::copy::source_changed;
 use crate::backend::{Backend, CompletedPart, Multipart, PartCopySource, Replay};
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::core::Core;
@@ -149,7 +149,7 @@ impl MultipartUpload<'_> {
                         };
                         (part, attempts)
                     })
-                    .map_err(changed)
+                    .map_err(source_changed)
             }
         };
         sent.map_err(|e| e.prefixed(&format!("part {n}")))
