@@ -1912,6 +1912,65 @@ fn passwords_in_endpoint_urls_never_show() {
     assert!(!stderr(&out).contains(canary), "{}", stderr(&out));
 }
 
+/// `doctor` and `config show` say which endpoint is in use and where it came from,
+/// also when an AWS profile sets it (the SDK reads that one itself).
+#[test]
+fn the_endpoint_in_use_and_where_it_comes_from() {
+    let e = Env::new();
+    std::fs::create_dir(e.path(".aws")).unwrap();
+    std::fs::write(
+        e.path(".aws/config"),
+        "[profile dev]\nendpoint_url = http://127.0.0.1:9\nregion = us-east-1\n",
+    )
+    .unwrap();
+    // Nothing listens there: doctor's requests fail within a second.
+    let quick = r#"{"max_retries": 1, "operation_timeout": 1}"#;
+    std::fs::write(e.path("one-try.json"), quick).unwrap();
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", "AKIATEST"),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+        ("AWS_PROFILE", "dev"),
+    ];
+    let run = |args: &[&str], endpoint: Option<&str>| {
+        let mut c = isolated(&e, args);
+        c.envs(keys).env_remove("AWS_ENDPOINT_URL");
+        if let Some(u) = endpoint {
+            c.env("AWS_ENDPOINT_URL", u);
+        }
+        c.output().unwrap()
+    };
+    let doctor = stdout(&run(&["--config", "one-try.json", "doctor"], None));
+    assert!(
+        doctor.contains("endpoint http://127.0.0.1:9 (from the AWS config, profile dev)"),
+        "{doctor}"
+    );
+    let show = |args: &[&str], endpoint| {
+        let out = run(args, endpoint);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+    let v = show(&["config", "show"], None);
+    assert_eq!(v["endpoint"], "http://127.0.0.1:9", "{v}");
+    assert_eq!(v["endpoint_source"], "the AWS config, profile dev", "{v}");
+    // The environment and the flag win over the profile, and say so.
+    let v = show(&["config", "show"], Some("http://127.0.0.1:7"));
+    assert_eq!(v["endpoint"], "http://127.0.0.1:7", "{v}");
+    assert_eq!(v["endpoint_source"], "AWS_ENDPOINT_URL", "{v}");
+    let v = show(
+        &["--endpoint-url", "http://127.0.0.1:8", "config", "show"],
+        None,
+    );
+    assert_eq!(v["endpoint_source"], "--endpoint-url", "{v}");
+    // No endpoint anywhere: AWS's own.
+    let out = isolated(&e, &["config", "show"])
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["endpoint"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["endpoint_source"], "AWS default for the region", "{v}");
+}
+
 /// `stor ARGS` with no AWS setting from the outside world: HOME is `env`'s
 /// directory (its `.aws/` is the one the test writes), the AWS_* and STOR_* variables
 /// that choose credentials are unset, instance metadata is a closed local port

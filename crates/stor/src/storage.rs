@@ -95,6 +95,16 @@ impl Storage {
         self.core.scheme()
     }
 
+    /// The custom endpoint in use (userinfo removed, so safe to show), wherever it
+    /// was set — the config, `AWS_ENDPOINT_URL`, or an AWS profile's `endpoint_url`;
+    /// `None` for AWS's own endpoint and for stores that are not S3.
+    pub fn endpoint(&self) -> Option<String> {
+        self.core
+            .backend
+            .endpoint_url()
+            .map(|u| crate::config::redact_url(&u))
+    }
+
     /// What the store can do (multipart uploads, presigning, native checksums …).
     pub fn capabilities(&self) -> Capabilities {
         self.core.caps
