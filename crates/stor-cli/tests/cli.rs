@@ -1912,6 +1912,47 @@ fn passwords_in_endpoint_urls_never_show() {
     assert!(!stderr(&out).contains(canary), "{}", stderr(&out));
 }
 
+/// `-vvv` shows the SDK's TRACE logs, but never what its config loader reads: an
+/// endpoint's password from the environment or a profile, nor a profile's keys.
+#[test]
+fn trace_logs_never_show_what_the_aws_config_holds() {
+    let e = Env::new();
+    let (pw_env, pw_profile) = ("PWCANARY-ENV", "PWCANARY-PROFILE");
+    let (key_id, secret) = ("AKIACANARYKEYID", "SECRET-CANARY");
+    std::fs::create_dir(e.path(".aws")).unwrap();
+    std::fs::write(
+        e.path(".aws/config"),
+        format!(
+            "[profile dev]\nendpoint_url = http://u:{pw_profile}@127.0.0.1:9\n\
+             aws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n\
+             region = us-east-1\n"
+        ),
+    )
+    .unwrap();
+    // Nothing listens there: one try, one second.
+    let quick = r#"{"max_retries": 1, "operation_timeout": 1}"#;
+    std::fs::write(e.path("one-try.json"), quick).unwrap();
+    let args = ["-vvv", "--config", "one-try.json", "ls", "s3://bkt"];
+    let from_env = isolated(&e, &args)
+        .env("AWS_PROFILE", "dev")
+        .env("AWS_ENDPOINT_URL", format!("http://u:{pw_env}@127.0.0.1:9"))
+        .output()
+        .unwrap();
+    let from_profile = isolated(&e, &args)
+        .env("AWS_PROFILE", "dev")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    for (name, out) in [("env", &from_env), ("profile", &from_profile)] {
+        let all = format!("{}{}", stdout(out), stderr(out));
+        assert!(all.contains("TRACE"), "{name}: -vvv traces: {all}");
+        assert!(all.contains("127.0.0.1:9"), "{name}: the request was tried");
+        for canary in [pw_env, pw_profile, key_id, secret] {
+            assert!(!all.contains(canary), "{name} shows {canary}: {all}");
+        }
+    }
+}
+
 /// `doctor` and `config show` say which endpoint is in use and where it came from,
 /// also when an AWS profile sets it (the SDK reads that one itself).
 #[test]
