@@ -1,9 +1,11 @@
 //! Which objects or files a many-object command takes: the `--include` /
 //! `--exclude` filters and the wildcard rule of source URLs.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use stor::Storage;
+
+use crate::exit::usage;
 
 /// `--include` / `--exclude` globs, matched against the path below the command's
 /// directory or prefix (`*` also matches `/`, as in `aws s3`). Excludes win.
@@ -19,7 +21,14 @@ fn set(patterns: &[String]) -> Result<Option<GlobSet>> {
     }
     let mut b = GlobSetBuilder::new();
     for p in patterns {
-        b.add(Glob::new(p).with_context(|| format!("bad glob {p:?}"))?);
+        // Bad input (exit 2), said before anything is listed or changed.
+        let glob = Glob::new(p).map_err(|e| {
+            usage(format!(
+                "bad glob {p:?}: {} (a `\\` before `*`, `?`, `[` or `]` takes it literally)",
+                e.kind()
+            ))
+        })?;
+        b.add(glob);
     }
     Ok(Some(b.build()?))
 }

@@ -1566,6 +1566,48 @@ fn exit_codes_for_bad_input_and_empty_matches() {
     assert_eq!(e.ok(&["cat", "local://codes/k"]), "x");
 }
 
+/// Refusals say what was wrong, name what they refused, and come before any work:
+/// a bad glob is bad input; a key a recursive download refuses is named; a symlink
+/// loop is said before a byte is fetched.
+#[test]
+fn refusals_name_what_was_wrong() {
+    let e = Env::new();
+    e.ok(&["mb", "local://say"]);
+    std::fs::write(e.path("f"), b"x").unwrap();
+    for k in ["p/ok", "p/./dot", "p/a//b"] {
+        e.ok(&["cp", "f", &format!("local://say/{k}")]);
+    }
+    for args in [
+        &["rm", "--dry-run", "local://say/p/[ab"][..],
+        &["cp", "-r", "--include", "[", "local://say/p", "out/"],
+        &["cp", "-r", "--exclude", "a{", "f", "local://say/q/"],
+    ] {
+        let out = e.run(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("bad glob"), "{}", stderr(&out));
+    }
+    let out = e.run(&["cp", "-r", "local://say/p", "out/"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    for k in ["p/./dot", "p/a//b"] {
+        assert!(
+            err.contains(&format!("download local://say/{k} failed")),
+            "{k}: {err}"
+        );
+    }
+    assert!(e.path("out/ok").is_file());
+    // A symlink loop, at once (the object is big enough to notice a download).
+    std::fs::write(e.path("big"), vec![1u8; 4 << 20]).unwrap();
+    e.ok(&["cp", "big", "local://say/big"]);
+    std::os::unix::fs::symlink("l2", e.path("l1")).unwrap();
+    std::os::unix::fs::symlink("l1", e.path("l2")).unwrap();
+    let out = e.run(&["cp", "local://say/big", "l1"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("l1 is a symlink loop"), "{err}");
+    assert!(!err.contains("during the download"), "{err}");
+}
+
 /// Keys with control characters print escaped; logs carry no colour codes off a
 /// terminal; a recursive copy reports what it skipped.
 #[test]

@@ -78,7 +78,11 @@ pub async fn download_prefix(
             Err(e) if e.key().is_some_and(|k| !filter.allows(&k[prefix.len()..])) => {}
             Err(e) => {
                 refused += 1;
-                ctx.out.fail("download", &e)
+                let what = match e.key() {
+                    Some(k) => format!("download {}", url(scheme, bucket, k)),
+                    None => "download".to_owned(),
+                };
+                ctx.out.fail(&what, &e)
             }
         }
     }
