@@ -59,8 +59,9 @@ impl Filter {
 ///   against the keys below the last `/` before the first wildcard;
 /// - `\` makes the next character literal (`s3://b/gl/\[x\].txt` is the key
 ///   `gl/[x].txt`);
-/// - an existing key of exactly the text given wins over the pattern, so a key that
-///   holds `*`, `?` or `[` is never widened into other objects by surprise;
+/// - an existing key of exactly the text given, escapes included, wins over the
+///   pattern (or the key without its escapes), so a key that holds `*`, `?`, `[` or
+///   `\` is never widened into, or mistaken for, other objects;
 /// - `stat`, `cat` and `presign` name one object: their keys are always literal.
 ///
 /// What a source URL's key selects, before the exact-name check.
@@ -127,15 +128,19 @@ fn unescape(s: &str) -> String {
     out
 }
 
-/// A source key by the wildcard rule ([`Selection`]): a pattern, unless an object
-/// of exactly the text given exists (it wins).
+/// A source key by the wildcard rule ([`Selection`]): a pattern, or a key with its
+/// escapes removed — unless an object of exactly the text given, escapes and all,
+/// exists (it wins: `e\*` names the key `e\*` when there is one, else `e*`).
 pub async fn resolve(store: &Storage, bucket: &str, key: &str) -> Result<Selection> {
-    match select(key) {
-        Selection::Pattern { raw, .. } if store.exists(bucket, &raw).await? => {
-            Ok(Selection::Key(raw))
-        }
-        s => Ok(s),
+    let selected = select(key);
+    let reads_otherwise = match &selected {
+        Selection::Key(k) => k != key,
+        Selection::Pattern { .. } => true,
+    };
+    if reads_otherwise && store.exists(bucket, key).await? {
+        return Ok(Selection::Key(key.to_owned()));
     }
+    Ok(selected)
 }
 
 #[cfg(test)]

@@ -2914,9 +2914,25 @@ fn wildcards_never_widen_a_literal_key() {
         // The exact key wins over the pattern it also is.
         e.ok(&["cp", &format!("{b}/gl/[x].txt"), "got1"]);
         assert_eq!(std::fs::read(e.path("got1")).unwrap(), b"brackets");
-        // Escapes make a literal key.
+        // Escapes make a literal key, to a file and to stdout alike.
         e.ok(&["cp", &format!("{b}/gl/\\[x\\].txt"), "got2"]);
         assert_eq!(std::fs::read(e.path("got2")).unwrap(), b"brackets");
+        let out = e.ok(&["cp", &format!("{b}/gl/\\[x\\].txt"), "-"]);
+        assert_eq!(out, "brackets");
+        let out = e.run(&["cp", &format!("{b}/gl/*.txt"), "-"]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        if scheme == "local://" {
+            // The exact text wins with its escapes too: `e\*` is the key `e\*`
+            // when there is one (SeaweedFS cannot hold a `\`).
+            for (k, v) in [("gl/e*", "star"), ("gl/e\\*", "backslash")] {
+                e.run_stdin(&["cp", "-", &format!("{b}/{k}")], v.as_bytes());
+            }
+            e.ok(&["rm", &format!("{b}/gl/e\\*")]);
+            assert_eq!(e.ok(&["cat", &format!("{b}/gl/e*")]), "star");
+            assert_eq!(code(&e.run(&["stat", &format!("{b}/gl/e\\*")])), 1);
+            e.ok(&["rm", &format!("{b}/gl/e\\*")]);
+            assert_eq!(code(&e.run(&["stat", &format!("{b}/gl/e*")])), 1);
+        }
         // A destructive command with the literal text moves only that object.
         e.ok(&["mv", &format!("{b}/gl/st*r"), &format!("{b}/gl2/")]);
         assert_eq!(e.ok(&["cat", &format!("{b}/gl2/st*r")]), "star");

@@ -149,7 +149,18 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
             Location::Stdio,
         ) => {
             let store = ctx.store(*scheme).await?;
-            to_stdout(&ctx.out, store, bucket, key).await?;
+            // The wildcard rule, as for a file: escapes removed, the exact text wins.
+            let key = match resolve(store, bucket, key).await? {
+                Selection::Key(k) => k,
+                Selection::Pattern { .. } => {
+                    return Err(usage(format!(
+                        "{} is a wildcard, and stdout takes one object (copy to a \
+                         directory, or put a `\\` before the wildcard to name a key)",
+                        a.src
+                    )))
+                }
+            };
+            to_stdout(&ctx.out, store, bucket, &key).await?;
         }
         (Location::Object { .. }, Location::Object { .. }) => {
             let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
