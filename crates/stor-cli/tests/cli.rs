@@ -2453,6 +2453,18 @@ fn sync_delete_refuses_a_source_that_holds_nothing() {
             stdout(&out)
         );
         assert_eq!(keys_under(env, &www), ["a", "b/c"]);
+        // Nor one that holds only what a sync skips: a leftover temp file, a FIFO.
+        std::fs::create_dir(env.path("leftovers")).unwrap();
+        std::fs::write(env.path("leftovers/.a.1234abcd.stor-part"), "p").unwrap();
+        mkfifo(&env.path("leftovers/fifo"));
+        let out = env.run(&["sync", "--delete", "leftovers", &www]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains(&format!("(refused) delete: {www}/b/c")),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(keys_under(env, &www), ["a", "b/c"]);
         // A missing directory neither.
         let out = env.run(&["sync", "--delete", "missing", &www]);
         assert_eq!(code(&out), 2, "{}", stderr(&out));
