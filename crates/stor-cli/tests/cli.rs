@@ -2825,6 +2825,82 @@ fn sync_refuses_keys_the_engine_would_rewrite() {
     });
 }
 
+/// `cp`, `cp -r`, `cp -` and `mv` refuse keys the engine would not keep as sent,
+/// like sync: SeaweedFS stores `a\b` as `a/b` (a silent overwrite) and refuses
+/// `.` and `..` segments; the local store keeps them all.
+#[test]
+fn uploads_and_copies_refuse_keys_the_engine_would_rewrite() {
+    on_each_store(|env, base| {
+        let rewrites = env.s3.is_some();
+        write_tree(
+            &env.path("src1"),
+            &[("a/b", b"slash"), (r"a\b", b"backslash")],
+        );
+        let out = env.run(&["cp", "-r", "src1", &format!("{base}/bs/")]);
+        let err = stderr(&out);
+        if rewrites {
+            assert_eq!(code(&out), 1, "{err}");
+            assert!(
+                err.contains(r#"not uploaded: the engine stores the key "bs/a\\b" as "bs/a/b""#),
+                "{err}"
+            );
+            assert_eq!(keys_under(env, &format!("{base}/bs")), ["a/b"]);
+            assert_eq!(cat(env, &format!("{base}/bs/a/b")), "slash");
+        } else {
+            assert_eq!(code(&out), 0, "{err}");
+            assert_eq!(keys_under(env, &format!("{base}/bs")), ["a/b", r"a\b"]);
+        }
+        // One key: a file, stdin, an object, a move. On SeaweedFS each would have
+        // overwritten x/y or failed with a bare HTTP 400.
+        std::fs::write(env.path("f"), "new").unwrap();
+        std::fs::write(env.path("mvme"), "moved").unwrap();
+        let x_y = format!("{base}/x/y");
+        let kept = || assert_eq!(code(&env.run_stdin(&["cp", "-", &x_y], b"kept")), 0);
+        kept();
+        for (args, key) in [
+            (vec!["cp", "f", r"KEY"], r"x\y"),
+            (vec!["cp", "-", "KEY"], r"x\y"),
+            (vec!["cp", "X_Y", "KEY"], r"c\d"),
+            (vec!["mv", "mvme", "KEY"], r"m\n"),
+            (vec!["cp", "f", "KEY"], "p/./a/k"),
+            (vec!["cp", "X_Y", "KEY"], "./p/a/k"),
+            (vec!["mv", "X_Y", "KEY"], "p/a/k/.."),
+        ] {
+            let url = format!("{base}/{key}");
+            let args: Vec<&str> = (args.iter())
+                .map(|a| match *a {
+                    "KEY" => url.as_str(),
+                    "X_Y" => x_y.as_str(),
+                    a => a,
+                })
+                .collect();
+            let out = env.run_stdin(&args, b"stdin");
+            let err = stderr(&out);
+            if rewrites {
+                assert_eq!(code(&out), 2, "{args:?}: {err}");
+                assert!(err.contains("rename it"), "{args:?}: {err}");
+                if key.contains('.') {
+                    assert!(err.contains("does not keep the key"), "{args:?}: {err}");
+                }
+            } else {
+                assert_eq!(code(&out), 0, "{args:?}: {err}");
+                if args[0] == "mv" && args[1] == x_y {
+                    kept();
+                }
+            }
+        }
+        assert_eq!(cat(env, &x_y), "kept", "never overwritten");
+        assert!(
+            env.path("mvme").exists() == rewrites,
+            "a refused mv keeps its file"
+        );
+        // The probes are gone.
+        assert!(keys_under(env, base)
+            .iter()
+            .all(|k| !k.contains(".stor-probe")));
+    });
+}
+
 /// Runs a command whose stdout must be JSON objects only, one a line.
 fn json_lines(env: &Env, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
     let out = env.run(args);

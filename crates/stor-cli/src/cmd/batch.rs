@@ -7,6 +7,7 @@ use anyhow::{anyhow, Result};
 use futures::StreamExt;
 use stor::{dir_prefix, BatchItem, BatchOptions, Scheme, Storage, UploadOptions};
 
+use super::probe;
 use crate::context::Ctx;
 use crate::exit::usage;
 use crate::filter::Filter;
@@ -33,7 +34,7 @@ pub async fn upload_dir(
     let prefix = dir_prefix(key);
     let plan = stor::plan_upload(dir, &prefix, true)?;
     report_skipped(ctx, &plan.skipped, &prefix, filter);
-    let items: Vec<BatchItem> = plan
+    let mut items: Vec<BatchItem> = plan
         .items
         .into_iter()
         .filter(|i| filter.allows(&i.key[prefix.len()..]))
@@ -51,6 +52,17 @@ pub async fn upload_dir(
         }
         return Ok(());
     }
+    // Keys the engine would not keep as sent (it would merge `a\b` into `a/b`).
+    let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+    let refused = probe::refusals(store, bucket, &prefix, &keys).await?;
+    items.retain(|i| match refused.get(&i.key) {
+        Some(r) => {
+            let why = format!("not uploaded: {}", r.reason);
+            ctx.out.fail(&format!("upload {}", i.path.display()), &why);
+            false
+        }
+        None => true,
+    });
     run_batch(ctx, store, bucket, items, Way::Up(opts), &describe).await;
     Ok(())
 }

@@ -8,6 +8,7 @@ use stor::{
     ObjectInfo, Storage, UploadOptions,
 };
 
+use super::probe;
 use crate::args::UploadFlags;
 use crate::context::Ctx;
 use crate::exit::usage;
@@ -111,6 +112,38 @@ pub async fn copy_objects(
         let name = sk.rsplit('/').next().unwrap_or(sk);
         vec![(sk.clone(), key_under(dk, name))]
     };
+    let verb_done = if delete_source { "moved" } else { "copied" };
+    if many && pairs.is_empty() && wildcard_given {
+        return Err(anyhow!("no objects match {src} (nothing was {verb_done})"));
+    }
+    let same_key = |from: &str, to: &str| ss == ds && sb == db && from == to;
+    let pairs = if dry_run {
+        pairs
+    } else if !many {
+        // Keys the engine would not keep as sent (it would merge `x\y` into `x/y`).
+        if let Some((_, to)) = pairs.first().filter(|(f, t)| !same_key(f, t)) {
+            probe::check_key(dstore, db, to, verb_done).await?;
+        }
+        pairs
+    } else {
+        let new: Vec<&str> = (pairs.iter())
+            .filter(|(f, t)| !same_key(f, t))
+            .map(|(_, t)| t.as_str())
+            .collect();
+        let refused = probe::refusals(dstore, db, &dir_prefix(dk), &new).await?;
+        pairs
+            .into_iter()
+            .filter(|(from, to)| match refused.get(to) {
+                Some(r) => {
+                    let why = format!("not {verb_done}: {}", r.reason);
+                    ctx.out
+                        .fail(&format!("{verb} {}", url(*ss, sb, from)), &why);
+                    false
+                }
+                None => true,
+            })
+            .collect()
+    };
     let replace = has_upload_flags(opts).then(|| opts.clone());
     // `bar`: one object named, streamed between stores, shows its progress.
     let one = |from: String, to: String, bar: bool| {
@@ -153,12 +186,6 @@ pub async fn copy_objects(
             ctx.out.note(&format!("{verb}: {fu} to {tu}"));
         }
         return Ok(());
-    }
-    if pairs.is_empty() && wildcard_given {
-        return Err(anyhow!(
-            "no objects match {src} (nothing was {})",
-            if delete_source { "moved" } else { "copied" }
-        ));
     }
     futures::stream::iter(pairs)
         .for_each_concurrent(ctx.concurrency(), |(from, to)| {

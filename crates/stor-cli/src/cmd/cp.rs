@@ -5,7 +5,7 @@ use anyhow::Result;
 use stor::Location;
 
 use super::cat::to_stdout;
-use super::{batch, copy, transfer};
+use super::{batch, copy, probe, transfer};
 use crate::args::CpArgs;
 use crate::context::Ctx;
 use crate::exit::{usage, Exit};
@@ -57,6 +57,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                         url(*scheme, bucket, &k)
                     ));
                 } else {
+                    probe::check_key(store, bucket, &k, "uploaded").await?;
                     transfer::upload_file(&ctx.out, store, bucket, &k, p, opts).await?;
                     ctx.out.note(&format!(
                         "upload: {} to {}",
@@ -80,6 +81,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                 ));
             }
             let store = ctx.store(*scheme).await?;
+            probe::check_key(store, bucket, key, "uploaded").await?;
             transfer::upload_stdin(&ctx.out, store, bucket, key, opts).await?;
             ctx.out
                 .note(&format!("upload: - to {}", url(*scheme, bucket, key)));

@@ -12,6 +12,7 @@ mod doctor;
 mod ls;
 mod mv;
 mod presign;
+mod probe;
 mod rm;
 mod sync;
 mod transfer;

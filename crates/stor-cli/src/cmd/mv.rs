@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 use stor::Location;
 
 use super::copy::{copy_objects, upload_opts};
-use super::transfer;
+use super::{probe, transfer};
 use crate::args::MvArgs;
 use crate::context::Ctx;
 use crate::exit::{usage, Exit};
@@ -34,6 +34,7 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
                 .unwrap_or_default();
             let k = key_under(key, &name);
             let store = ctx.store(*scheme).await?;
+            probe::check_key(store, bucket, &k, "moved").await?;
             transfer::upload_file(&ctx.out, store, bucket, &k, p, opts).await?;
             // The upload is confirmed (it returned Ok): only now remove the file.
             std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
