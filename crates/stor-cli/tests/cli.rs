@@ -595,6 +595,107 @@ fn cleanup_in_another_process_never_removes_a_write_in_flight() {
     assert!(e.run(&["cat", "local://busy/k"]).stdout == data);
 }
 
+/// `mv FILE` (and `mv -r DIR`) removes a file only if it did not change after the
+/// upload last read it: here a line is appended while the upload waits for the
+/// local store's index, after its last byte was read and checked.
+#[test]
+fn a_move_keeps_a_file_that_changed_after_its_upload_read_it() {
+    let e = Env::new();
+    e.ok(&["mb", "local://mvf"]);
+    let blobs = e.path("store/blobs");
+    std::fs::create_dir_all(e.path("d")).unwrap();
+    for (args, file) in [
+        (vec!["mv", "f", "local://mvf/f"], "f"),
+        (vec!["mv", "-r", "d", "local://mvf/d/"], "d/g"),
+    ] {
+        std::fs::write(e.path(file), vec![b'x'; 1 << 20]).unwrap();
+        let n = file_sizes(&blobs).len();
+        let hold = hold_index(&e);
+        let child = e
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for("the blob in blobs/", || file_sizes(&blobs).len() == n + 1);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(e.path(file))
+            .unwrap();
+        f.write_all(b"IMPORTANT APPENDED LINE\n").unwrap();
+        drop(hold);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("changed after it was uploaded"),
+            "{}",
+            stderr(&out)
+        );
+        let kept = std::fs::read(e.path(file)).unwrap();
+        assert!(
+            kept.ends_with(b"APPENDED LINE\n"),
+            "{args:?}: the file is kept"
+        );
+        // The object holds what was read; a move unchanged goes through.
+        e.ok(&args);
+        assert!(!e.path(file).exists(), "{args:?}");
+    }
+}
+
+/// A move between stores deletes its source only if it is still the version it
+/// copied: here the source is replaced while the copy waits for the local store's
+/// index, and both are kept.
+#[test]
+fn a_move_between_stores_keeps_a_source_replaced_meanwhile() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    e.ok(&["mb", "local://race"]);
+    let blobs = e.path("store/blobs");
+    let src = format!("s3://{b}/race/k");
+    for (i, dst) in ["local://race/k", "local://race/many/"].iter().enumerate() {
+        assert_eq!(
+            code(&e.run_stdin(&["cp", "-", &src], &vec![b'o'; 1 << 20])),
+            0
+        );
+        let n = file_sizes(&blobs).len();
+        let hold = hold_index(&e);
+        let args = match i {
+            0 => vec!["mv", src.as_str(), dst],
+            _ => vec!["mv", "-r", "--json", "SRC", dst],
+        };
+        let prefix = format!("s3://{b}/race/");
+        let args: Vec<&str> = (args.iter())
+            .map(|a| if *a == "SRC" { prefix.as_str() } else { a })
+            .collect();
+        let child = e
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for("the copy's blob in blobs/", || {
+            file_sizes(&blobs).len() == n + 1
+        });
+        assert_eq!(code(&e.run_stdin(&["cp", "-", &src], b"NEW")), 0);
+        drop(hold);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("changed during the move"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(e.ok(&["cat", &src]), "NEW", "the new version is kept");
+        let copy = if i == 0 {
+            dst.to_string()
+        } else {
+            format!("{dst}k")
+        };
+        assert_eq!(e.run(&["cat", &copy]).stdout, vec![b'o'; 1 << 20]);
+    }
+}
+
 // ------------------------------------------------------------------ SeaweedFS
 
 #[test]
@@ -2898,6 +2999,184 @@ fn uploads_and_copies_refuse_keys_the_engine_would_rewrite() {
         assert!(keys_under(env, base)
             .iter()
             .all(|k| !k.contains(".stor-probe")));
+    });
+}
+
+/// A wildcard or recursive copy or move whose destinations include another pair's
+/// source is refused before anything moves (the hostile report's
+/// `mv 's3://b/m2/*' s3://b/m2/z/` destroyed `m2/z/a*`); `mv -r` and `--dry-run`
+/// work on trees and directories; a move refused as the same stored object
+/// changes nothing.
+#[test]
+fn moves_refuse_overlaps_and_take_trees() {
+    on_each_store(|env, base| {
+        for i in 1..=3 {
+            for (k, v) in [
+                (format!("m2/a{i}"), format!("top-{i}")),
+                (format!("m2/z/a{i}"), format!("sub-{i}")),
+            ] {
+                let out = env.run_stdin(&["cp", "-", &format!("{base}/{k}")], v.as_bytes());
+                assert_eq!(code(&out), 0, "{}", stderr(&out));
+            }
+        }
+        let all = ["a1", "a2", "a3", "z/a1", "z/a2", "z/a3"];
+        for args in [
+            vec!["--concurrency", "1", "mv", "M2/*", "M2/z/"],
+            vec!["cp", "M2/*", "M2/z/"],
+            vec!["mv", "-r", "M2", "M2/z/"],
+            vec!["mv", "--dry-run", "M2/*", "M2/z/"],
+        ] {
+            let m2 = format!("{base}/m2");
+            let args: Vec<String> = args.iter().map(|a| a.replace("M2", &m2)).collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = env.run(&args);
+            assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!("{m2}/a1 would go onto {m2}/z/a1")),
+                "{err}"
+            );
+            assert!(err.contains("Nothing was"), "{err}");
+            assert_eq!(keys_under(env, &m2), all, "{args:?}");
+        }
+        assert_eq!(cat(env, &format!("{base}/m2/z/a1")), "sub-1");
+        // Trees: a dry run lists, a move moves.
+        let dry = env.ok(&[
+            "mv",
+            "--dry-run",
+            "-r",
+            &format!("{base}/m2/z"),
+            &format!("{base}/m3/"),
+        ]);
+        assert_eq!(
+            dry.lines()
+                .filter(|l| l.starts_with("(dryrun) move: "))
+                .count(),
+            3,
+            "{dry}"
+        );
+        assert_eq!(keys_under(env, &format!("{base}/m3")), Vec::<String>::new());
+        env.ok(&["mv", "-r", &format!("{base}/m2/z"), &format!("{base}/m3/")]);
+        assert_eq!(keys_under(env, &format!("{base}/m3")), ["a1", "a2", "a3"]);
+        assert_eq!(keys_under(env, &format!("{base}/m2")), ["a1", "a2", "a3"]);
+        // A directory: refused without -r (with the flag that exists), moved with it.
+        write_tree(&env.path("dir"), &[("x", b"x"), ("sub/y", b"y")]);
+        let out = env.run(&["mv", "dir", &format!("{base}/d/")]);
+        assert_eq!(code(&out), 2);
+        assert!(stderr(&out).contains("add --recursive"), "{}", stderr(&out));
+        env.ok(&["mv", "-r", "dir", &format!("{base}/d/")]);
+        assert_eq!(files_under(&env.path("dir")), Vec::<String>::new());
+        assert_eq!(keys_under(env, &format!("{base}/d")), ["sub/y", "x"]);
+        env.ok(&["mv", "-r", &format!("{base}/d"), "back"]);
+        assert_eq!(files_under(&env.path("back")), ["sub/y", "x"]);
+        assert_eq!(keys_under(env, &format!("{base}/d")), Vec::<String>::new());
+        if env.s3.is_some() {
+            // SeaweedFS folds `n//k` into `n/k`: refused (by the key probe, else by
+            // the move's same-object proof), and its new metadata is not applied.
+            env.ok(&["cp", "back/x", &format!("{base}/n/k")]);
+            let out = env.run(&[
+                "mv",
+                "--metadata",
+                "x=y",
+                &format!("{base}/n/k"),
+                &format!("{base}/n//k"),
+            ]);
+            assert_eq!(code(&out), 2, "{}", stderr(&out));
+            assert!(stderr(&out).contains(r#"as "n/k""#), "{}", stderr(&out));
+            let stat = env.ok(&["stat", "--json", &format!("{base}/n/k")]);
+            assert!(!stat.contains("\"x\""), "{stat}");
+        }
+    });
+}
+
+/// With --json, cp and mv print nothing but JSON on stdout — one object per
+/// transfer, then the summary — for one file, stdin, one object, copies between
+/// objects and batches alike, failures included.
+#[test]
+fn cp_and_mv_json_print_nothing_but_json() {
+    on_each_store(|env, base| {
+        std::fs::write(env.path("f"), "data").unwrap();
+        write_tree(&env.path("dir"), &[("a", b"a"), ("b", b"b")]);
+        let k = |k: &str| format!("{base}/{k}");
+        let local = format!("local://{}", bucket());
+        env.ok(&["mb", &local]);
+        let runs: Vec<(Vec<String>, &str)> = vec![
+            (vec!["cp".into(), "f".into(), k("j/k")], "upload"),
+            (
+                vec!["cp".into(), "--dry-run".into(), "f".into(), k("j/dry")],
+                "upload",
+            ),
+            (vec!["cp".into(), k("j/k"), "f2".into()], "download"),
+            (vec!["cp".into(), k("j/k"), k("j/k2")], "copy"),
+            (
+                vec!["cp".into(), "-r".into(), "dir".into(), k("j/dir/")],
+                "upload",
+            ),
+            (
+                vec![
+                    "cp".into(),
+                    "-r".into(),
+                    "--dry-run".into(),
+                    "dir".into(),
+                    k("j/dir/"),
+                ],
+                "upload",
+            ),
+            (vec!["cp".into(), k("j/dir/*"), k("j/dir2/")], "copy"),
+            (vec!["mv".into(), "f2".into(), k("j/k3")], "move"),
+            (vec!["mv".into(), k("j/k3"), "f3".into()], "move"),
+            (vec!["mv".into(), k("j/k2"), k("j/k4")], "move"),
+            (
+                vec!["mv".into(), "-r".into(), k("j/dir2"), k("j/dir3/")],
+                "move",
+            ),
+            (
+                vec!["mv".into(), "-r".into(), k("j/dir3"), "dir3".into()],
+                "move",
+            ),
+            (vec!["cp".into(), k("j/k"), format!("{local}/k")], "copy"),
+        ];
+        for (args, op) in &runs {
+            let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+            args.insert(1, "--json");
+            let (c, lines) = json_lines(env, &args);
+            assert_eq!(c, 0, "{args:?}: {lines:?}");
+            let dry = args.contains(&"--dry-run");
+            let (last, each) = match dry {
+                // A plan, as sync's: no summary.
+                true => (&serde_json::Value::Null, &lines[..]),
+                false => lines.split_last().expect("lines"),
+            };
+            assert!(dry || last["summary"].is_object(), "{args:?}: {lines:?}");
+            assert!(!each.is_empty(), "{args:?}");
+            for l in each {
+                assert_eq!(l["op"], *op, "{args:?}: {l}");
+                assert!(dry == (l["dry_run"] == true), "{args:?}: {l}");
+                assert!(dry || l["error"].is_null(), "{args:?}: {l}");
+            }
+            if !dry {
+                assert_eq!(last["summary"]["objects"], each.len(), "{args:?}");
+            }
+        }
+        // stdin, and a failure: still only JSON, the error in its object.
+        let out = env.run_stdin(&["cp", "--json", "-", &k("j/stdin")], b"in");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let first: serde_json::Value =
+            serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (first["op"].as_str(), first["path"].as_str()),
+            (Some("upload"), Some("-"))
+        );
+        let (c, lines) = json_lines(env, &["cp", "--json", &k("j/missing"), "x"]);
+        assert_eq!(c, 1);
+        assert!(
+            lines[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not found")),
+            "{lines:?}"
+        );
+        assert_eq!(lines[1]["summary"]["failures"], 1, "{lines:?}");
+        env.ok(&["rb", "--force", &local]);
     });
 }
 

@@ -92,21 +92,6 @@ pub(crate) async fn copy(
     })
 }
 
-/// A part copy pinned to the source's ETag failed its precondition: the source was
-/// replaced while it was being copied (the download's wording would send the user
-/// to download something).
-pub(super) fn source_changed(e: Error) -> Error {
-    if e.kind() == ErrorKind::PreconditionFailed {
-        Error::new(
-            ErrorKind::PreconditionFailed,
-            "the source object changed during the copy (its ETag no longer matches); \
-             nothing was copied — copy it again",
-        )
-    } else {
-        e
-    }
-}
-
 /// Moves an object (see [`crate::Storage::move_object`] for the proof that the
 /// source is another object before it is deleted, and that it is still the
 /// object that was copied). Keys and buckets are checked.
