@@ -232,10 +232,21 @@ pub struct FilterFlags {
 
 #[derive(Debug, Args)]
 pub struct MvArgs {
-    /// Source
+    /// Source: file, directory (with --recursive), s3://… or local://…
     pub src: String,
     /// Destination
     pub dst: String,
+    /// Move a directory's files or every object under a prefix
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Show what would be moved, move nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub filter: FilterFlags,
+    /// One JSON object per moved object, then a summary object (no progress bar)
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub upload: UploadFlags,
 }

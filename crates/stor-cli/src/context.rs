@@ -18,6 +18,8 @@ pub struct Ctx {
     base: StorageConfig,
     /// The config file's profile in use, when the file has profiles.
     stor_profile: Option<String>,
+    /// Where the config's `endpoint_url` came from, when it has one.
+    endpoint_from: Option<String>,
     s3: OnceCell<Storage>,
     local: OnceCell<Storage>,
     pub out: Arc<Output>,
@@ -80,11 +82,19 @@ enum Credentials {
     Chain,
 }
 
+/// The effective config, the config file's profile in use, and where the endpoint
+/// came from.
+struct Effective {
+    base: StorageConfig,
+    stor_profile: Option<String>,
+    endpoint_from: Option<String>,
+}
+
 /// The effective config: the config file (or its profile that `--profile`,
 /// `STOR_PROFILE` or `AWS_PROFILE` names), the environment over it, flags over both;
 /// credentials as [`Credentials`] orders them. A named profile that exists nowhere
 /// is an error listing the files looked in.
-async fn effective_config(g: &Global) -> Result<(StorageConfig, Option<String>)> {
+async fn effective_config(g: &Global) -> Result<Effective> {
     let file = config_file(g)?;
     let named = NamedProfile::from(g);
     let stor_profile = named
@@ -134,11 +144,20 @@ async fn effective_config(g: &Global) -> Result<(StorageConfig, Option<String>)>
     if let Some(root) = &g.local_root {
         base.local_root = Some(root.clone());
     }
-    if let Some(e) = flag_or_env(
-        &g.endpoint_url,
-        &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
-    ) {
+    let mut endpoint_from = base.endpoint_url.as_ref().map(|_| match &file {
+        Some(f) => format!("the config file {}", f.path().display()),
+        None => "the config file".to_owned(),
+    });
+    let endpoint_vars = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"];
+    if let Some(e) = flag_or_env(&g.endpoint_url, &endpoint_vars) {
         base.endpoint_url = Some(e);
+        endpoint_from = Some(match &g.endpoint_url {
+            Some(_) => "--endpoint-url".to_owned(),
+            None => endpoint_vars
+                .iter()
+                .find(|v| env(v).is_some())
+                .map_or_else(String::new, |v| (*v).to_owned()),
+        });
     }
     if let Some(r) = flag_or_env(&g.region, &["AWS_REGION", "AWS_DEFAULT_REGION"]) {
         base.region_name = Some(r);
@@ -186,7 +205,11 @@ async fn effective_config(g: &Global) -> Result<(StorageConfig, Option<String>)>
         base.part_size = Some(p);
     }
     base.validate()?;
-    Ok((base, stor_profile))
+    Ok(Effective {
+        base,
+        stor_profile,
+        endpoint_from,
+    })
 }
 
 fn clear_keys(cfg: &mut StorageConfig) {
@@ -197,10 +220,15 @@ fn clear_keys(cfg: &mut StorageConfig) {
 
 impl Ctx {
     pub async fn new(g: &Global, out: Arc<Output>) -> Result<Ctx> {
-        let (base, stor_profile) = effective_config(g).await?;
+        let Effective {
+            base,
+            stor_profile,
+            endpoint_from,
+        } = effective_config(g).await?;
         Ok(Ctx {
             base,
             stor_profile,
+            endpoint_from,
             s3: OnceCell::new(),
             local: OnceCell::new(),
             out,
@@ -215,6 +243,21 @@ impl Ctx {
     /// The config file's profile in use, when the file has profiles.
     pub fn stor_profile(&self) -> Option<&str> {
         self.stor_profile.as_deref()
+    }
+
+    /// The S3 endpoint `store` uses (shown safely) and where it came from — the
+    /// flag, a variable, the config file, or an AWS profile's `endpoint_url` (which
+    /// the SDK reads itself); `None` for AWS's own endpoint.
+    pub fn endpoint(&self, store: &Storage) -> Option<(String, String)> {
+        if let Some(url) = &self.base.endpoint_url {
+            let from = self.endpoint_from.clone().unwrap_or_default();
+            return Some((stor::config::redact_url(url), from));
+        }
+        let url = store.endpoint()?;
+        let profile = (self.base.profile.clone())
+            .or_else(|| env("AWS_PROFILE"))
+            .unwrap_or_else(|| "default".to_owned());
+        Some((url, format!("the AWS config, profile {profile}")))
     }
 
     /// The store for a scheme, opened once.

@@ -1,9 +1,11 @@
 //! Which objects or files a many-object command takes: the `--include` /
 //! `--exclude` filters and the wildcard rule of source URLs.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use stor::Storage;
+
+use crate::exit::usage;
 
 /// `--include` / `--exclude` globs, matched against the path below the command's
 /// directory or prefix (`*` also matches `/`, as in `aws s3`). Excludes win.
@@ -19,7 +21,14 @@ fn set(patterns: &[String]) -> Result<Option<GlobSet>> {
     }
     let mut b = GlobSetBuilder::new();
     for p in patterns {
-        b.add(Glob::new(p).with_context(|| format!("bad glob {p:?}"))?);
+        // Bad input (exit 2), said before anything is listed or changed.
+        let glob = Glob::new(p).map_err(|e| {
+            usage(format!(
+                "bad glob {p:?}: {} (a `\\` before `*`, `?`, `[` or `]` takes it literally)",
+                e.kind()
+            ))
+        })?;
+        b.add(glob);
     }
     Ok(Some(b.build()?))
 }
@@ -50,8 +59,9 @@ impl Filter {
 ///   against the keys below the last `/` before the first wildcard;
 /// - `\` makes the next character literal (`s3://b/gl/\[x\].txt` is the key
 ///   `gl/[x].txt`);
-/// - an existing key of exactly the text given wins over the pattern, so a key that
-///   holds `*`, `?` or `[` is never widened into other objects by surprise;
+/// - an existing key of exactly the text given, escapes included, wins over the
+///   pattern (or the key without its escapes), so a key that holds `*`, `?`, `[` or
+///   `\` is never widened into, or mistaken for, other objects;
 /// - `stat`, `cat` and `presign` name one object: their keys are always literal.
 ///
 /// What a source URL's key selects, before the exact-name check.
@@ -118,15 +128,19 @@ fn unescape(s: &str) -> String {
     out
 }
 
-/// A source key by the wildcard rule ([`Selection`]): a pattern, unless an object
-/// of exactly the text given exists (it wins).
+/// A source key by the wildcard rule ([`Selection`]): a pattern, or a key with its
+/// escapes removed — unless an object of exactly the text given, escapes and all,
+/// exists (it wins: `e\*` names the key `e\*` when there is one, else `e*`).
 pub async fn resolve(store: &Storage, bucket: &str, key: &str) -> Result<Selection> {
-    match select(key) {
-        Selection::Pattern { raw, .. } if store.exists(bucket, &raw).await? => {
-            Ok(Selection::Key(raw))
-        }
-        s => Ok(s),
+    let selected = select(key);
+    let reads_otherwise = match &selected {
+        Selection::Key(k) => k != key,
+        Selection::Pattern { .. } => true,
+    };
+    if reads_otherwise && store.exists(bucket, key).await? {
+        return Ok(Selection::Key(key.to_owned()));
     }
+    Ok(selected)
 }
 
 #[cfg(test)]

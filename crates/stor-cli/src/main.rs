@@ -80,10 +80,17 @@ fn init_logging(verbose: u8, quiet: bool) {
         _ => "trace",
     };
     // Our crate at the chosen level; the SDK's chatter one level quieter below -vvv.
-    // The SDK's request orchestrator and signer print the resolved identity (the
-    // access key id) at DEBUG/TRACE: never shown.
+    // Never shown, even at -vvv: the request orchestrator and signer print the
+    // resolved identity (the access key id) at DEBUG/TRACE; the config loader prints
+    // every variable and profile key it reads at TRACE (`(global env)
+    // AWS_ENDPOINT_URL = "http://user:password@…"`, aws_runtime::env_config), and
+    // the credentials it builds, key id included, at INFO and DEBUG (aws_config):
+    // capped at WARN, as below -vvv.
     let filter = if verbose >= 3 {
-        format!("{level},aws_smithy_runtime::client::orchestrator=info,aws_sigv4=info")
+        format!(
+            "{level},aws_smithy_runtime::client::orchestrator=info,aws_sigv4=info,\
+             aws_config=warn,aws_runtime::env_config=warn"
+        )
     } else {
         format!("{level},stor={level},aws_smithy_runtime=warn,aws_config=warn,hyper=warn")
     };

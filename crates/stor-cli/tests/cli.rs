@@ -595,6 +595,107 @@ fn cleanup_in_another_process_never_removes_a_write_in_flight() {
     assert!(e.run(&["cat", "local://busy/k"]).stdout == data);
 }
 
+/// `mv FILE` (and `mv -r DIR`) removes a file only if it did not change after the
+/// upload last read it: here a line is appended while the upload waits for the
+/// local store's index, after its last byte was read and checked.
+#[test]
+fn a_move_keeps_a_file_that_changed_after_its_upload_read_it() {
+    let e = Env::new();
+    e.ok(&["mb", "local://mvf"]);
+    let blobs = e.path("store/blobs");
+    std::fs::create_dir_all(e.path("d")).unwrap();
+    for (args, file) in [
+        (vec!["mv", "f", "local://mvf/f"], "f"),
+        (vec!["mv", "-r", "d", "local://mvf/d/"], "d/g"),
+    ] {
+        std::fs::write(e.path(file), vec![b'x'; 1 << 20]).unwrap();
+        let n = file_sizes(&blobs).len();
+        let hold = hold_index(&e);
+        let child = e
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for("the blob in blobs/", || file_sizes(&blobs).len() == n + 1);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(e.path(file))
+            .unwrap();
+        f.write_all(b"IMPORTANT APPENDED LINE\n").unwrap();
+        drop(hold);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("changed after it was uploaded"),
+            "{}",
+            stderr(&out)
+        );
+        let kept = std::fs::read(e.path(file)).unwrap();
+        assert!(
+            kept.ends_with(b"APPENDED LINE\n"),
+            "{args:?}: the file is kept"
+        );
+        // The object holds what was read; a move unchanged goes through.
+        e.ok(&args);
+        assert!(!e.path(file).exists(), "{args:?}");
+    }
+}
+
+/// A move between stores deletes its source only if it is still the version it
+/// copied: here the source is replaced while the copy waits for the local store's
+/// index, and both are kept.
+#[test]
+fn a_move_between_stores_keeps_a_source_replaced_meanwhile() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    e.ok(&["mb", "local://race"]);
+    let blobs = e.path("store/blobs");
+    let src = format!("s3://{b}/race/k");
+    for (i, dst) in ["local://race/k", "local://race/many/"].iter().enumerate() {
+        assert_eq!(
+            code(&e.run_stdin(&["cp", "-", &src], &vec![b'o'; 1 << 20])),
+            0
+        );
+        let n = file_sizes(&blobs).len();
+        let hold = hold_index(&e);
+        let args = match i {
+            0 => vec!["mv", src.as_str(), dst],
+            _ => vec!["mv", "-r", "--json", "SRC", dst],
+        };
+        let prefix = format!("s3://{b}/race/");
+        let args: Vec<&str> = (args.iter())
+            .map(|a| if *a == "SRC" { prefix.as_str() } else { a })
+            .collect();
+        let child = e
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for("the copy's blob in blobs/", || {
+            file_sizes(&blobs).len() == n + 1
+        });
+        assert_eq!(code(&e.run_stdin(&["cp", "-", &src], b"NEW")), 0);
+        drop(hold);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("changed during the move"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(e.ok(&["cat", &src]), "NEW", "the new version is kept");
+        let copy = if i == 0 {
+            dst.to_string()
+        } else {
+            format!("{dst}k")
+        };
+        assert_eq!(e.run(&["cat", &copy]).stdout, vec![b'o'; 1 << 20]);
+    }
+}
+
 // ------------------------------------------------------------------ SeaweedFS
 
 #[test]
@@ -1566,6 +1667,48 @@ fn exit_codes_for_bad_input_and_empty_matches() {
     assert_eq!(e.ok(&["cat", "local://codes/k"]), "x");
 }
 
+/// Refusals say what was wrong, name what they refused, and come before any work:
+/// a bad glob is bad input; a key a recursive download refuses is named; a symlink
+/// loop is said before a byte is fetched.
+#[test]
+fn refusals_name_what_was_wrong() {
+    let e = Env::new();
+    e.ok(&["mb", "local://say"]);
+    std::fs::write(e.path("f"), b"x").unwrap();
+    for k in ["p/ok", "p/./dot", "p/a//b"] {
+        e.ok(&["cp", "f", &format!("local://say/{k}")]);
+    }
+    for args in [
+        &["rm", "--dry-run", "local://say/p/[ab"][..],
+        &["cp", "-r", "--include", "[", "local://say/p", "out/"],
+        &["cp", "-r", "--exclude", "a{", "f", "local://say/q/"],
+    ] {
+        let out = e.run(args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("bad glob"), "{}", stderr(&out));
+    }
+    let out = e.run(&["cp", "-r", "local://say/p", "out/"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    for k in ["p/./dot", "p/a//b"] {
+        assert!(
+            err.contains(&format!("download local://say/{k} failed")),
+            "{k}: {err}"
+        );
+    }
+    assert!(e.path("out/ok").is_file());
+    // A symlink loop, at once (the object is big enough to notice a download).
+    std::fs::write(e.path("big"), vec![1u8; 4 << 20]).unwrap();
+    e.ok(&["cp", "big", "local://say/big"]);
+    std::os::unix::fs::symlink("l2", e.path("l1")).unwrap();
+    std::os::unix::fs::symlink("l1", e.path("l2")).unwrap();
+    let out = e.run(&["cp", "local://say/big", "l1"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("l1 is a symlink loop"), "{err}");
+    assert!(!err.contains("during the download"), "{err}");
+}
+
 /// Keys with control characters print escaped; logs carry no colour codes off a
 /// terminal; a recursive copy reports what it skipped.
 #[test]
@@ -1910,6 +2053,106 @@ fn passwords_in_endpoint_urls_never_show() {
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(!stderr(&out).contains(canary), "{}", stderr(&out));
+}
+
+/// `-vvv` shows the SDK's TRACE logs, but never what its config loader reads: an
+/// endpoint's password from the environment or a profile, nor a profile's keys.
+#[test]
+fn trace_logs_never_show_what_the_aws_config_holds() {
+    let e = Env::new();
+    let (pw_env, pw_profile) = ("PWCANARY-ENV", "PWCANARY-PROFILE");
+    let (key_id, secret) = ("AKIACANARYKEYID", "SECRET-CANARY");
+    std::fs::create_dir(e.path(".aws")).unwrap();
+    std::fs::write(
+        e.path(".aws/config"),
+        format!(
+            "[profile dev]\nendpoint_url = http://u:{pw_profile}@127.0.0.1:9\n\
+             aws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n\
+             region = us-east-1\n"
+        ),
+    )
+    .unwrap();
+    // Nothing listens there: one try, one second.
+    let quick = r#"{"max_retries": 1, "operation_timeout": 1}"#;
+    std::fs::write(e.path("one-try.json"), quick).unwrap();
+    let args = ["-vvv", "--config", "one-try.json", "ls", "s3://bkt"];
+    let from_env = isolated(&e, &args)
+        .env("AWS_PROFILE", "dev")
+        .env("AWS_ENDPOINT_URL", format!("http://u:{pw_env}@127.0.0.1:9"))
+        .output()
+        .unwrap();
+    let from_profile = isolated(&e, &args)
+        .env("AWS_PROFILE", "dev")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    for (name, out) in [("env", &from_env), ("profile", &from_profile)] {
+        let all = format!("{}{}", stdout(out), stderr(out));
+        assert!(all.contains("TRACE"), "{name}: -vvv traces: {all}");
+        assert!(all.contains("127.0.0.1:9"), "{name}: the request was tried");
+        for canary in [pw_env, pw_profile, key_id, secret] {
+            assert!(!all.contains(canary), "{name} shows {canary}: {all}");
+        }
+    }
+}
+
+/// `doctor` and `config show` say which endpoint is in use and where it came from,
+/// also when an AWS profile sets it (the SDK reads that one itself).
+#[test]
+fn the_endpoint_in_use_and_where_it_comes_from() {
+    let e = Env::new();
+    std::fs::create_dir(e.path(".aws")).unwrap();
+    std::fs::write(
+        e.path(".aws/config"),
+        "[profile dev]\nendpoint_url = http://127.0.0.1:9\nregion = us-east-1\n",
+    )
+    .unwrap();
+    // Nothing listens there: doctor's requests fail within a second.
+    let quick = r#"{"max_retries": 1, "operation_timeout": 1}"#;
+    std::fs::write(e.path("one-try.json"), quick).unwrap();
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", "AKIATEST"),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret"),
+        ("AWS_PROFILE", "dev"),
+    ];
+    let run = |args: &[&str], endpoint: Option<&str>| {
+        let mut c = isolated(&e, args);
+        c.envs(keys).env_remove("AWS_ENDPOINT_URL");
+        if let Some(u) = endpoint {
+            c.env("AWS_ENDPOINT_URL", u);
+        }
+        c.output().unwrap()
+    };
+    let doctor = stdout(&run(&["--config", "one-try.json", "doctor"], None));
+    assert!(
+        doctor.contains("endpoint http://127.0.0.1:9 (from the AWS config, profile dev)"),
+        "{doctor}"
+    );
+    let show = |args: &[&str], endpoint| {
+        let out = run(args, endpoint);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+    let v = show(&["config", "show"], None);
+    assert_eq!(v["endpoint"], "http://127.0.0.1:9", "{v}");
+    assert_eq!(v["endpoint_source"], "the AWS config, profile dev", "{v}");
+    // The environment and the flag win over the profile, and say so.
+    let v = show(&["config", "show"], Some("http://127.0.0.1:7"));
+    assert_eq!(v["endpoint"], "http://127.0.0.1:7", "{v}");
+    assert_eq!(v["endpoint_source"], "AWS_ENDPOINT_URL", "{v}");
+    let v = show(
+        &["--endpoint-url", "http://127.0.0.1:8", "config", "show"],
+        None,
+    );
+    assert_eq!(v["endpoint_source"], "--endpoint-url", "{v}");
+    // No endpoint anywhere: AWS's own.
+    let out = isolated(&e, &["config", "show"])
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["endpoint"], serde_json::Value::Null, "{v}");
+    assert_eq!(v["endpoint_source"], "AWS default for the region", "{v}");
 }
 
 /// `stor ARGS` with no AWS setting from the outside world: HOME is `env`'s
@@ -2311,6 +2554,18 @@ fn sync_delete_refuses_a_source_that_holds_nothing() {
             stdout(&out)
         );
         assert_eq!(keys_under(env, &www), ["a", "b/c"]);
+        // Nor one that holds only what a sync skips: a leftover temp file, a FIFO.
+        std::fs::create_dir(env.path("leftovers")).unwrap();
+        std::fs::write(env.path("leftovers/.a.1234abcd.stor-part"), "p").unwrap();
+        mkfifo(&env.path("leftovers/fifo"));
+        let out = env.run(&["sync", "--delete", "leftovers", &www]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains(&format!("(refused) delete: {www}/b/c")),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(keys_under(env, &www), ["a", "b/c"]);
         // A missing directory neither.
         let out = env.run(&["sync", "--delete", "missing", &www]);
         assert_eq!(code(&out), 2, "{}", stderr(&out));
@@ -2671,6 +2926,260 @@ fn sync_refuses_keys_the_engine_would_rewrite() {
     });
 }
 
+/// `cp`, `cp -r`, `cp -` and `mv` refuse keys the engine would not keep as sent,
+/// like sync: SeaweedFS stores `a\b` as `a/b` (a silent overwrite) and refuses
+/// `.` and `..` segments; the local store keeps them all.
+#[test]
+fn uploads_and_copies_refuse_keys_the_engine_would_rewrite() {
+    on_each_store(|env, base| {
+        let rewrites = env.s3.is_some();
+        write_tree(
+            &env.path("src1"),
+            &[("a/b", b"slash"), (r"a\b", b"backslash")],
+        );
+        let out = env.run(&["cp", "-r", "src1", &format!("{base}/bs/")]);
+        let err = stderr(&out);
+        if rewrites {
+            assert_eq!(code(&out), 1, "{err}");
+            assert!(
+                err.contains(r#"not uploaded: the engine stores the key "bs/a\\b" as "bs/a/b""#),
+                "{err}"
+            );
+            assert_eq!(keys_under(env, &format!("{base}/bs")), ["a/b"]);
+            assert_eq!(cat(env, &format!("{base}/bs/a/b")), "slash");
+        } else {
+            assert_eq!(code(&out), 0, "{err}");
+            assert_eq!(keys_under(env, &format!("{base}/bs")), ["a/b", r"a\b"]);
+        }
+        // One key: a file, stdin, an object, a move. On SeaweedFS each would have
+        // overwritten x/y or failed with a bare HTTP 400.
+        std::fs::write(env.path("f"), "new").unwrap();
+        std::fs::write(env.path("mvme"), "moved").unwrap();
+        let x_y = format!("{base}/x/y");
+        let kept = || assert_eq!(code(&env.run_stdin(&["cp", "-", &x_y], b"kept")), 0);
+        kept();
+        for (args, key) in [
+            (vec!["cp", "f", r"KEY"], r"x\y"),
+            (vec!["cp", "-", "KEY"], r"x\y"),
+            (vec!["cp", "X_Y", "KEY"], r"c\d"),
+            (vec!["mv", "mvme", "KEY"], r"m\n"),
+            (vec!["cp", "f", "KEY"], "p/./a/k"),
+            (vec!["cp", "X_Y", "KEY"], "./p/a/k"),
+            (vec!["mv", "X_Y", "KEY"], "p/a/k/.."),
+        ] {
+            let url = format!("{base}/{key}");
+            let args: Vec<&str> = (args.iter())
+                .map(|a| match *a {
+                    "KEY" => url.as_str(),
+                    "X_Y" => x_y.as_str(),
+                    a => a,
+                })
+                .collect();
+            let out = env.run_stdin(&args, b"stdin");
+            let err = stderr(&out);
+            if rewrites {
+                assert_eq!(code(&out), 2, "{args:?}: {err}");
+                assert!(err.contains("rename it"), "{args:?}: {err}");
+                if key.contains('.') {
+                    assert!(err.contains("does not keep the key"), "{args:?}: {err}");
+                }
+            } else {
+                assert_eq!(code(&out), 0, "{args:?}: {err}");
+                if args[0] == "mv" && args[1] == x_y {
+                    kept();
+                }
+            }
+        }
+        assert_eq!(cat(env, &x_y), "kept", "never overwritten");
+        assert!(
+            env.path("mvme").exists() == rewrites,
+            "a refused mv keeps its file"
+        );
+        // The probes are gone.
+        assert!(keys_under(env, base)
+            .iter()
+            .all(|k| !k.contains(".stor-probe")));
+    });
+}
+
+/// A wildcard or recursive copy or move whose destinations include another pair's
+/// source is refused before anything moves (the hostile report's
+/// `mv 's3://b/m2/*' s3://b/m2/z/` destroyed `m2/z/a*`); `mv -r` and `--dry-run`
+/// work on trees and directories; a move refused as the same stored object
+/// changes nothing.
+#[test]
+fn moves_refuse_overlaps_and_take_trees() {
+    on_each_store(|env, base| {
+        for i in 1..=3 {
+            for (k, v) in [
+                (format!("m2/a{i}"), format!("top-{i}")),
+                (format!("m2/z/a{i}"), format!("sub-{i}")),
+            ] {
+                let out = env.run_stdin(&["cp", "-", &format!("{base}/{k}")], v.as_bytes());
+                assert_eq!(code(&out), 0, "{}", stderr(&out));
+            }
+        }
+        let all = ["a1", "a2", "a3", "z/a1", "z/a2", "z/a3"];
+        for args in [
+            vec!["--concurrency", "1", "mv", "M2/*", "M2/z/"],
+            vec!["cp", "M2/*", "M2/z/"],
+            vec!["mv", "-r", "M2", "M2/z/"],
+            vec!["mv", "--dry-run", "M2/*", "M2/z/"],
+        ] {
+            let m2 = format!("{base}/m2");
+            let args: Vec<String> = args.iter().map(|a| a.replace("M2", &m2)).collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = env.run(&args);
+            assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!("{m2}/a1 would go onto {m2}/z/a1")),
+                "{err}"
+            );
+            assert!(err.contains("Nothing was"), "{err}");
+            assert_eq!(keys_under(env, &m2), all, "{args:?}");
+        }
+        assert_eq!(cat(env, &format!("{base}/m2/z/a1")), "sub-1");
+        // Trees: a dry run lists, a move moves.
+        let dry = env.ok(&[
+            "mv",
+            "--dry-run",
+            "-r",
+            &format!("{base}/m2/z"),
+            &format!("{base}/m3/"),
+        ]);
+        assert_eq!(
+            dry.lines()
+                .filter(|l| l.starts_with("(dryrun) move: "))
+                .count(),
+            3,
+            "{dry}"
+        );
+        assert_eq!(keys_under(env, &format!("{base}/m3")), Vec::<String>::new());
+        env.ok(&["mv", "-r", &format!("{base}/m2/z"), &format!("{base}/m3/")]);
+        assert_eq!(keys_under(env, &format!("{base}/m3")), ["a1", "a2", "a3"]);
+        assert_eq!(keys_under(env, &format!("{base}/m2")), ["a1", "a2", "a3"]);
+        // A directory: refused without -r (with the flag that exists), moved with it.
+        write_tree(&env.path("dir"), &[("x", b"x"), ("sub/y", b"y")]);
+        let out = env.run(&["mv", "dir", &format!("{base}/d/")]);
+        assert_eq!(code(&out), 2);
+        assert!(stderr(&out).contains("add --recursive"), "{}", stderr(&out));
+        env.ok(&["mv", "-r", "dir", &format!("{base}/d/")]);
+        assert_eq!(files_under(&env.path("dir")), Vec::<String>::new());
+        assert_eq!(keys_under(env, &format!("{base}/d")), ["sub/y", "x"]);
+        env.ok(&["mv", "-r", &format!("{base}/d"), "back"]);
+        assert_eq!(files_under(&env.path("back")), ["sub/y", "x"]);
+        assert_eq!(keys_under(env, &format!("{base}/d")), Vec::<String>::new());
+        if env.s3.is_some() {
+            // SeaweedFS folds `n//k` into `n/k`: refused (by the key probe, else by
+            // the move's same-object proof), and its new metadata is not applied.
+            env.ok(&["cp", "back/x", &format!("{base}/n/k")]);
+            let out = env.run(&[
+                "mv",
+                "--metadata",
+                "x=y",
+                &format!("{base}/n/k"),
+                &format!("{base}/n//k"),
+            ]);
+            assert_eq!(code(&out), 2, "{}", stderr(&out));
+            assert!(stderr(&out).contains(r#"as "n/k""#), "{}", stderr(&out));
+            let stat = env.ok(&["stat", "--json", &format!("{base}/n/k")]);
+            assert!(!stat.contains("\"x\""), "{stat}");
+        }
+    });
+}
+
+/// With --json, cp and mv print nothing but JSON on stdout — one object per
+/// transfer, then the summary — for one file, stdin, one object, copies between
+/// objects and batches alike, failures included.
+#[test]
+fn cp_and_mv_json_print_nothing_but_json() {
+    on_each_store(|env, base| {
+        std::fs::write(env.path("f"), "data").unwrap();
+        write_tree(&env.path("dir"), &[("a", b"a"), ("b", b"b")]);
+        let k = |k: &str| format!("{base}/{k}");
+        let local = format!("local://{}", bucket());
+        env.ok(&["mb", &local]);
+        let runs: Vec<(Vec<String>, &str)> = vec![
+            (vec!["cp".into(), "f".into(), k("j/k")], "upload"),
+            (
+                vec!["cp".into(), "--dry-run".into(), "f".into(), k("j/dry")],
+                "upload",
+            ),
+            (vec!["cp".into(), k("j/k"), "f2".into()], "download"),
+            (vec!["cp".into(), k("j/k"), k("j/k2")], "copy"),
+            (
+                vec!["cp".into(), "-r".into(), "dir".into(), k("j/dir/")],
+                "upload",
+            ),
+            (
+                vec![
+                    "cp".into(),
+                    "-r".into(),
+                    "--dry-run".into(),
+                    "dir".into(),
+                    k("j/dir/"),
+                ],
+                "upload",
+            ),
+            (vec!["cp".into(), k("j/dir/*"), k("j/dir2/")], "copy"),
+            (vec!["mv".into(), "f2".into(), k("j/k3")], "move"),
+            (vec!["mv".into(), k("j/k3"), "f3".into()], "move"),
+            (vec!["mv".into(), k("j/k2"), k("j/k4")], "move"),
+            (
+                vec!["mv".into(), "-r".into(), k("j/dir2"), k("j/dir3/")],
+                "move",
+            ),
+            (
+                vec!["mv".into(), "-r".into(), k("j/dir3"), "dir3".into()],
+                "move",
+            ),
+            (vec!["cp".into(), k("j/k"), format!("{local}/k")], "copy"),
+        ];
+        for (args, op) in &runs {
+            let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+            args.insert(1, "--json");
+            let (c, lines) = json_lines(env, &args);
+            assert_eq!(c, 0, "{args:?}: {lines:?}");
+            let dry = args.contains(&"--dry-run");
+            let (last, each) = match dry {
+                // A plan, as sync's: no summary.
+                true => (&serde_json::Value::Null, &lines[..]),
+                false => lines.split_last().expect("lines"),
+            };
+            assert!(dry || last["summary"].is_object(), "{args:?}: {lines:?}");
+            assert!(!each.is_empty(), "{args:?}");
+            for l in each {
+                assert_eq!(l["op"], *op, "{args:?}: {l}");
+                assert!(dry == (l["dry_run"] == true), "{args:?}: {l}");
+                assert!(dry || l["error"].is_null(), "{args:?}: {l}");
+            }
+            if !dry {
+                assert_eq!(last["summary"]["objects"], each.len(), "{args:?}");
+            }
+        }
+        // stdin, and a failure: still only JSON, the error in its object.
+        let out = env.run_stdin(&["cp", "--json", "-", &k("j/stdin")], b"in");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let first: serde_json::Value =
+            serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+        assert_eq!(
+            (first["op"].as_str(), first["path"].as_str()),
+            (Some("upload"), Some("-"))
+        );
+        let (c, lines) = json_lines(env, &["cp", "--json", &k("j/missing"), "x"]);
+        assert_eq!(c, 1);
+        assert!(
+            lines[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not found")),
+            "{lines:?}"
+        );
+        assert_eq!(lines[1]["summary"]["failures"], 1, "{lines:?}");
+        env.ok(&["rb", "--force", &local]);
+    });
+}
+
 /// Runs a command whose stdout must be JSON objects only, one a line.
 fn json_lines(env: &Env, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
     let out = env.run(args);
@@ -2772,9 +3281,25 @@ fn wildcards_never_widen_a_literal_key() {
         // The exact key wins over the pattern it also is.
         e.ok(&["cp", &format!("{b}/gl/[x].txt"), "got1"]);
         assert_eq!(std::fs::read(e.path("got1")).unwrap(), b"brackets");
-        // Escapes make a literal key.
+        // Escapes make a literal key, to a file and to stdout alike.
         e.ok(&["cp", &format!("{b}/gl/\\[x\\].txt"), "got2"]);
         assert_eq!(std::fs::read(e.path("got2")).unwrap(), b"brackets");
+        let out = e.ok(&["cp", &format!("{b}/gl/\\[x\\].txt"), "-"]);
+        assert_eq!(out, "brackets");
+        let out = e.run(&["cp", &format!("{b}/gl/*.txt"), "-"]);
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        if scheme == "local://" {
+            // The exact text wins with its escapes too: `e\*` is the key `e\*`
+            // when there is one (SeaweedFS cannot hold a `\`).
+            for (k, v) in [("gl/e*", "star"), ("gl/e\\*", "backslash")] {
+                e.run_stdin(&["cp", "-", &format!("{b}/{k}")], v.as_bytes());
+            }
+            e.ok(&["rm", &format!("{b}/gl/e\\*")]);
+            assert_eq!(e.ok(&["cat", &format!("{b}/gl/e*")]), "star");
+            assert_eq!(code(&e.run(&["stat", &format!("{b}/gl/e\\*")])), 1);
+            e.ok(&["rm", &format!("{b}/gl/e\\*")]);
+            assert_eq!(code(&e.run(&["stat", &format!("{b}/gl/e*")])), 1);
+        }
         // A destructive command with the literal text moves only that object.
         e.ok(&["mv", &format!("{b}/gl/st*r"), &format!("{b}/gl2/")]);
         assert_eq!(e.ok(&["cat", &format!("{b}/gl2/st*r")]), "star");

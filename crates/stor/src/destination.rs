@@ -35,6 +35,10 @@ use crate::error::{Error, ErrorKind, Result};
 /// The suffix of download temp files; `cp -r`/`sync` never upload such files.
 pub const TEMP_SUFFIX: &str = ".stor-part";
 
+/// Symlinks followed from a destination before it counts as a loop (Linux's own
+/// limit for a path's resolution).
+const MAX_LINKS: usize = 40;
+
 /// Temp files younger than this are never swept, whoever holds them.
 const SWEEP_MIN_AGE: Duration = Duration::from_secs(60);
 
@@ -104,20 +108,38 @@ impl Destination {
 
     /// A path the user named: symlinks are followed to their final target.
     fn direct(path: &Path, sweeps: &Sweeps) -> Result<Destination> {
+        // Said before a byte is fetched: otherwise the loop shows only when the
+        // finished download cannot be renamed over it.
+        let a_loop = || {
+            Error::invalid(format!(
+                "{} is a symlink loop (or a chain of more than {MAX_LINKS} links); give a \
+                 path that ends in a file, a FIFO or a device",
+                path.display()
+            ))
+        };
         let mut target = path.to_path_buf();
-        for _ in 0..40 {
+        let mut hops = 0;
+        loop {
             if let Some(fd) = own_descriptor(&target) {
                 return Ok(Destination::Descriptor(fd));
             }
             let meta = match std::fs::symlink_metadata(&target) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                // A loop in a directory above the name.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                    return Err(a_loop())
+                }
                 Err(e) => return Err(Error::io(format!("checking {}", target.display()), e)),
             };
             let ft = FileType::from_raw_mode(std::os::unix::fs::MetadataExt::mode(&meta));
             match ft {
                 FileType::RegularFile => break,
                 FileType::Symlink => {
+                    hops += 1;
+                    if hops > MAX_LINKS {
+                        return Err(a_loop());
+                    }
                     let link = std::fs::read_link(&target)
                         .map_err(|e| Error::io(format!("reading link {}", target.display()), e))?;
                     target = match target.parent() {
@@ -472,6 +494,22 @@ mod tests {
         assert_eq!(std::fs::read(d.path().join("sub/made.txt")).unwrap(), b"x");
         let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
         assert_eq!(names.len(), 4, "no temp file left: {names:?}");
+    }
+
+    #[test]
+    fn a_symlink_loop_is_refused_before_anything_is_written() {
+        let d = tempfile::tempdir().unwrap();
+        symlink("l2", d.path().join("l1")).unwrap();
+        symlink("l1", d.path().join("l2")).unwrap();
+        for p in ["l1", "l1/below"] {
+            let e = Destination::open(&d.path().join(p), None, &Sweeps::default())
+                .err()
+                .unwrap_or_else(|| panic!("{p} was taken"));
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{p}: {e}");
+            assert!(e.to_string().contains("is a symlink loop"), "{p}: {e}");
+        }
+        let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(names.len(), 2, "no temp file: {names:?}");
     }
 
     #[test]

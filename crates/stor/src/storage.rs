@@ -92,6 +92,16 @@ impl Storage {
         self.core.scheme()
     }
 
+    /// The custom endpoint in use (userinfo removed, so safe to show), wherever it
+    /// was set — the config, `AWS_ENDPOINT_URL`, or an AWS profile's `endpoint_url`;
+    /// `None` for AWS's own endpoint and for stores that are not S3.
+    pub fn endpoint(&self) -> Option<String> {
+        self.core
+            .backend
+            .endpoint_url()
+            .map(|u| crate::config::redact_url(&u))
+    }
+
     /// What the store can do (multipart uploads, presigning, native checksums …).
     pub fn capabilities(&self) -> Capabilities {
         self.core.caps
@@ -519,13 +529,17 @@ impl Storage {
 
     /// Moves an object: a server-side copy (with `opts.replace`, new headers and
     /// metadata), confirmed by reading the destination back, and only then the
-    /// source deleted — and only with proof that source and destination are two
-    /// stored objects, whatever the engine does to keys (SeaweedFS stores `a//b` as
-    /// `a/b`, some gateways fold case). The proof: a destination that did not exist
-    /// before the copy cannot be the source; one that did gets a unique marker in
-    /// the copy's metadata (`stor-move`), and the source is deleted only if it does
-    /// not carry it. Moving an object onto its own key with `opts.replace` is a
-    /// metadata replacement; nothing is deleted.
+    /// source deleted — only if it still has the ETag it had when the move began
+    /// (one replaced meanwhile is kept, beside the copy, with a
+    /// [`ErrorKind::PreconditionFailed`] error), and only with proof that source and
+    /// destination are two stored objects, whatever the engine does to keys
+    /// (SeaweedFS stores `a//b` as `a/b`, some gateways fold case). The proof: a
+    /// destination that did not exist before the copy cannot be the source; one that
+    /// did gets a unique marker in the copy's metadata (`stor-move`), and the source
+    /// is deleted only if it does not carry it. A destination that looks like the
+    /// source (same ETag and size) is proved another object before the new headers
+    /// are written, so a refused move changes nothing. Moving an object onto its own
+    /// key with `opts.replace` is a metadata replacement; nothing is deleted.
     ///
     /// ```
     /// # tokio_test::block_on(async {

@@ -1835,10 +1835,12 @@ mod cases {
             s.upload_bytes(b, &src, data.clone(), UploadOptions::default())
                 .await
                 .unwrap();
-            // Onto a key that may name the same stored object.
-            let res = s
-                .move_object(b, &src, b, &folded, CopyOptions::default())
-                .await;
+            // Onto a key that may name the same stored object, with new metadata:
+            // a refused move must not have applied it.
+            let tagged = CopyOptions {
+                replace: Some(UploadOptions::default().metadata("tagged", "yes")),
+            };
+            let res = s.move_object(b, &src, b, &folded, tagged).await;
             if f.kind.keeps_keys_exactly() {
                 res.unwrap();
                 assert!(!s.exists(b, &src).await.unwrap(), "{tag}: moved");
@@ -1852,6 +1854,10 @@ mod cases {
             }
             let now = s.download_bytes(b, &src).await.unwrap();
             assert_eq!(now.data.as_ref(), &data[..], "{tag}: the only copy is kept");
+            if !f.kind.keeps_keys_exactly() {
+                let info = s.info(b, &src).await.unwrap();
+                assert!(!info.metadata.contains_key("tagged"), "{tag}: {info:?}");
+            }
             // Onto an existing, different object: it is replaced, the source goes,
             // and the proof's marker is not shown as user metadata.
             let other = f.key(&format!("m/other-{tag}"));

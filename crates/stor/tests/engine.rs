@@ -41,6 +41,10 @@ struct Faulty {
     /// Hold CreateMultipartUpload this long after the upload exists.
     create_delay: Mutex<Option<Duration>>,
     creates_started: AtomicUsize,
+    /// Replace this object (bucket, key) with other bytes at the next part copy.
+    replace_at_part_copy: Mutex<Option<(String, String)>>,
+    /// Replace this object with other bytes right after the next CopyObject.
+    replace_after_copy: Mutex<Option<(String, String)>>,
     parts_sent: AtomicU32,
     part_copies: AtomicUsize,
     aborts: AtomicUsize,
@@ -128,7 +132,10 @@ impl Backend for Faulty {
         dk: &str,
         r: Option<&UploadOptions>,
     ) -> Result<Option<String>> {
-        self.inner.copy_object(sb, sk, db, dk, r).await
+        let etag = self.inner.copy_object(sb, sk, db, dk, r).await?;
+        let replace = self.replace_after_copy.lock().unwrap().take();
+        self.overwrite(replace).await;
+        Ok(etag)
     }
 }
 
@@ -184,6 +191,8 @@ impl Multipart for Faulty {
         n: i32,
     ) -> Result<String> {
         self.part_copies.fetch_add(1, Ordering::SeqCst);
+        let replace = self.replace_at_part_copy.lock().unwrap().take();
+        self.overwrite(replace).await;
         self.mp().upload_part_copy(src, b, k, id, n).await
     }
     async fn complete_multipart(
@@ -206,6 +215,15 @@ impl Multipart for Faulty {
 }
 
 impl Faulty {
+    /// Another writer: stores other bytes under (bucket, key).
+    async fn overwrite(&self, target: Option<(String, String)>) {
+        if let Some((b, k)) = target {
+            let body = Body::Bytes(Bytes::from_static(b"another writer's version"));
+            let opts = UploadOptions::default();
+            self.inner.put_object(&b, &k, body, &opts).await.unwrap();
+        }
+    }
+
     fn mp(&self) -> &dyn Multipart {
         self.inner
             .multipart()
@@ -416,4 +434,56 @@ async fn a_transfer_dropped_while_its_upload_is_being_created_leaves_none() {
         "aborted when the answer came"
     );
     assert!(be.aborts.load(Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_replaced_during_a_copy_or_move_is_never_deleted_and_says_so() {
+    let (s, be) = rig(4).await;
+    let target = || Some(("eng".to_owned(), "src".to_owned()));
+    let big = payload(12 * MIB, 6);
+    let replaced: &[u8] = b"another writer's version";
+    for verb in ["copy", "move"] {
+        // Replaced while its parts are copied: the pinned part copy fails.
+        s.upload_bytes("eng", "src", big.clone(), UploadOptions::default())
+            .await
+            .unwrap();
+        *be.replace_at_part_copy.lock().unwrap() = target();
+        let r = match verb {
+            "copy" => {
+                s.copy_object("eng", "src", "eng", "dst", CopyOptions::default())
+                    .await
+            }
+            _ => {
+                s.move_object("eng", "src", "eng", "dst", CopyOptions::default())
+                    .await
+            }
+        };
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{verb}: {e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("changed during the {verb}")), "{msg}");
+        assert!(!msg.contains("download"), "{msg}");
+        assert!(!s.exists("eng", "dst").await.unwrap(), "{verb}: aborted");
+        let now = s.download_bytes("eng", "src").await.unwrap();
+        assert_eq!(
+            now.data.as_ref(),
+            replaced,
+            "{verb}: the new version is kept"
+        );
+    }
+    // Replaced between the copy and the delete: both are kept.
+    s.upload_bytes("eng", "small", "first", UploadOptions::default())
+        .await
+        .unwrap();
+    *be.replace_after_copy.lock().unwrap() = Some(("eng".into(), "small".into()));
+    let e = s
+        .move_object("eng", "small", "eng", "moved", CopyOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}");
+    assert!(e.to_string().contains("both it and the copy"), "{e}");
+    let now = s.download_bytes("eng", "small").await.unwrap();
+    assert_eq!(now.data.as_ref(), replaced, "the new version is kept");
+    let copy = s.download_bytes("eng", "moved").await.unwrap();
+    assert_eq!(copy.data.as_ref(), b"first");
 }

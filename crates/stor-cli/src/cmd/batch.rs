@@ -1,19 +1,43 @@
-//! Many objects at once (`cp -r`, wildcards): a directory up, a prefix down, one
-//! line per object and a summary.
+//! Many objects at once (`cp -r`, `mv -r`, wildcards): a directory up, a prefix
+//! down, one line per object and a summary. A move removes each source once its
+//! transfer is confirmed, and only if it is still what was transferred.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
-use futures::StreamExt;
-use stor::{dir_prefix, BatchItem, BatchOptions, Scheme, Storage, UploadOptions};
+use futures::{FutureExt, StreamExt};
+use serde_json::json;
+use stor::{dir_prefix, BatchItem, BatchOptions, Scheme, Storage, TransferResult, UploadOptions};
 
+use super::source::{self, FileState};
+use super::{probe, report::Report};
 use crate::context::Ctx;
 use crate::exit::usage;
 use crate::filter::Filter;
 use crate::progress::Ui;
 use crate::urls::url;
 
-/// Uploads the files below `dir` that pass `filter` (matched on the path below
+/// How a batch runs: which entries it takes, whether it only says what it would
+/// do, and whether it moves.
+pub struct Batch<'a> {
+    pub filter: &'a Filter,
+    pub dry_run: bool,
+    /// `mv`: remove each source after its transfer (and say `move`).
+    pub moving: bool,
+}
+
+impl Batch<'_> {
+    fn op<'o>(&self, way: &'o str) -> &'o str {
+        if self.moving {
+            "move"
+        } else {
+            way
+        }
+    }
+}
+
+/// Uploads the files below `dir` that pass the filter (matched on the path below
 /// it) under the key `key` names as a directory.
 #[allow(clippy::too_many_arguments)]
 pub async fn upload_dir(
@@ -24,38 +48,87 @@ pub async fn upload_dir(
     bucket: &str,
     key: &str,
     opts: &UploadOptions,
-    dry_run: bool,
-    filter: &Filter,
+    b: &Batch<'_>,
 ) -> Result<()> {
     if !dir.is_dir() {
         return Err(usage(format!("{} is not a directory", dir.display())));
     }
     let prefix = dir_prefix(key);
     let plan = stor::plan_upload(dir, &prefix, true)?;
-    report_skipped(ctx, &plan.skipped, &prefix, filter);
-    let items: Vec<BatchItem> = plan
+    report_skipped(ctx, &plan.skipped, &prefix, b.filter);
+    let mut items: Vec<BatchItem> = plan
         .items
         .into_iter()
-        .filter(|i| filter.allows(&i.key[prefix.len()..]))
+        .filter(|i| b.filter.allows(&i.key[prefix.len()..]))
         .collect();
+    let op = b.op("upload");
     let describe = |i: &BatchItem| {
         format!(
-            "upload: {} to {}",
+            "{op}: {} to {}",
             i.path.display(),
             url(scheme, bucket, &i.key)
         )
     };
-    if dry_run {
+    if b.dry_run {
+        let report = Report::new(ctx, &[store]);
         for i in &items {
-            ctx.out.say(&format!("(dryrun) {}", describe(i)));
+            let obj = json!({ "op": op, "path": i.path.display().to_string(), "key": i.key });
+            report.planned(&describe(i), obj);
         }
         return Ok(());
     }
-    run_batch(ctx, store, bucket, items, Way::Up(opts), &describe).await;
+    // Keys the engine would not keep as sent (it would merge `a\b` into `a/b`).
+    let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+    let refused = probe::refusals(store, bucket, &prefix, &keys).await?;
+    items.retain(|i| match refused.get(&i.key) {
+        Some(r) => {
+            let why = format!("not uploaded: {}", r.reason);
+            ctx.out.fail(&format!("{op} {}", i.path.display()), &why);
+            false
+        }
+        None => true,
+    });
+    // A move removes a file only if it is as it was before its upload began.
+    let mut before: HashMap<PathBuf, FileState> = HashMap::new();
+    if b.moving {
+        items.retain(|i| match FileState::of(&i.path) {
+            Ok(s) => {
+                before.insert(i.path.clone(), s);
+                true
+            }
+            Err(e) => {
+                ctx.out.fail(&format!("{op} {}", i.path.display()), &e);
+                false
+            }
+        });
+    }
+    let after = |i: &BatchItem, _: &TransferResult| {
+        let state = before.get(&i.path).copied();
+        let path = i.path.clone();
+        async move {
+            match state {
+                Some(s) => source::remove_file_if_unchanged(&path, &s),
+                None => Ok(()),
+            }
+        }
+        .boxed()
+    };
+    let then: Option<&Then<'_>> = if b.moving { Some(&after) } else { None };
+    run_batch(
+        ctx,
+        store,
+        bucket,
+        items,
+        Way::Up(opts),
+        op,
+        &describe,
+        then,
+    )
+    .await;
     Ok(())
 }
 
-/// Downloads the objects under `prefix` that pass `filter` (matched on the key
+/// Downloads the objects under `prefix` that pass the filter (matched on the key
 /// below the prefix) into `dir`.
 #[allow(clippy::too_many_arguments)]
 pub async fn download_prefix(
@@ -65,20 +138,26 @@ pub async fn download_prefix(
     bucket: &str,
     prefix: &str,
     dir: &Path,
-    dry_run: bool,
-    filter: &Filter,
+    b: &Batch<'_>,
     pattern: Option<&str>,
 ) -> Result<()> {
+    let op = b.op("download");
     let mut items = Vec::new();
     let mut refused = 0;
     for planned in store.plan_download(bucket, prefix, dir).await? {
         match planned {
-            Ok(i) if filter.allows(&i.key[prefix.len()..]) => items.push(i),
+            Ok(i) if b.filter.allows(&i.key[prefix.len()..]) => items.push(i),
             Ok(_) => {}
-            Err(e) if e.key().is_some_and(|k| !filter.allows(&k[prefix.len()..])) => {}
+            Err(e)
+                if e.key()
+                    .is_some_and(|k| !b.filter.allows(&k[prefix.len()..])) => {}
             Err(e) => {
                 refused += 1;
-                ctx.out.fail("download", &e)
+                let what = match e.key() {
+                    Some(k) => format!("{op} {}", url(scheme, bucket, k)),
+                    None => op.to_owned(),
+                };
+                ctx.out.fail(&what, &e)
             }
         }
     }
@@ -87,18 +166,41 @@ pub async fn download_prefix(
     }
     let describe = |i: &BatchItem| {
         format!(
-            "download: {} to {}",
+            "{op}: {} to {}",
             url(scheme, bucket, &i.key),
             i.path.display()
         )
     };
-    if dry_run {
+    if b.dry_run {
+        let report = Report::new(ctx, &[store]);
         for i in &items {
-            ctx.out.say(&format!("(dryrun) {}", describe(i)));
+            let obj = json!({ "op": op, "path": i.path.display().to_string(), "key": i.key });
+            report.planned(&describe(i), obj);
         }
         return Ok(());
     }
-    run_batch(ctx, store, bucket, items, Way::Down(dir), &describe).await;
+    // A move deletes an object only if it is still the version downloaded.
+    let after = |i: &BatchItem, r: &TransferResult| {
+        let (key, etag) = (i.key.clone(), r.etag.clone());
+        let (from, to) = (url(scheme, bucket, &i.key), i.path.display().to_string());
+        async move {
+            source::delete_object_if_unchanged(store, bucket, &key, etag.as_deref(), &from, &to)
+                .await
+        }
+        .boxed()
+    };
+    let then: Option<&Then<'_>> = if b.moving { Some(&after) } else { None };
+    run_batch(
+        ctx,
+        store,
+        bucket,
+        items,
+        Way::Down(dir),
+        op,
+        &describe,
+        then,
+    )
+    .await;
     Ok(())
 }
 
@@ -109,15 +211,23 @@ enum Way<'a> {
     Down(&'a Path),
 }
 
+/// What follows each confirmed transfer of a batch (a move's removal of its
+/// source); its error is the object's failure.
+type Then<'a> =
+    dyn Fn(&BatchItem, &TransferResult) -> futures::future::BoxFuture<'a, Result<()>> + Sync + 'a;
+
 /// Runs a batch through the library (one budget for all objects), printing one
 /// line per object and the summary.
+#[allow(clippy::too_many_arguments)]
 async fn run_batch(
     ctx: &Ctx,
     store: &Storage,
     bucket: &str,
     items: Vec<BatchItem>,
     way: Way<'_>,
+    op: &str,
     describe: &(dyn Fn(&BatchItem) -> String + Sync),
+    then: Option<&Then<'_>>,
 ) {
     let (up, root) = match way {
         Way::Up(o) => (Some(o), None),
@@ -135,26 +245,30 @@ async fn run_batch(
     };
     let before = store.metrics().retries;
     let earlier = ctx.out.failures();
-    let op = if up.is_some() { "upload" } else { "download" };
     let mut outcomes = match up {
         Some(_) => store.upload_many(bucket, items, opts),
         None => store.download_many(bucket, items, opts),
     };
     while let Some(o) = outcomes.next().await {
+        let result: Result<&TransferResult> = match (&o.result, then) {
+            (Ok(r), Some(then)) => then(&o.item, r).await.map(|()| r),
+            (Ok(r), None) => Ok(r),
+            (Err(e), _) => Err(anyhow!("{e}")),
+        };
         if json {
             // One JSON object per line, failures included (and counted for the status).
             let line = serde_json::json!({
                 "op": op,
                 "path": o.item.path.display().to_string(),
                 "key": o.item.key,
-                "bytes": o.result.as_ref().ok().map(|r| r.bytes),
-                "etag": o.result.as_ref().ok().and_then(|r| r.etag.clone()),
-                "checksum": o.result.as_ref().ok().and_then(|r| r.checksum.clone()),
-                "error": o.result.as_ref().err().map(|e| e.to_string()),
+                "bytes": result.as_ref().ok().map(|r| r.bytes),
+                "etag": result.as_ref().ok().and_then(|r| r.etag.clone()),
+                "checksum": result.as_ref().ok().and_then(|r| r.checksum.clone()),
+                "error": result.as_ref().err().map(|e| format!("{e:#}")),
             });
             ctx.out.say(&line.to_string());
         }
-        match &o.result {
+        match &result {
             Ok(r) => {
                 ui.finished(Some(r.bytes));
                 if !json && !ctx.out.quiet() && !ui.println(&describe(&o.item)) {
@@ -166,7 +280,7 @@ async fn run_batch(
                 if json {
                     ctx.out.failed();
                 } else {
-                    ctx.out.fail(&describe(&o.item), e);
+                    ctx.out.fail(&describe(&o.item), &format!("{e:#}"));
                 }
             }
         }

@@ -2,12 +2,14 @@
 //! from.
 
 use anyhow::Result;
+use stor::{Storage, StorageConfig, StorageType};
 
 use crate::context::Ctx;
 use crate::exit::Exit;
 
 /// The effective config as `{"storageConfig": {...}}`, secrets masked, with where
-/// it came from: `config_file`, the file's `stor_profile`, and `credentials_source`
+/// it came from: `config_file`, the file's `stor_profile`, the S3 `endpoint` in use
+/// and its `endpoint_source` (an AWS profile's shows here only), and `credentials_source`
 /// (decided without network: "environment (AWS_ACCESS_KEY_ID)", "profile prod
 /// (~/.aws/credentials)", "config file …").
 pub async fn show(ctx: &Ctx) -> Result<Exit> {
@@ -33,6 +35,19 @@ pub async fn show(ctx: &Ctx) -> Result<Exit> {
             base.resolved_local_root().display().to_string().into(),
         );
     }
+    // The endpoint in use may come from an AWS profile the config does not name:
+    // opening the S3 store (no request is made) tells.
+    let s3 = StorageConfig {
+        storage_type: StorageType::S3,
+        ..base.clone()
+    };
+    let (endpoint, endpoint_source) = match Storage::new(s3).await {
+        Ok(store) => match ctx.endpoint(&store) {
+            Some((url, from)) => (Some(url), from),
+            None => (None, "AWS default for the region".to_owned()),
+        },
+        Err(e) => (None, format!("unknown: {e}")),
+    };
     let mut credentials = stor::credentials::describe(base).await?;
     if let (Some(p), Some(_)) = (ctx.stor_profile(), &base.aws_access_key_id) {
         credentials.push_str(&format!(", profile {p}"));
@@ -42,6 +57,8 @@ pub async fn show(ctx: &Ctx) -> Result<Exit> {
             "storageConfig": v,
             "config_file": base.config_file,
             "stor_profile": ctx.stor_profile(),
+            "endpoint": endpoint,
+            "endpoint_source": endpoint_source,
             "credentials_source": credentials,
         }))?);
     Ok(ctx.status())

@@ -5,9 +5,11 @@ use anyhow::{anyhow, bail, Result};
 use futures::{StreamExt, TryStreamExt};
 use stor::{
     dir_prefix, CopyOptions, DownloadOptions, Encryption, ErrorKind, ListOptions, Location,
-    ObjectInfo, Storage, UploadOptions,
+    ObjectInfo, Storage, TransferResult, UploadOptions,
 };
 
+use super::report::{object_object, Report};
+use super::{probe, source};
 use crate::args::UploadFlags;
 use crate::context::Ctx;
 use crate::exit::usage;
@@ -46,18 +48,26 @@ pub fn upload_opts(f: &UploadFlags) -> Result<UploadOptions> {
     Ok(o)
 }
 
+/// How [`copy_objects`] copies: what it takes, and whether it moves.
+pub struct Copying<'a> {
+    /// Every object under the source prefix (`-r`).
+    pub recursive: bool,
+    pub dry_run: bool,
+    /// A move: each source is deleted once its copy is confirmed.
+    pub delete_source: bool,
+    /// `--include`/`--exclude`, on keys below the source prefix.
+    pub filter: &'a Filter,
+    /// The upload flags (new headers and metadata replace the source's).
+    pub opts: &'a UploadOptions,
+}
+
 /// Copies (or moves) object → object: server-side within one store, streamed
 /// between stores.
-#[allow(clippy::too_many_arguments)]
 pub async fn copy_objects(
     ctx: &Ctx,
     src: &Location,
     dst: &Location,
-    recursive: bool,
-    opts: &UploadOptions,
-    dry_run: bool,
-    delete_source: bool,
-    filter: &Filter,
+    c: &Copying<'_>,
 ) -> Result<()> {
     let (
         Location::Object {
@@ -74,9 +84,14 @@ pub async fn copy_objects(
     else {
         unreachable!("both are objects");
     };
+    let (dry_run, delete_source) = (c.dry_run, c.delete_source);
     let sstore = ctx.store(*ss).await?;
     let dstore = ctx.store(*ds).await?;
-    let verb = if delete_source { "move" } else { "copy" };
+    let (verb, verb_done) = if delete_source {
+        ("move", "moved")
+    } else {
+        ("copy", "copied")
+    };
     let (wildcard, sk) = match resolve(sstore, sb, sk).await? {
         Selection::Pattern {
             prefix, pattern, ..
@@ -84,7 +99,7 @@ pub async fn copy_objects(
         Selection::Key(k) => (None, k),
     };
     let sk = &sk;
-    let (many, wildcard_given) = (recursive || wildcard.is_some(), wildcard.is_some());
+    let (many, wildcard_given) = (c.recursive || wildcard.is_some(), wildcard.is_some());
     let pairs: Vec<(String, String)> = if many {
         let (sp, pattern) = wildcard.unwrap_or_else(|| (tree_prefix(sk), String::new()));
         let only = if pattern.is_empty() {
@@ -101,7 +116,7 @@ pub async fn copy_objects(
         all.into_iter()
             .filter(|(k, _)| {
                 let rel = &k[sp.len()..];
-                filter.allows(rel) && only.as_ref().is_none_or(|f| f.allows(rel))
+                c.filter.allows(rel) && only.as_ref().is_none_or(|f| f.allows(rel))
             })
             .collect()
     } else {
@@ -111,72 +126,150 @@ pub async fn copy_objects(
         let name = sk.rsplit('/').next().unwrap_or(sk);
         vec![(sk.clone(), key_under(dk, name))]
     };
-    let replace = has_upload_flags(opts).then(|| opts.clone());
+    if many && pairs.is_empty() && wildcard_given {
+        return Err(anyhow!("no objects match {src} (nothing was {verb_done})"));
+    }
+    let same_key = |from: &str, to: &str| ss == ds && sb == db && from == to;
+    if ss == ds && sb == db {
+        refuse_overlap(&pairs, |k| url(*ss, sb, k), verb, verb_done)?;
+    }
+    let report = Report::new(ctx, &[sstore, dstore]);
+    let object = |from: &str, to: &str| {
+        let (fu, tu) = (url(*ss, sb, from), url(*ds, db, to));
+        let text = format!("{verb}: {fu} to {tu}");
+        (text, object_object(verb, &fu, &tu, to), fu)
+    };
+    if dry_run {
+        for (from, to) in &pairs {
+            let (text, obj, _) = object(from, to);
+            report.planned(&text, obj);
+        }
+        return Ok(());
+    }
+    // Keys the engine would not keep as sent (it would merge `x\y` into `x/y`).
+    let pairs = if !many {
+        if let Some((_, to)) = pairs.first().filter(|(f, t)| !same_key(f, t)) {
+            probe::check_key(dstore, db, to, verb_done).await?;
+        }
+        pairs
+    } else {
+        let new: Vec<&str> = (pairs.iter())
+            .filter(|(f, t)| !same_key(f, t))
+            .map(|(_, t)| t.as_str())
+            .collect();
+        let refused = probe::refusals(dstore, db, &dir_prefix(dk), &new).await?;
+        pairs
+            .into_iter()
+            .filter(|(from, to)| match refused.get(to) {
+                Some(r) => {
+                    let why = format!("not {verb_done}: {}", r.reason);
+                    ctx.out
+                        .fail(&format!("{verb} {}", url(*ss, sb, from)), &why);
+                    false
+                }
+                None => true,
+            })
+            .collect()
+    };
+    let replace = has_upload_flags(c.opts).then(|| c.opts.clone());
     // `bar`: one object named, streamed between stores, shows its progress.
     let one = |from: String, to: String, bar: bool| {
         let replace = replace.clone();
         let out = bar.then_some(&*ctx.out);
         async move {
-            if ss == ds {
-                let opts = CopyOptions { replace };
+            if ss != ds {
+                // Two stores: two objects. The source goes only after the copy
+                // arrived whole (stream_copy checks it) and only if it is still the
+                // version that was copied.
+                let (r, copied) =
+                    stream_copy(sstore, sb, &from, dstore, db, &to, replace, out).await?;
                 if delete_source {
-                    // One path for every move, with its "never delete the only
-                    // copy" proof (an in-place move with new headers is a metadata
-                    // replacement).
-                    sstore
-                        .move_object(sb.as_str(), &from, db.as_str(), &to, opts)
-                        .await?;
-                } else {
-                    sstore
-                        .copy_object(sb.as_str(), &from, db.as_str(), &to, opts)
-                        .await?;
+                    let (fu, tu) = (url(*ss, sb, &from), url(*ds, db, &to));
+                    source::delete_object_if_unchanged(
+                        sstore,
+                        sb,
+                        &from,
+                        copied.as_deref(),
+                        &fu,
+                        &tu,
+                    )
+                    .await?;
                 }
-            } else {
-                // Two stores: two objects; the source goes only after the copy
-                // arrived whole (stream_copy verifies it).
-                stream_copy(sstore, sb, &from, dstore, db, &to, replace, out).await?;
-                if delete_source {
-                    sstore.delete(sb.as_str(), &from).await?;
-                }
+                return Ok(r);
             }
-            Ok::<(), anyhow::Error>(())
+            let opts = CopyOptions { replace };
+            let r = if delete_source {
+                // One path for every move, with its "never delete the only copy"
+                // and "never delete a replaced source" proofs (an in-place move with
+                // new headers is a metadata replacement).
+                sstore
+                    .move_object(sb.as_str(), &from, db.as_str(), &to, opts)
+                    .await?
+            } else {
+                sstore
+                    .copy_object(sb.as_str(), &from, db.as_str(), &to, opts)
+                    .await?
+            };
+            Ok::<TransferResult, anyhow::Error>(r)
         }
     };
     if !many {
         // One object named: its error is the command's (and its exit status).
         let (from, to) = pairs.into_iter().next().expect("one pair");
-        let (fu, tu) = (url(*ss, sb, &from), url(*ds, db, &to));
-        if dry_run {
-            ctx.out.say(&format!("(dryrun) {verb}: {fu} to {tu}"));
-        } else {
-            one(from, to, true).await?;
-            ctx.out.note(&format!("{verb}: {fu} to {tu}"));
+        let (text, obj, _) = object(&from, &to);
+        match one(from, to, true).await {
+            Ok(r) => report.done(&text, obj, &r),
+            Err(e) => {
+                report.failed_alone(&e, obj);
+                report.finish();
+                return Err(e);
+            }
         }
+        report.finish();
         return Ok(());
-    }
-    if pairs.is_empty() && wildcard_given {
-        return Err(anyhow!(
-            "no objects match {src} (nothing was {})",
-            if delete_source { "moved" } else { "copied" }
-        ));
     }
     futures::stream::iter(pairs)
         .for_each_concurrent(ctx.concurrency(), |(from, to)| {
-            let one = &one;
+            let (one, report) = (&one, &report);
             async move {
-                let (fu, tu) = (url(*ss, sb, &from), url(*ds, db, &to));
-                if dry_run {
-                    ctx.out.say(&format!("(dryrun) {verb}: {fu} to {tu}"));
-                    return;
-                }
+                let (text, obj, fu) = object(&from, &to);
                 match one(from, to, false).await {
-                    Ok(()) => ctx.out.note(&format!("{verb}: {fu} to {tu}")),
-                    Err(e) => ctx.out.fail(&format!("{verb} {fu}"), &e),
+                    Ok(r) => report.done(&text, obj, &r),
+                    Err(e) => report.failed(&format!("{verb} {fu}"), &e, obj),
                 }
             }
         })
         .await;
+    report.finish();
     Ok(())
+}
+
+/// Refuses a copy or move of many objects within one bucket where a destination
+/// key is also another pair's source: which of the two wins would depend on the
+/// order of the copies, and a move would delete one of them (`mv 's3://b/m/*'
+/// s3://b/m/z/` with `m/a` and `m/z/a`). A pair onto its own key (new headers
+/// in place) is no overlap.
+fn refuse_overlap(
+    pairs: &[(String, String)],
+    url: impl Fn(&str) -> String,
+    verb: &str,
+    verb_done: &str,
+) -> Result<()> {
+    let sources: std::collections::HashSet<&str> =
+        pairs.iter().map(|(from, _)| from.as_str()).collect();
+    let Some((from, to)) = pairs
+        .iter()
+        .find(|(from, to)| from != to && sources.contains(to.as_str()))
+    else {
+        return Ok(());
+    };
+    Err(usage(format!(
+        "refusing to {verb}: {} would go onto {}, which is itself one of the objects to \
+         {verb} — the result would depend on the order. Nothing was {verb_done}. Choose a \
+         destination outside what the source names",
+        url(from),
+        url(to)
+    )))
 }
 
 fn has_upload_flags(o: &UploadOptions) -> bool {
@@ -202,7 +295,7 @@ async fn stream_copy(
     dk: &str,
     replace: Option<UploadOptions>,
     out: Option<&Output>,
-) -> Result<()> {
+) -> Result<(TransferResult, Option<String>)> {
     let obj = from
         .download_stream(sb, sk, DownloadOptions::default())
         .await?;
@@ -231,5 +324,5 @@ async fn stream_copy(
             info.size
         );
     }
-    Ok(())
+    Ok((r, info.etag))
 }

@@ -1,11 +1,17 @@
 //! `stor cp SRC DST`: one file, a directory (`-r`), stdin or an object, to or from
 //! an object; object to object.
 
-use anyhow::Result;
-use stor::Location;
+use std::path::{Path, PathBuf};
 
+use anyhow::Result;
+use stor::{Location, Scheme, Storage, TransferResult, UploadOptions};
+
+use super::batch::{self, Batch};
 use super::cat::to_stdout;
-use super::{batch, copy, transfer};
+use super::copy::{self, Copying};
+use super::report::{file_object, Report};
+use super::{probe, transfer};
+
 use crate::args::CpArgs;
 use crate::context::Ctx;
 use crate::exit::{usage, Exit};
@@ -22,6 +28,12 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
             "--expected-size applies to one upload (a file or - to an object URL)".into(),
         ));
     }
+    let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
+    let batch = Batch {
+        filter: &filter,
+        dry_run: a.dry_run,
+        moving: false,
+    };
     match (&src, &dst) {
         (
             Location::Path(p),
@@ -33,11 +45,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
         ) => {
             let store = ctx.store(*scheme).await?;
             if a.recursive {
-                let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
-                batch::upload_dir(
-                    ctx, store, *scheme, p, bucket, key, &opts, a.dry_run, &filter,
-                )
-                .await?;
+                batch::upload_dir(ctx, store, *scheme, p, bucket, key, &opts, &batch).await?;
             } else {
                 if p.is_dir() {
                     return Err(usage(format!(
@@ -45,25 +53,22 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                         p.display()
                     )));
                 }
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .ok_or_else(|| usage(format!("{} names no file", p.display())))?;
-                let k = key_under(key, &name);
+                let k = key_under(key, &file_name(p)?);
+                let to = Upload {
+                    store,
+                    scheme: *scheme,
+                    bucket,
+                    key: &k,
+                };
+                let report = Report::new(ctx, &[store]);
+                let text = format!("upload: {} to {}", p.display(), to.url());
+                let obj = file_object("upload", &p.display().to_string(), &k);
                 if a.dry_run {
-                    ctx.out.say(&format!(
-                        "(dryrun) upload: {} to {}",
-                        p.display(),
-                        url(*scheme, bucket, &k)
-                    ));
-                } else {
-                    transfer::upload_file(&ctx.out, store, bucket, &k, p, opts).await?;
-                    ctx.out.note(&format!(
-                        "upload: {} to {}",
-                        p.display(),
-                        url(*scheme, bucket, &k)
-                    ));
+                    report.planned(&text, obj);
+                    return Ok(ctx.status());
                 }
+                to.check("uploaded").await?;
+                one_done(&report, &text, obj, to.file(ctx, p, opts).await)?;
             }
         }
         (
@@ -80,9 +85,22 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                 ));
             }
             let store = ctx.store(*scheme).await?;
-            transfer::upload_stdin(&ctx.out, store, bucket, key, opts).await?;
-            ctx.out
-                .note(&format!("upload: - to {}", url(*scheme, bucket, key)));
+            let to = Upload {
+                store,
+                scheme: *scheme,
+                bucket,
+                key,
+            };
+            let report = Report::new(ctx, &[store]);
+            let text = format!("upload: - to {}", to.url());
+            let obj = file_object("upload", "-", key);
+            if a.dry_run {
+                report.planned(&text, obj);
+                return Ok(ctx.status());
+            }
+            to.check("uploaded").await?;
+            let r = transfer::upload_stdin(&ctx.out, store, bucket, key, opts).await;
+            one_done(&report, &text, obj, r)?;
         }
         (
             Location::Object {
@@ -100,44 +118,36 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
             {
                 // s3://b/logs/*.json: the matching keys, named below the wildcard's
                 // directory, into the target directory.
-                let filter = Filter::glob(pattern)?;
+                let glob = Filter::glob(pattern)?;
+                let batch = Batch {
+                    filter: &glob,
+                    ..batch
+                };
                 let url = Some(a.src.as_str());
-                batch::download_prefix(
-                    ctx, store, *scheme, bucket, prefix, p, a.dry_run, &filter, url,
-                )
-                .await?;
+                batch::download_prefix(ctx, store, *scheme, bucket, prefix, p, &batch, url).await?;
             } else if a.recursive {
-                let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
                 let prefix = tree_prefix(&selected.key());
-                batch::download_prefix(
-                    ctx, store, *scheme, bucket, &prefix, p, a.dry_run, &filter, None,
-                )
-                .await?;
+                batch::download_prefix(ctx, store, *scheme, bucket, &prefix, p, &batch, None)
+                    .await?;
             } else {
                 let key = &selected.key();
                 if key.is_empty() || key.ends_with('/') {
                     return Err(usage(format!("{} is a prefix; add --recursive", a.src)));
                 }
-                let name = key.rsplit('/').next().unwrap_or(key);
-                let target = if p.is_dir() || a.dst.ends_with('/') {
-                    p.join(name)
-                } else {
-                    p.clone()
-                };
+                let target = target_of(key, p, &a.dst);
+                let report = Report::new(ctx, &[store]);
+                let text = format!(
+                    "download: {} to {}",
+                    url(*scheme, bucket, key),
+                    target.display()
+                );
+                let obj = file_object("download", &target.display().to_string(), key);
                 if a.dry_run {
-                    ctx.out.say(&format!(
-                        "(dryrun) download: {} to {}",
-                        url(*scheme, bucket, key),
-                        target.display()
-                    ));
-                } else {
-                    transfer::download_file(&ctx.out, store, bucket, key, &target).await?;
-                    ctx.out.note(&format!(
-                        "download: {} to {}",
-                        url(*scheme, bucket, key),
-                        target.display()
-                    ));
+                    report.planned(&text, obj);
+                    return Ok(ctx.status());
                 }
+                let r = transfer::download_file(&ctx.out, store, bucket, key, &target).await;
+                one_done(&report, &text, obj, r)?;
             }
         }
         (
@@ -148,22 +158,36 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
             },
             Location::Stdio,
         ) => {
+            if a.json {
+                return Err(usage(
+                    "--json does not go with `-` as the destination: stdout carries the \
+                     object's bytes"
+                        .into(),
+                ));
+            }
             let store = ctx.store(*scheme).await?;
-            to_stdout(&ctx.out, store, bucket, key).await?;
+            // The wildcard rule, as for a file: escapes removed, the exact text wins.
+            let key = match resolve(store, bucket, key).await? {
+                Selection::Key(k) => k,
+                Selection::Pattern { .. } => {
+                    return Err(usage(format!(
+                        "{} is a wildcard, and stdout takes one object (copy to a \
+                         directory, or put a `\\` before the wildcard to name a key)",
+                        a.src
+                    )))
+                }
+            };
+            to_stdout(&ctx.out, store, bucket, &key).await?;
         }
         (Location::Object { .. }, Location::Object { .. }) => {
-            let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
-            copy::copy_objects(
-                ctx,
-                &src,
-                &dst,
-                a.recursive,
-                &opts,
-                a.dry_run,
-                false,
-                &filter,
-            )
-            .await?;
+            let c = Copying {
+                recursive: a.recursive,
+                dry_run: a.dry_run,
+                delete_source: false,
+                filter: &filter,
+                opts: &opts,
+            };
+            copy::copy_objects(ctx, &src, &dst, &c).await?;
         }
         _ => {
             return Err(usage(format!(
@@ -173,4 +197,74 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
         }
     }
     Ok(ctx.status())
+}
+
+/// The last part of a path, to name its object.
+pub fn file_name(p: &Path) -> Result<String> {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| usage(format!("{} names no file", p.display())))
+}
+
+/// The file a download of `key` writes: `path` itself, or the key's last part
+/// inside it when it is a directory (or written as one, `dir/`).
+pub fn target_of(key: &str, path: &Path, as_typed: &str) -> PathBuf {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    if path.is_dir() || as_typed.ends_with('/') {
+        path.join(name)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// The end of a command's one transfer: its line (or JSON object and summary),
+/// and its error as the command's.
+pub fn one_done<E: Into<anyhow::Error>>(
+    report: &Report<'_>,
+    text: &str,
+    obj: serde_json::Value,
+    r: std::result::Result<TransferResult, E>,
+) -> Result<TransferResult> {
+    match r.map_err(Into::into) {
+        Ok(r) => {
+            report.done(text, obj, &r);
+            report.finish();
+            Ok(r)
+        }
+        Err(e) => {
+            report.failed_alone(&format!("{e:#}"), obj);
+            report.finish();
+            Err(e)
+        }
+    }
+}
+
+/// One object a file or stdin is uploaded to.
+pub struct Upload<'a> {
+    pub store: &'a Storage,
+    pub scheme: Scheme,
+    pub bucket: &'a str,
+    pub key: &'a str,
+}
+
+impl Upload<'_> {
+    pub fn url(&self) -> String {
+        url(self.scheme, self.bucket, self.key)
+    }
+
+    /// Checks that the engine keeps the key as sent (`verb`: what a refusal says
+    /// was not done).
+    pub async fn check(&self, verb: &str) -> Result<()> {
+        probe::check_key(self.store, self.bucket, self.key, verb).await
+    }
+
+    /// Uploads the file `p`, with a progress bar on a terminal.
+    pub async fn file(
+        &self,
+        ctx: &Ctx,
+        p: &Path,
+        opts: UploadOptions,
+    ) -> stor::Result<TransferResult> {
+        transfer::upload_file(&ctx.out, self.store, self.bucket, self.key, p, opts).await
+    }
 }

@@ -82,12 +82,14 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<Exit> {
         Ok(None) => String::new(),
         Err(e) => format!(", credentials: {e}"),
     };
+    let endpoint = match ctx.endpoint(store) {
+        _ if store.scheme() != "s3" => format!("root {}", cfg.resolved_local_root().display()),
+        Some((url, from)) => format!("endpoint {url} (from {from})"),
+        None => "endpoint AWS default".to_owned(),
+    };
     r.ok(&format!(
-        "config: {} store, endpoint {}, region {}{credentials}",
+        "config: {} store, {endpoint}, region {}{credentials}",
         store.scheme(),
-        cfg.endpoint_url
-            .as_deref()
-            .map_or("AWS default".into(), stor::config::redact_url),
         cfg.region_name.as_deref().unwrap_or("from the environment"),
     ));
 

@@ -12,7 +12,10 @@ mod doctor;
 mod ls;
 mod mv;
 mod presign;
+mod probe;
+mod report;
 mod rm;
+mod source;
 mod sync;
 mod transfer;
 
@@ -31,6 +34,7 @@ pub fn output_mode(c: &Command) -> (bool, OnClose) {
     use Command::*;
     let json = match c {
         Cp(a) => a.json,
+        Mv(a) => a.json,
         Sync(a) => a.json,
         _ => false,
     };
@@ -40,8 +44,9 @@ pub fn output_mode(c: &Command) -> (bool, OnClose) {
         Sync(a) => !a.dry_run,
         Rm(a) => !a.dry_run,
         Cleanup(a) => !a.dry_run,
+        Mv(a) => !a.dry_run,
         // doctor writes probe objects and removes them at its end.
-        Mv(_) | Mb(_) | Rb(_) | Doctor(_) => true,
+        Mb(_) | Rb(_) | Doctor(_) => true,
         Ls(_) | Stat(_) | Presign(_) | Cat(_) | Du(_) | Config(_) | Completions(_) | Man
         | Version => false,
     };

@@ -1,24 +1,42 @@
-//! `stor mv SRC DST`: copy, confirm, then delete the source.
+//! `stor mv SRC DST`: copy, confirm, then remove the source — only if it is still
+//! what was copied (see `source.rs`). A file, a directory (`-r`) or objects, to or
+//! from objects; object to object.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use stor::Location;
 
-use super::copy::{copy_objects, upload_opts};
+use super::batch::{self, Batch};
+use super::copy::{copy_objects, upload_opts, Copying};
+use super::cp::{file_name, one_done, target_of, Upload};
+use super::report::{file_object, Report};
+use super::source::{self, FileState};
 use super::transfer;
 use crate::args::MvArgs;
 use crate::context::Ctx;
 use crate::exit::{usage, Exit};
-use crate::filter::Filter;
-use crate::urls::{key_under, parse, url};
+use crate::filter::{resolve, Filter, Selection};
+use crate::urls::{key_under, parse, tree_prefix, url};
 
 pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
     let src = parse(&a.src)?;
     let dst = parse(&a.dst)?;
     let opts = upload_opts(&a.upload)?;
+    let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
+    let batch = Batch {
+        filter: &filter,
+        dry_run: a.dry_run,
+        moving: true,
+    };
     match (&src, &dst) {
         (Location::Object { .. }, Location::Object { .. }) => {
-            let all = Filter::default();
-            copy_objects(ctx, &src, &dst, false, &opts, false, true, &all).await?;
+            let c = Copying {
+                recursive: a.recursive,
+                dry_run: a.dry_run,
+                delete_source: true,
+                filter: &filter,
+                opts: &opts,
+            };
+            copy_objects(ctx, &src, &dst, &c).await?;
         }
         (
             Location::Path(p),
@@ -28,20 +46,42 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
                 key,
             },
         ) => {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let k = key_under(key, &name);
             let store = ctx.store(*scheme).await?;
-            transfer::upload_file(&ctx.out, store, bucket, &k, p, opts).await?;
-            // The upload is confirmed (it returned Ok): only now remove the file.
-            std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
-            ctx.out.note(&format!(
-                "move: {} to {}",
-                p.display(),
-                url(*scheme, bucket, &k)
-            ));
+            if a.recursive {
+                batch::upload_dir(ctx, store, *scheme, p, bucket, key, &opts, &batch).await?;
+                return Ok(ctx.status());
+            }
+            if p.is_dir() {
+                return Err(usage(format!(
+                    "{} is a directory; add --recursive to move the files below it",
+                    p.display()
+                )));
+            }
+            let k = key_under(key, &file_name(p)?);
+            let to = Upload {
+                store,
+                scheme: *scheme,
+                bucket,
+                key: &k,
+            };
+            let report = Report::new(ctx, &[store]);
+            let text = format!("move: {} to {}", p.display(), to.url());
+            let obj = file_object("move", &p.display().to_string(), &k);
+            if a.dry_run {
+                report.planned(&text, obj);
+                return Ok(ctx.status());
+            }
+            to.check("moved").await?;
+            let before = FileState::of(p).map_err(|e| usage(format!("{}: {e}", p.display())))?;
+            let r = async {
+                let r = to.file(ctx, p, opts).await?;
+                // The upload is confirmed: now the file goes, if it did not change
+                // after the upload last read it.
+                source::remove_file_if_unchanged(p, &before)?;
+                Ok::<_, anyhow::Error>(r)
+            }
+            .await;
+            one_done(&report, &text, obj, r)?;
         }
         (
             Location::Object {
@@ -51,8 +91,32 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
             },
             Location::Path(p),
         ) => {
-            let name = key.rsplit('/').next().unwrap_or(key);
-            let target = if p.is_dir() { p.join(name) } else { p.clone() };
+            let store = ctx.store(*scheme).await?;
+            let selected = resolve(store, bucket, key).await?;
+            if let Selection::Pattern {
+                prefix, pattern, ..
+            } = &selected
+            {
+                let glob = Filter::glob(pattern)?;
+                let batch = Batch {
+                    filter: &glob,
+                    ..batch
+                };
+                let url = Some(a.src.as_str());
+                batch::download_prefix(ctx, store, *scheme, bucket, prefix, p, &batch, url).await?;
+                return Ok(ctx.status());
+            }
+            if a.recursive {
+                let prefix = tree_prefix(&selected.key());
+                batch::download_prefix(ctx, store, *scheme, bucket, &prefix, p, &batch, None)
+                    .await?;
+                return Ok(ctx.status());
+            }
+            let key = &selected.key();
+            if key.is_empty() || key.ends_with('/') {
+                return Err(usage(format!("{} is a prefix; add --recursive", a.src)));
+            }
+            let target = target_of(key, p, &a.dst);
             // A FIFO or device would take the bytes and keep none: deleting the
             // object after that would lose it.
             if let Ok(m) = std::fs::metadata(&target) {
@@ -64,14 +128,24 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
                     )));
                 }
             }
-            let store = ctx.store(*scheme).await?;
-            transfer::download_file(&ctx.out, store, bucket, key, &target).await?;
-            store.delete(bucket.as_str(), key).await?;
-            ctx.out.note(&format!(
-                "move: {} to {}",
-                url(*scheme, bucket, key),
-                target.display()
-            ));
+            let (from, shown) = (url(*scheme, bucket, key), target.display().to_string());
+            let report = Report::new(ctx, &[store]);
+            let text = format!("move: {from} to {shown}");
+            let obj = file_object("move", &shown, key);
+            if a.dry_run {
+                report.planned(&text, obj);
+                return Ok(ctx.status());
+            }
+            let r = async {
+                let r = transfer::download_file(&ctx.out, store, bucket, key, &target).await?;
+                // The file is complete and verified: now the object goes, if it is
+                // still the version downloaded.
+                let etag = r.etag.as_deref();
+                source::delete_object_if_unchanged(store, bucket, key, etag, &from, &shown).await?;
+                Ok::<_, anyhow::Error>(r)
+            }
+            .await;
+            one_done(&report, &text, obj, r)?;
         }
         _ => return Err(usage(format!("cannot move {} to {}", a.src, a.dst))),
     }

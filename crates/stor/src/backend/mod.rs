@@ -303,6 +303,13 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     async fn sweep(&self) -> Result<SweepReport> {
         Ok(SweepReport::default())
     }
+
+    /// The custom endpoint requests go to, as resolved when the backend was opened
+    /// (from the config, the environment or an AWS profile), without userinfo;
+    /// `None` for the provider's own endpoint or stores that have none.
+    fn endpoint_url(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Multipart uploads: the primitives the engine builds large uploads and copies

@@ -93,7 +93,8 @@ pub(crate) async fn copy(
 }
 
 /// Moves an object (see [`crate::Storage::move_object`] for the proof that the
-/// source is another object before it is deleted). Keys and buckets are checked.
+/// source is another object before it is deleted, and that it is still the
+/// object that was copied). Keys and buckets are checked.
 pub(crate) async fn move_object(
     core: &Core,
     sb: &str,
@@ -107,20 +108,64 @@ pub(crate) async fn move_object(
         // One key, new headers: replace them in place; nothing to delete.
         return copy(core, sb, sk, db, dk, opts).await;
     }
+    let scheme = core.scheme();
+    let (from, to) = (
+        format!("{scheme}://{sb}/{sk}"),
+        format!("{scheme}://{db}/{dk}"),
+    );
     let (src, _) = core.request(|_| be.head_object(sb, sk)).await?;
-    let existed = match core.request(|_| be.head_object(db, dk)).await {
-        Ok(_) => true,
-        Err(e) if e.kind() == ErrorKind::KeyNotFound => false,
+    let before = match core.request(|_| be.head_object(db, dk)).await {
+        Ok((info, _)) => Some(info),
+        Err(e) if e.kind() == ErrorKind::KeyNotFound => None,
         Err(e) => return Err(e),
     };
-    let marker = existed.then(|| hex::encode(rand::random::<[u8; 12]>()));
-    let mut copy_opts = opts.clone();
-    if let Some(m) = &marker {
-        let mut r = copy_opts.replace.take().unwrap_or_else(|| options_of(&src));
-        r.metadata.insert(MOVE_MARKER.to_owned(), m.clone());
-        copy_opts.replace = Some(r);
+    let marked = |m: &str, replace: Option<UploadOptions>| {
+        let mut r = replace.unwrap_or_else(|| options_of(&src));
+        r.metadata.insert(MOVE_MARKER.to_owned(), m.to_owned());
+        CopyOptions { replace: Some(r) }
+    };
+    let same_object = || {
+        Error::invalid(format!(
+            "{to} is the same stored object as {from} on this store (it normalises keys); \
+             nothing was moved or deleted"
+        ))
+    };
+    if before
+        .as_ref()
+        .is_some_and(|d| d.etag == src.etag && d.size == src.size)
+    {
+        // The destination may be the source under another spelling: prove it is not
+        // before writing the new headers, so a refused move changes nothing. The
+        // proof copies the source's own headers with a marker; on the same object
+        // it is then put back as it was.
+        let m = new_marker();
+        copy(core, sb, sk, db, dk, &marked(&m, None)).await?;
+        if carries(core, sb, sk, &m).await? {
+            let own = CopyOptions {
+                replace: Some(options_of(&src)),
+            };
+            if let Err(e) = copy(core, sb, sk, sb, sk, &own).await {
+                tracing::warn!("could not remove the move marker from {from}: {e}");
+            }
+            return Err(same_object());
+        }
     }
-    let res = copy(core, sb, sk, db, dk, &copy_opts).await?;
+    let marker = before.is_some().then(new_marker);
+    let copy_opts = match &marker {
+        Some(m) => marked(m, opts.replace.clone()),
+        None => opts.clone(),
+    };
+    let res = copy(core, sb, sk, db, dk, &copy_opts).await.map_err(|e| {
+        if e.kind() == ErrorKind::PreconditionFailed {
+            Error::new(
+                ErrorKind::PreconditionFailed,
+                "the source object changed during the move (its ETag no longer matches); \
+                 nothing was moved or deleted — move it again",
+            )
+        } else {
+            e
+        }
+    })?;
     let (dst, _) = core.request(|_| be.head_object(db, dk)).await?;
     let kept =
         |why: String| Error::new(ErrorKind::Integrity, format!("{why}; the source was kept"));
@@ -136,20 +181,46 @@ pub(crate) async fn move_object(
                 "the destination does not show the copy just made (another writer?)".into(),
             ));
         }
-        match core.request(|_| be.head_object(sb, sk)).await {
-            Ok((now, _)) if now.metadata.get(MOVE_MARKER) == Some(m) => {
-                let scheme = core.scheme();
-                return Err(Error::invalid(format!(
-                    "{scheme}://{db}/{dk} is the same stored object as {scheme}://{sb}/{sk} \
-                     on this store (it normalises keys); nothing was moved or deleted"
-                )));
-            }
-            Ok(_) => {}
-            // Gone meanwhile (another client): nothing left to delete.
-            Err(e) if e.kind() == ErrorKind::KeyNotFound => return Ok(res),
-            Err(e) => return Err(e),
-        }
+    }
+    // Right before the delete: the source must still be the object that was
+    // copied (and, with a marker, not the destination itself). A window remains
+    // between this HEAD and the DELETE: S3 offers no conditional delete that every
+    // engine honours (If-Match on DeleteObject is recent on AWS and unknown to most
+    // S3-compatible servers), so this narrows the race to one round trip.
+    let now = match core.request(|_| be.head_object(sb, sk)).await {
+        Ok((now, _)) => now,
+        // Gone meanwhile (another client): nothing left to delete.
+        Err(e) if e.kind() == ErrorKind::KeyNotFound => return Ok(res),
+        Err(e) => return Err(e),
+    };
+    if marker
+        .as_ref()
+        .is_some_and(|m| now.metadata.get(MOVE_MARKER) == Some(m))
+    {
+        return Err(same_object());
+    }
+    if now.etag != src.etag {
+        return Err(Error::new(
+            ErrorKind::PreconditionFailed,
+            format!(
+                "{from} changed during the move (it was replaced after the copy started); \
+                 both it and the copy at {to} were kept"
+            ),
+        ));
     }
     core.request(|_| be.delete_object(sb, sk)).await?;
     Ok(res)
+}
+
+/// A unique value for the move marker.
+fn new_marker() -> String {
+    hex::encode(rand::random::<[u8; 12]>())
+}
+
+/// Whether the object at `bucket/key` now carries the move marker `m`.
+async fn carries(core: &Core, bucket: &str, key: &str, m: &str) -> Result<bool> {
+    let (info, _) = core
+        .request(|_| core.backend.head_object(bucket, key))
+        .await?;
+    Ok(info.metadata.get(MOVE_MARKER).map(String::as_str) == Some(m))
 }

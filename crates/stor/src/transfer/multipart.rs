@@ -9,7 +9,6 @@ use std::time::Instant;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::download::changed;
 use crate::backend::{Backend, CompletedPart, Multipart, PartCopySource, Replay};
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::core::Core;
@@ -143,7 +142,7 @@ impl MultipartUpload<'_> {
                         };
                         (part, attempts)
                     })
-                    .map_err(changed)
+                    .map_err(source_changed)
             }
         };
         sent.map_err(|e| e.prefixed(&format!("part {n}")))
@@ -275,5 +274,20 @@ impl Drop for AbortGuard {
                 PENDING_ABORTS.fetch_sub(1, Ordering::SeqCst);
             });
         }
+    }
+}
+
+/// A part copy pinned to the source's ETag failed its precondition: the source was
+/// replaced while it was being copied (the download's wording would send the user
+/// to download something).
+fn source_changed(e: Error) -> Error {
+    if e.kind() == ErrorKind::PreconditionFailed {
+        Error::new(
+            ErrorKind::PreconditionFailed,
+            "the source object changed during the copy (its ETag no longer matches); \
+             nothing was copied — copy it again",
+        )
+    } else {
+        e
     }
 }

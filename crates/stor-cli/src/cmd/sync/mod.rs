@@ -10,7 +10,6 @@
 
 mod out;
 mod plan;
-mod probe;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -26,6 +25,7 @@ use stor::{
     Scheme, Storage, TransferResult,
 };
 
+use super::probe;
 use crate::args::SyncArgs;
 use crate::context::Ctx;
 use crate::exit::{usage, Exit};
@@ -357,7 +357,8 @@ async fn refuse_rewritten_keys(
         let rel = to.rel(key).to_owned();
         let path = paths[&rel].display().to_string();
         let obj = json!({ "op": "upload", "path": path, "key": key });
-        out.fail(&format!("upload {path}"), &r.reason, obj);
+        let why = format!("not uploaded: {}", r.reason);
+        out.fail(&format!("upload {path}"), &why, obj);
         source.insert(rel, Source::Skipped);
         if let Some(twin) = r.twin.as_deref().and_then(|t| t.strip_prefix(&to.prefix)) {
             source.entry(twin.to_owned()).or_insert(Source::Skipped);

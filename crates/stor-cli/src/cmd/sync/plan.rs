@@ -26,9 +26,10 @@
 //! ## `--delete`
 //!
 //! Deletes what the destination holds and the source does not, but never
-//! - anything when the source holds nothing at all (a mistyped prefix, an empty or
-//!   unmounted directory): the whole run is refused, and the plan lists what
-//!   would have gone, unless `--allow-empty-source`;
+//! - anything when the source holds nothing to copy (a mistyped prefix, an empty or
+//!   unmounted directory, or one holding only skipped entries — a leftover temp
+//!   file, a FIFO): the whole run is refused, and the plan lists what would have
+//!   gone, unless `--allow-empty-source`;
 //! - what the filters exclude;
 //! - what lies at or below a path whose source exists but was skipped (unreadable,
 //!   a special file, a dangling link, a key without a path of its own, a name the
@@ -274,7 +275,9 @@ pub fn plan(
             Source::Skipped => None,
         })
         .collect();
-    let source_empty = !source.keys().any(|k| allows(k));
+    // Only skipped entries (a leftover temp file, a FIFO, unreadable files) are
+    // nothing to copy: as good a sign of a wrong source as no entries at all.
+    let source_empty = files.is_empty();
     let dest_dirs: BTreeSet<&str> = dest
         .iter()
         .filter(|(_, d)| matches!(d, Dest::Dir))
@@ -562,7 +565,10 @@ mod tests {
             ("empty source allowed", Up, "de", src(&[]), dst(&[("a", o())]), "delete a"),
             ("empty source, nothing to delete", Up, "d", src(&[]), dst(&[]), ""),
             ("empty source without --delete", Up, "", src(&[]), dst(&[("a", o())]), ""),
-            ("only skipped entries: not empty", Up, "d", src(&[("s", Skipped)]), dst(&[("a", o())]), "delete a"),
+            ("only skipped entries: empty", Up, "d", src(&[("s", Skipped)]), dst(&[("a", o()), ("s", o())]), "refuse a"),
+            ("only skipped entries, allowed", Up, "de", src(&[("s", Skipped)]), dst(&[("a", o()), ("s", o())]), "delete a"),
+            ("only excluded files: empty", Up, "dx", src(&[("x/a", same()), ("s", Skipped)]), dst(&[("b", o())]), "refuse b"),
+            ("down, only skipped keys: empty", Down, "d", src(&[("k", Skipped)]), dst(&[("a", f())]), "refuse a"),
             ("empty after the filters", Up, "dx", src(&[("x/a", same())]), dst(&[("b", o())]), "refuse b"),
             ("dir over object, no --delete", Up, "", src(&[("z/a", same())]), dst(&[("z", o())]), "copy z/a"),
             ("dir over object, --delete", Up, "d", src(&[("z/a", same())]), dst(&[("z", o())]), "clear z; copy z/a"),

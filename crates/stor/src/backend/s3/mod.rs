@@ -227,6 +227,10 @@ impl Backend for S3Backend {
         *self.skew.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn endpoint_url(&self) -> Option<String> {
+        self.endpoint.clone()
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             multipart: true,
