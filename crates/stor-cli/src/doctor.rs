@@ -82,7 +82,7 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<u8> {
         cfg.endpoint_url
             .as_deref()
             .map_or("AWS default".into(), stor::config::redact_url),
-        cfg.region_name.as_deref().unwrap_or("from the environment"),
+        cfg.resolved_region().await,
     ));
 
     // Reachability and credentials: listing buckets needs both.

@@ -103,8 +103,13 @@ impl Storage {
     /// else the AWS environment), the local store, or memory.
     pub async fn new(config: StorageConfig) -> Result<Storage> {
         config.validate()?;
+        let mut region = None;
         let backend: Arc<dyn Backend> = match config.storage_type {
-            StorageType::S3 => Arc::new(S3Backend::new(&config).await?),
+            StorageType::S3 => {
+                let b = S3Backend::new(&config).await?;
+                region = Some(b.region().to_owned());
+                Arc::new(b)
+            }
             StorageType::Local => {
                 let root = config.resolved_local_root();
                 let b = tokio::task::spawn_blocking(move || LocalBackend::open(root))
@@ -114,7 +119,10 @@ impl Storage {
             }
             StorageType::Memory => Arc::new(MemoryBackend::new()),
         };
-        Ok(Storage::with_backend(backend, config))
+        let storage = Storage::with_backend(backend, config);
+        let about = storage.inner.config.describe(region.as_deref());
+        tracing::info!("storage service initialized {about}");
+        Ok(storage)
     }
 
     /// A handle over any [`Backend`] (for custom stores and wrappers).
@@ -158,7 +166,10 @@ impl Storage {
 
     /// Stops taking operations and waits (up to 30 s) for those in flight.
     pub async fn shutdown(&self) {
-        self.inner.closed.store(true, Ordering::SeqCst);
+        if !self.inner.closed.swap(true, Ordering::SeqCst) {
+            let about = self.inner.config.describe(None);
+            tracing::info!("storage service shut down {about}");
+        }
         let all = self.inner.config.max_pool_connections as u32;
         let _ = tokio::time::timeout(
             Duration::from_secs(30),
