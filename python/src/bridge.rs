@@ -112,21 +112,30 @@ impl Bridge {
             );
         }
         let done = std::mem::take(&mut *self.shared.done.lock().unwrap_or_else(|p| p.into_inner()));
+        // Every future gets its result, whatever happens to another's.
         for (fut, outcome) in done {
-            let fut = fut.bind(py);
-            if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
-                continue; // cancelled while it ran
+            if let Err(e) = complete(fut.bind(py), outcome) {
+                e.print(py);
             }
-            match outcome.map_err(|e| crate::errors::to_py(py, &e)) {
-                Ok(out) => match out.into_py(py) {
-                    Ok(v) => fut.call_method1(intern!(py, "set_result"), (v,))?,
-                    Err(e) => fut.call_method1(intern!(py, "set_exception"), (e.value(py),))?,
-                },
-                Err(e) => fut.call_method1(intern!(py, "set_exception"), (e.value(py),))?,
-            };
         }
         Ok(())
     }
+}
+
+/// Sets the outcome on an asyncio future, unless it was cancelled meanwhile.
+fn complete(fut: &Bound<'_, PyAny>, outcome: Outcome) -> PyResult<()> {
+    let py = fut.py();
+    if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
+        return Ok(()); // cancelled while it ran
+    }
+    let value = outcome
+        .map_err(|e| crate::errors::to_py(py, &e))
+        .and_then(|out| out.into_py(py));
+    match value {
+        Ok(v) => fut.call_method1(intern!(py, "set_result"), (v,))?,
+        Err(e) => fut.call_method1(intern!(py, "set_exception"), (e.value(py),))?,
+    };
+    Ok(())
 }
 
 /// Cancels the Rust side when the asyncio future is cancelled (its done callback).

@@ -231,21 +231,37 @@ fn download_to_fileobj(
         let mut body = stream.body;
         let fileobj = std::sync::Arc::new(fileobj);
         let mut size = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            size += chunk.len() as u64;
-            let f = fileobj.clone();
-            tokio::task::spawn_blocking(move || {
-                Python::attach(|py| {
-                    let view = pyo3::types::PyBytes::new(py, &chunk);
-                    f.bind(py).call_method1("write", (view,)).map(|_| ())
+        // Network chunks are small: written in pieces of FILEOBJ_CHUNK, each one
+        // GIL-held write() on a blocking thread.
+        let mut piece = bytes::BytesMut::new();
+        loop {
+            let next = body.next().await.transpose()?;
+            if let Some(chunk) = &next {
+                size += chunk.len() as u64;
+                piece.extend_from_slice(chunk);
+                if piece.len() < FILEOBJ_CHUNK {
+                    continue;
+                }
+            }
+            if !piece.is_empty() {
+                let data = piece.split().freeze();
+                let f = fileobj.clone();
+                tokio::task::spawn_blocking(move || {
+                    Python::attach(|py| {
+                        let data = pyo3::types::PyBytes::new(py, &data);
+                        f.bind(py).call_method1("write", (data,)).map(|_| ())
+                    })
                 })
-            })
-            .await
-            .map_err(|e| stor::Error::new(ErrorKind::Other, e.to_string()))?
-            .map_err(|e| {
-                stor::Error::new(ErrorKind::Io, format!("fileobj.write(): {e}")).with_op("download")
-            })?;
+                .await
+                .map_err(|e| stor::Error::new(ErrorKind::Other, e.to_string()))?
+                .map_err(|e| {
+                    stor::Error::new(ErrorKind::Io, format!("fileobj.write(): {e}"))
+                        .with_op("download")
+                })?;
+            }
+            if next.is_none() {
+                break;
+            }
         }
         Ok(Out::Json(json!({
             "success": true,
