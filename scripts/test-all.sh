@@ -8,7 +8,8 @@
 # costs minutes on 2 cores). Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-VENV="${STOR_TEST_VENV:-$HOME/.cache/stor/test-venv}"
+# The venv scripts/with-servers.sh made and exported (maturin and pytest are in it).
+VENV="${STOR_TEST_VENV:?run under scripts/with-servers.sh, which sets STOR_TEST_VENV}"
 say() { printf '[test-all %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 say "cargo test --workspace $*"

@@ -33,9 +33,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 
+use crate::core::BucketArg;
 use crate::destination::Sweeps;
 use crate::error::{Error, ErrorKind, Result};
-use crate::service::{BucketArg, Storage};
+use crate::storage::Storage;
 use crate::transfer::FileTarget;
 use crate::types::{
     DownloadOptions, ListOptions, ObjectInfo, Progress, TransferResult, UploadOptions,
@@ -541,7 +542,7 @@ impl Storage {
     {
         let conc = opts
             .concurrency
-            .unwrap_or(self.inner.config.max_concurrency)
+            .unwrap_or(self.config().max_concurrency)
             .max(1);
         let tally = Tally::new(opts.progress.clone(), &items);
         let failed = Arc::new(AtomicBool::new(false));

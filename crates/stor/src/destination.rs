@@ -38,16 +38,28 @@ pub const TEMP_SUFFIX: &str = ".stor-part";
 /// Temp files younger than this are never swept, whoever holds them.
 const SWEEP_MIN_AGE: Duration = Duration::from_secs(60);
 
-/// Whether a file name is one of stor's download temp files.
+/// Whether a file name is one of stor's download temp files: `.NAME.XXXXXXXX.stor-part`,
+/// eight lowercase hex digits before the suffix.
 ///
 /// ```
 /// assert!(stor::is_download_temp(".report.pdf.3f2a9c1b.stor-part".as_ref()));
 /// assert!(!stor::is_download_temp("report.pdf".as_ref()));
 /// assert!(!stor::is_download_temp("x.stor-part".as_ref()));
+/// assert!(!stor::is_download_temp(".notes.stor-part".as_ref()));
+/// assert!(!stor::is_download_temp(".a.3F2A9C1B.stor-part".as_ref()));
 /// ```
 pub fn is_download_temp(name: &OsStr) -> bool {
     let b = name.as_bytes();
-    b.len() > 1 + TEMP_SUFFIX.len() && b[0] == b'.' && b.ends_with(TEMP_SUFFIX.as_bytes())
+    let Some(stem) = b.strip_suffix(TEMP_SUFFIX.as_bytes()) else {
+        return false;
+    };
+    // ".", a name of at least one byte, ".", 8 hex digits.
+    stem.len() >= 11
+        && stem[0] == b'.'
+        && stem[stem.len() - 9] == b'.'
+        && stem[stem.len() - 8..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
 }
 
 /// What a download writes into.
@@ -57,6 +69,10 @@ pub(crate) enum Destination {
     /// A FIFO or device, to open for writing (which may wait for a FIFO's reader)
     /// and write in order as the bytes arrive.
     Stream(PathBuf),
+    /// One of this process's open descriptors (`/dev/stdout`, `/dev/fd/N`,
+    /// `/proc/self/fd/N`): written in order through it, at its offset and with its
+    /// flags (`>>` appends) — never reopened, never renamed over.
+    Descriptor(i32),
 }
 
 fn io_err(what: String) -> impl FnOnce(rustix::io::Errno) -> Error {
@@ -90,6 +106,9 @@ impl Destination {
     fn direct(path: &Path, sweeps: &Sweeps) -> Result<Destination> {
         let mut target = path.to_path_buf();
         for _ in 0..40 {
+            if let Some(fd) = own_descriptor(&target) {
+                return Ok(Destination::Descriptor(fd));
+            }
             let meta = match std::fs::symlink_metadata(&target) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
@@ -224,6 +243,27 @@ impl Destination {
         }
         TempFile::create(dir, dir_path, name.to_owned(), sweeps).map(Destination::File)
     }
+}
+
+/// The descriptor a path names when it is one of this process's own: `/dev/stdin`,
+/// `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`, `/proc/self/fd/N` (or this PID's).
+/// Following such a link would reach whatever file the descriptor was opened on
+/// (`>> log.txt`), which must be written through the descriptor, not replaced.
+fn own_descriptor(path: &Path) -> Option<i32> {
+    let s = path.to_str()?;
+    match s {
+        "/dev/stdin" => return Some(0),
+        "/dev/stdout" => return Some(1),
+        "/dev/stderr" => return Some(2),
+        _ => {}
+    }
+    let pid = format!("/proc/{}/fd/", std::process::id());
+    let n = s
+        .strip_prefix("/dev/fd/")
+        .or_else(|| s.strip_prefix("/proc/self/fd/"))
+        .or_else(|| s.strip_prefix("/proc/thread-self/fd/"))
+        .or_else(|| s.strip_prefix(pid.as_str()))?;
+    n.parse().ok()
 }
 
 /// Why a directory below a recursive download's root could not be entered.
@@ -392,6 +432,7 @@ mod tests {
                 t.file.write_all(data).unwrap();
                 t.persist()
             }
+            Destination::Descriptor(_) => Ok(()),
             Destination::Stream(path) => {
                 std::fs::OpenOptions::new()
                     .write(true)
@@ -508,6 +549,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(std::fs::read(root.path().join("a/b/c.txt")).unwrap(), b"ok");
+    }
+
+    #[test]
+    fn own_descriptors_are_written_through_not_replaced() {
+        for (p, fd) in [
+            ("/dev/stdout", Some(1)),
+            ("/dev/stderr", Some(2)),
+            ("/dev/fd/7", Some(7)),
+            ("/proc/self/fd/1", Some(1)),
+            ("/dev/null", None),
+            ("/dev/fd/x", None),
+            ("/tmp/fd/1", None),
+        ] {
+            assert_eq!(own_descriptor(Path::new(p)), fd, "{p}");
+        }
+        let own = format!("/proc/{}/fd/3", std::process::id());
+        assert_eq!(own_descriptor(Path::new(&own)), Some(3));
+        let d = Destination::open(Path::new("/dev/stdout"), None, &Sweeps::default()).unwrap();
+        assert!(matches!(d, Destination::Descriptor(1)));
     }
 
     #[test]

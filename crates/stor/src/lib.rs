@@ -60,17 +60,21 @@ pub mod backend;
 mod batch;
 pub mod checksum;
 pub mod config;
+mod core;
 pub mod credentials;
 mod destination;
 pub mod error;
 mod location;
 pub mod metrics;
+mod probe;
 mod retry;
 mod service;
+mod storage;
 pub mod transfer;
 mod types;
 mod validate;
 
+pub use crate::core::BucketArg;
 pub use batch::{
     dir_prefix, download_paths, format_mtime, path_under, plan_upload, stored_mtime, BatchItem,
     BatchOptions, BatchOutcome, Skipped, UploadPlan, MTIME_KEY,
@@ -81,13 +85,12 @@ pub use destination::{is_download_temp, TEMP_SUFFIX};
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Location, Scheme};
 pub use metrics::{HealthReport, MetricsSnapshot};
-pub use service::{
-    guess_content_type, BucketArg, Downloaded, ObjectStream, Storage, StorageService, DELETE_BATCH,
-    MOVE_MARKER,
-};
+pub use probe::{ProbeCheck, ProbeOutcome};
+pub use service::StorageService;
+pub use storage::{guess_content_type, Storage, DELETE_BATCH, MOVE_MARKER};
 pub use types::{
-    format_time, ByteRange, CopyOptions, DeleteResult, DownloadOptions, Encryption, ListOptions,
-    ListPage, ObjectInfo, PresignMethod, PresignOptions, Progress, SweepReport, TransferResult,
-    UploadOptions,
+    format_time, ByteRange, CopyOptions, DeleteResult, DownloadOptions, Downloaded, Encryption,
+    ListOptions, ListPage, ObjectInfo, ObjectStream, PresignMethod, PresignOptions, Progress,
+    SweepReport, TransferResult, UploadOptions,
 };
 pub use validate::{validate_bucket, validate_expiry, validate_key, MAX_KEY_BYTES};

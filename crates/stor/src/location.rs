@@ -35,6 +35,7 @@ impl Scheme {
 /// assert!(matches!("./report.pdf".parse::<Location>().unwrap(), Location::Path(_)));
 /// assert!("s3://Bad_Bucket/k".parse::<Location>().is_err());
 /// assert!("".parse::<Location>().is_err());
+/// assert_eq!("/dev/stdout".parse::<Location>().unwrap(), Location::Stdio);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -64,7 +65,17 @@ impl std::str::FromStr for Location {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Location> {
-        if s == "-" {
+        // `-`, and the names of this process's own stdin/stdout: the CLI reads and
+        // writes them as streams (never as files to replace).
+        if matches!(
+            s,
+            "-" | "/dev/stdin"
+                | "/dev/stdout"
+                | "/dev/fd/0"
+                | "/dev/fd/1"
+                | "/proc/self/fd/0"
+                | "/proc/self/fd/1"
+        ) {
             return Ok(Location::Stdio);
         }
         if s.is_empty() {

@@ -4,7 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
+use tokio::io::AsyncRead;
+
+use crate::error::Result;
+
+/// A stream of body chunks.
+pub type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes>> + Send>>;
 
 /// What S3 knows about an object (HEAD, or one entry of a listing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -401,4 +409,51 @@ pub struct DownloadOptions {
     pub if_match: Option<String>,
     /// Called as the download advances.
     pub progress: Option<Progress>,
+}
+
+/// An object downloaded into memory.
+#[derive(Debug, Clone)]
+pub struct Downloaded {
+    /// The bytes.
+    pub data: Bytes,
+    /// The object's info.
+    pub info: ObjectInfo,
+    /// What the transfer took.
+    pub result: TransferResult,
+}
+
+/// An object being read as a stream.
+pub struct ObjectStream {
+    /// The object's info.
+    pub info: ObjectInfo,
+    /// Bytes the stream will yield.
+    pub content_length: u64,
+    /// The chunks.
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for ObjectStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStream")
+            .field("info", &self.info)
+            .field("content_length", &self.content_length)
+            .finish()
+    }
+}
+
+impl ObjectStream {
+    /// The body as an `AsyncRead`.
+    pub fn into_async_read(self) -> impl AsyncRead + Send + Unpin {
+        tokio_util::io::StreamReader::new(self.body.map_err(std::io::Error::other))
+    }
+
+    /// Reads the whole body into memory.
+    pub async fn collect(self) -> Result<Bytes> {
+        let mut buf = bytes::BytesMut::with_capacity(self.content_length as usize);
+        let mut body = self.body;
+        while let Some(chunk) = body.next().await {
+            buf.extend_from_slice(&chunk?);
+        }
+        Ok(buf.freeze())
+    }
 }

@@ -38,6 +38,7 @@ contract!(
     a_source_changed_during_upload_leaves_the_previous_object,
     a_move_never_deletes_the_only_copy_whatever_the_engine_does_to_keys,
     an_upload_aborted_by_someone_else_says_so,
+    keys_with_control_characters_list_and_read_back,
 );
 
 mod cases {
@@ -52,7 +53,7 @@ mod cases {
     use aws_sdk_s3::operation::head_object::HeadObjectOutput;
     use stor::backend::s3::S3Backend;
 
-    use crate::common::{http, payload, storage_with, unique, Fixture, Kind};
+    use crate::common::{http, payload, storage_and_backend, storage_with, unique, Fixture, Kind};
 
     const MIB: usize = 1024 * 1024;
 
@@ -62,7 +63,21 @@ mod cases {
         f: &Fixture,
         concurrency: usize,
     ) -> Option<(stor::Storage, Option<tempfile::TempDir>)> {
-        let (s, root) = storage_with(f.kind, |c| {
+        small_parts_and_backend(f, concurrency)
+            .await
+            .map(|(s, _, root)| (s, root))
+    }
+
+    /// [`small_parts`] with the store's backend.
+    async fn small_parts_and_backend(
+        f: &Fixture,
+        concurrency: usize,
+    ) -> Option<(
+        stor::Storage,
+        std::sync::Arc<dyn stor::backend::Backend>,
+        Option<tempfile::TempDir>,
+    )> {
+        let (s, be, root) = storage_and_backend(f.kind, |c| {
             c.multipart_threshold = 5 * MIB as u64;
             c.part_size = Some(5 * MIB as u64);
             c.max_concurrency = concurrency;
@@ -71,7 +86,7 @@ mod cases {
         if !f.kind.is_s3() {
             s.create_bucket(&f.bucket).await.unwrap();
         }
-        Some((s, root))
+        Some((s, be, root))
     }
 
     pub async fn upload_download_roundtrip_keeps_headers_and_metadata(f: Fixture) {
@@ -714,8 +729,10 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(r.bytes, data.len() as u64);
-        assert_eq!(r.multipart, f.kind.is_s3());
-        if f.kind.is_s3() {
+        // The capability value decides: parts wherever the store has them.
+        let caps = s.capabilities();
+        assert_eq!(r.multipart, caps.multipart);
+        if caps.multipart {
             assert!(
                 r.etag.as_deref().unwrap().ends_with("-3"),
                 "3 parts: {:?}",
@@ -742,7 +759,7 @@ mod cases {
             .upload_bytes(b, &f.key("over"), over.clone(), UploadOptions::default())
             .await
             .unwrap();
-        assert_eq!(r.multipart, f.kind.is_s3());
+        assert_eq!(r.multipart, s.capabilities().multipart);
         assert!(
             s.download_bytes(b, &f.key("over"))
                 .await
@@ -765,7 +782,7 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(r.bytes, stream_data.len() as u64);
-        assert_eq!(r.multipart, f.kind.is_s3());
+        assert_eq!(r.multipart, s.capabilities().multipart);
         let got = s.download_bytes(b, &f.key("stream.bin")).await.unwrap();
         assert!(
             got.data.as_ref() == stream_data.as_slice(),
@@ -819,8 +836,8 @@ mod cases {
     }
 
     pub async fn cancelled_multipart_upload_is_aborted(f: Fixture) {
-        if !f.kind.is_s3() {
-            return; // embedded stores write whole objects; nothing to abort
+        if !f.storage.capabilities().multipart {
+            return; // the local store writes whole objects; nothing to abort
         }
         let Some((s, _root)) = small_parts(&f, 10).await else {
             return;
@@ -843,17 +860,12 @@ mod cases {
         // Dropping the future aborted the upload: none remains, no object appeared.
         // The abort runs in a task spawned on drop: give it a moment.
         for _ in 0..50 {
-            if s.backend()
-                .list_multipart_uploads(b, &key)
-                .await
-                .unwrap()
-                .is_empty()
-            {
+            if s.list_uploads(b, &key).await.unwrap().is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let pending = s.backend().list_multipart_uploads(b, &key).await.unwrap();
+        let pending = s.list_uploads(b, &key).await.unwrap();
         assert!(pending.is_empty(), "cancellation left {pending:?}");
         assert!(!s.exists(b, &key).await.unwrap());
     }
@@ -1098,7 +1110,7 @@ mod cases {
             !s.exists(b, &key).await.unwrap(),
             "no object from a failed upload"
         );
-        let pending = s.backend().list_multipart_uploads(b, &key).await.unwrap();
+        let pending = s.list_uploads(b, &key).await.unwrap();
         assert!(
             pending.is_empty(),
             "the failed upload was left behind: {pending:?}"
@@ -1204,7 +1216,7 @@ mod cases {
     }
 
     pub async fn corrupted_object_fails_with_integrity_error_and_no_file(f: Fixture) {
-        let Some((s, _root)) = small_parts(&f, 3).await else {
+        let Some((s, be, _root)) = small_parts_and_backend(&f, 3).await else {
             return;
         };
         let b = f.bucket.as_str();
@@ -1219,8 +1231,7 @@ mod cases {
             let mut meta = BTreeMap::new();
             meta.insert("stor-crc64nvme".to_owned(), crc(&good));
             let opts = UploadOptions::default().metadata_map(meta);
-            s.backend()
-                .put_object(b, &key, stor::backend::Body::Bytes(bad.into()), &opts)
+            be.put_object(b, &key, stor::backend::Body::Bytes(bad.into()), &opts)
                 .await
                 .unwrap();
             let dir = tempfile::tempdir().unwrap();
@@ -1270,10 +1281,11 @@ mod cases {
             )
             .await
             .unwrap();
-        // Over the threshold on S3: three UploadPartCopy parts of 5, 5 and 2 MiB.
-        assert_eq!(r.multipart, f.kind.is_s3());
+        // Over the threshold where the store copies parts: three UploadPartCopy
+        // parts of 5, 5 and 2 MiB.
+        assert_eq!(r.multipart, s.capabilities().part_copy);
         assert_eq!(r.bytes, data.len() as u64);
-        if f.kind.is_s3() {
+        if s.capabilities().part_copy {
             assert!(r.etag.as_deref().unwrap().ends_with("-3"), "{:?}", r.etag);
         }
         let info = s.info(b, &f.key("dst.mp4")).await.unwrap();
@@ -1313,7 +1325,7 @@ mod cases {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::KeyNotFound, "{e}");
         assert!(!s.exists(b, &f.key("dst3")).await.unwrap());
-        if f.kind.is_s3() {
+        if s.capabilities().multipart {
             let pending = s
                 .abort_stale_uploads(b, &f.prefix, Duration::ZERO)
                 .await
@@ -1404,14 +1416,17 @@ mod cases {
         assert!(replaced.load(Ordering::SeqCst), "the replacement ran");
         match res {
             Err(e) => {
-                assert!(f.kind.is_s3(), "{e}");
+                assert!(s.capabilities().parallel_ranges, "{e}");
                 assert_eq!(e.kind(), ErrorKind::PreconditionFailed, "{e}");
                 assert!(!out.exists(), "no mixed file");
                 assert!(leftovers(dir.path()).is_empty());
             }
             Ok(_) => {
                 // One GET reads a consistent snapshot: the old version whole.
-                assert!(!f.kind.is_s3(), "S3 reads in ranges and must notice");
+                assert!(
+                    !s.capabilities().parallel_ranges,
+                    "parallel ranges are pinned and must notice"
+                );
                 let got = std::fs::read(&out).unwrap();
                 assert!(got == v1, "a whole version, never a mix");
             }
@@ -1429,7 +1444,7 @@ mod cases {
         }
         let s = &f.storage;
         let b = f.bucket.as_str();
-        let be = s.backend();
+        let be = f.backend.multipart().expect("S3 has multipart uploads");
         let old = be
             .create_multipart(b, &f.key("left/a"), &UploadOptions::default(), None)
             .await
@@ -1764,11 +1779,7 @@ mod cases {
                     &before[..],
                     "{change} {size}: the previous object"
                 );
-                let pending = store
-                    .backend()
-                    .list_multipart_uploads(b, &key)
-                    .await
-                    .unwrap();
+                let pending = store.list_uploads(b, &key).await.unwrap();
                 assert!(pending.is_empty(), "{change} {size}: {pending:?}");
             }
         }
@@ -1851,8 +1862,8 @@ mod cases {
     /// cancelled, saying so — not "key not found" — and leaves nothing.
     pub async fn an_upload_aborted_by_someone_else_says_so(f: Fixture) {
         use std::sync::atomic::{AtomicBool, Ordering};
-        if !f.kind.is_s3() {
-            return; // the embedded stores take one request per object
+        if !f.storage.capabilities().multipart {
+            return; // the local store takes one request per object
         }
         let Some((s, _root)) = small_parts(&f, 1).await else {
             return;
@@ -1862,7 +1873,8 @@ mod cases {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.bin");
         std::fs::write(&path, payload(25 * MIB, 9)).unwrap();
-        let other = f.storage.clone();
+        // Another handle on the same store (on S3, the same server).
+        let other = s.clone();
         let fired = std::sync::Arc::new(AtomicBool::new(false));
         let (fire, bk, kk) = (fired.clone(), b.clone(), key.clone());
         let progress = stor::Progress::new(move |done, _| {
@@ -1891,5 +1903,56 @@ mod cases {
             assert!(e.to_string().contains("aborted by someone else"), "{e}");
         }
         assert!(!s.exists(b.as_str(), &key).await.unwrap());
+    }
+
+    /// Keys holding control characters (valid in S3 keys, not in XML 1.0) list,
+    /// group and read back exactly: listings ask for URL-encoded keys.
+    pub async fn keys_with_control_characters_list_and_read_back(f: Fixture) {
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let names = [
+            "a\u{1b}[2Jb",
+            "bell\u{7}",
+            "del\u{7f}x",
+            "dir\u{1}/in",
+            "pct%41%",
+            "plus+ sp",
+        ];
+        for (i, n) in names.iter().enumerate() {
+            s.upload_bytes(b, &f.key(n), vec![i as u8; 3], UploadOptions::default())
+                .await
+                .unwrap();
+        }
+        let listed: Vec<String> = s
+            .list_stream(b, ListOptions::default().prefix(f.prefix.clone()))
+            .map_ok(|o| o.key)
+            .try_collect()
+            .await
+            .unwrap();
+        let mut want: Vec<String> = names.iter().map(|n| f.key(n)).collect();
+        want.sort();
+        assert_eq!(listed, want);
+        let page = s
+            .list(
+                b,
+                ListOptions::default()
+                    .prefix(f.prefix.clone())
+                    .delimiter("/"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.common_prefixes, vec![f.key("dir\u{1}/")]);
+        for (i, n) in names.iter().enumerate() {
+            let got = s.download_bytes(b, &f.key(n)).await.unwrap();
+            assert_eq!(got.data.as_ref(), &[i as u8; 3], "{n:?}");
+        }
+        let deleted = s.delete_many(b, &want).await.unwrap();
+        assert!(deleted.iter().all(|d| d.error.is_none()), "{deleted:?}");
+        assert!(s
+            .list(b, ListOptions::default().prefix(f.prefix.clone()))
+            .await
+            .unwrap()
+            .objects
+            .is_empty());
     }
 }

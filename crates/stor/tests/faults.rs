@@ -67,8 +67,8 @@ fn recorder() -> (Progress, Arc<Mutex<Vec<u64>>>) {
 }
 
 async fn pending_uploads(r: &Rig) -> usize {
-    let be = r.direct.backend();
-    be.list_multipart_uploads(&r.bucket, "")
+    r.direct
+        .list_uploads(r.bucket.as_str(), "")
         .await
         .unwrap()
         .len()
@@ -1219,16 +1219,11 @@ async fn server_killed_mid_multipart_and_restarted_leaves_nothing_after_cleanup(
         !s.exists(b, "killed.bin").await.unwrap(),
         "no object appears"
     );
-    let left = s.backend().list_multipart_uploads(b, "").await.unwrap();
+    let left = s.list_uploads(b, "").await.unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     let aborted = s.abort_stale_uploads(b, "", Duration::ZERO).await.unwrap();
     assert_eq!(aborted.len(), 1);
-    assert!(s
-        .backend()
-        .list_multipart_uploads(b, "")
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(s.list_uploads(b, "").await.unwrap().is_empty());
 }
 
 /// The issue's case: SeaweedFS SIGKILLed in the middle of transfers and started
@@ -1299,7 +1294,7 @@ async fn transfers_ride_out_a_server_restart_with_the_default_config() {
     let down_path = dir.path().join("down.bin");
     let download = async {
         while !created.load(Ordering::SeqCst) {
-            let pending = watcher.backend().list_multipart_uploads(b, "up.bin").await;
+            let pending = watcher.list_uploads(b, "up.bin").await;
             if pending.is_ok_and(|p| !p.is_empty()) {
                 created.store(true, Ordering::SeqCst);
             } else {
@@ -1385,7 +1380,7 @@ async fn transfers_ride_out_a_server_restart_with_the_default_config() {
             .unwrap();
         assert!(got.data.as_ref() == d.as_slice(), "during-{i}");
     }
-    let left = check.backend().list_multipart_uploads(b, "").await.unwrap();
+    let left = check.list_uploads(b, "").await.unwrap();
     assert!(left.is_empty(), "{left:?}");
     eprintln!(
         "restart: killed with {u} bytes up (parts stored) and {d} down, all done {:.1} s \

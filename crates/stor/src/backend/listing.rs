@@ -3,7 +3,7 @@
 //! continuation tokens and start-after. Written once so both embedded stores agree.
 
 use crate::error::{Error, Result};
-use crate::types::{ListPage, ObjectInfo};
+use crate::types::{ListOptions, ListPage, ObjectInfo};
 
 /// Reads objects of the store in byte order of key: those whose key is
 /// `>= lower` (or `> lower` when `!inclusive`) and starts with `prefix`, at most `limit`.
@@ -66,14 +66,13 @@ fn decode_token(token: &str) -> Result<(u8, Vec<u8>)> {
 }
 
 /// Builds one page of a listing by S3's rules. See [`Fetch`].
-pub(crate) fn list_sorted(
-    store: &mut dyn Fetch,
-    prefix: &str,
-    delimiter: Option<&str>,
-    max_keys: u32,
-    continuation: Option<&str>,
-    start_after: Option<&str>,
-) -> Result<ListPage> {
+pub(crate) fn list_sorted(store: &mut dyn Fetch, req: &ListOptions) -> Result<ListPage> {
+    let (prefix, delimiter) = (req.prefix.as_str(), req.delimiter.as_deref());
+    let max_keys = req.max_keys.unwrap_or(1000);
+    let (continuation, start_after) = (
+        req.continuation_token.as_deref(),
+        req.start_after.as_deref(),
+    );
     let prefix_b = prefix.as_bytes();
     let delim = delimiter.filter(|d| !d.is_empty()).map(str::as_bytes);
     let max = max_keys as usize;
@@ -180,7 +179,17 @@ mod tests {
         let mut out = vec![];
         let mut token = None;
         loop {
-            let page = list_sorted(&mut s, prefix, delim, max, token.as_deref(), None).unwrap();
+            let page = list_sorted(
+                &mut s,
+                &ListOptions {
+                    prefix: prefix.into(),
+                    delimiter: delim.map(str::to_owned),
+                    max_keys: Some(max),
+                    continuation_token: token.clone(),
+                    start_after: None,
+                },
+            )
+            .unwrap();
             assert!(page.objects.len() + page.common_prefixes.len() <= max as usize);
             out.extend(page.objects.iter().map(|o| o.key.clone()));
             out.extend(page.common_prefixes.iter().map(|p| format!("PRE {p}")));
@@ -203,7 +212,17 @@ mod tests {
     #[test]
     fn exact_page_boundary_has_no_token() {
         let mut s = store(&["a", "b"]);
-        let page = list_sorted(&mut s, "", None, 2, None, None).unwrap();
+        let page = list_sorted(
+            &mut s,
+            &ListOptions {
+                prefix: "".into(),
+                delimiter: None,
+                max_keys: Some(2),
+                continuation_token: None,
+                start_after: None,
+            },
+        )
+        .unwrap();
         assert_eq!(page.objects.len(), 2);
         assert!(page.next_continuation_token.is_none());
     }
@@ -212,7 +231,17 @@ mod tests {
     fn delimiter_groups_and_counts_prefixes() {
         let keys = ["a", "a/b", "a/c", "b/x/y", "c"];
         let mut s = store(&keys);
-        let page = list_sorted(&mut s, "", Some("/"), 1000, None, None).unwrap();
+        let page = list_sorted(
+            &mut s,
+            &ListOptions {
+                prefix: "".into(),
+                delimiter: Some("/".into()),
+                max_keys: Some(1000),
+                continuation_token: None,
+                start_after: None,
+            },
+        )
+        .unwrap();
         let objs: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(objs, ["a", "c"]);
         assert_eq!(page.common_prefixes, ["a/", "b/"]);
@@ -224,7 +253,17 @@ mod tests {
     #[test]
     fn prefix_and_start_after() {
         let mut s = store(&["x/1", "x/2", "x/3", "y/1"]);
-        let page = list_sorted(&mut s, "x/", None, 1000, None, Some("x/1")).unwrap();
+        let page = list_sorted(
+            &mut s,
+            &ListOptions {
+                prefix: "x/".into(),
+                delimiter: None,
+                max_keys: Some(1000),
+                continuation_token: None,
+                start_after: Some("x/1".into()),
+            },
+        )
+        .unwrap();
         let objs: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(objs, ["x/2", "x/3"]);
     }
@@ -239,7 +278,17 @@ mod tests {
     #[test]
     fn bad_token_is_invalid_input() {
         let mut s = store(&["a"]);
-        let err = list_sorted(&mut s, "", None, 10, Some("zz"), None).unwrap_err();
+        let err = list_sorted(
+            &mut s,
+            &ListOptions {
+                prefix: "".into(),
+                delimiter: None,
+                max_keys: Some(10),
+                continuation_token: Some("zz".into()),
+                start_after: None,
+            },
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::InvalidInput);
     }
 }

@@ -8,13 +8,16 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use md5::{Digest, Md5};
 
-use super::{list_sorted, Backend, Body, ByteStream, CompletedPart, GetResponse, PendingUpload};
+use super::common::{collect_body, etag_of, info_from_opts, slice_range};
+use super::{
+    list_sorted, Backend, Body, ByteStream, Capabilities, CompletedPart, GetResponse, Multipart,
+    PartCopySource, PendingUpload,
+};
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::{Error, ErrorKind, Result};
-use crate::types::{ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, UploadOptions};
+use crate::types::{ByteRange, DeleteResult, ListOptions, ListPage, ObjectInfo, UploadOptions};
 
 #[derive(Clone)]
 struct Object {
@@ -68,70 +71,17 @@ fn no_bucket(bucket: &str) -> Error {
     )
 }
 
+/// As S3 says it, so the engine can tell an upload someone aborted.
+fn no_upload() -> Error {
+    Error::s3(
+        Some("NoSuchUpload"),
+        Some(404),
+        Some("no such multipart upload (aborted or completed)"),
+    )
+}
+
 fn no_key() -> Error {
     Error::new(ErrorKind::KeyNotFound, "the key does not exist")
-}
-
-pub(crate) fn etag_of(data: &[u8]) -> String {
-    hex::encode(Md5::digest(data))
-}
-
-pub(crate) fn info_from_opts(
-    bucket: &str,
-    key: &str,
-    size: u64,
-    opts: &UploadOptions,
-) -> ObjectInfo {
-    let mut info = ObjectInfo::new(bucket, key, size);
-    info.content_type = opts.content_type.clone();
-    info.metadata = opts.metadata.clone();
-    info.cache_control = opts.cache_control.clone();
-    info.content_disposition = opts.content_disposition.clone();
-    info.content_encoding = opts.content_encoding.clone();
-    info.storage_class = Some(
-        opts.storage_class
-            .clone()
-            .unwrap_or_else(|| "STANDARD".into()),
-    );
-    info.last_modified = Some(SystemTime::now());
-    info
-}
-
-pub(crate) async fn collect_body(body: Body) -> Result<Bytes> {
-    match body {
-        Body::Bytes(b) => Ok(b),
-        Body::File(r) => {
-            let mut buf = BytesMut::with_capacity(r.len as usize);
-            let mut body = r.body();
-            while let Some(chunk) = body.next().await {
-                buf.extend_from_slice(&chunk?);
-            }
-            Ok(buf.freeze())
-        }
-        Body::Stream(mut s) => {
-            let mut buf = BytesMut::new();
-            while let Some(chunk) = s.next().await {
-                buf.extend_from_slice(&chunk?);
-            }
-            Ok(buf.freeze())
-        }
-    }
-}
-
-pub(crate) fn slice_range(size: u64, range: Option<ByteRange>) -> Result<(u64, u64)> {
-    match range {
-        None => Ok((0, size)),
-        Some(r) if r.start >= size && !(r.start == 0 && size == 0) || r.end <= r.start => {
-            Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "range {}..{} is not satisfiable for {size} bytes",
-                    r.start, r.end
-                ),
-            ))
-        }
-        Some(r) => Ok((r.start, r.end.min(size))),
-    }
 }
 
 fn once_stream(b: Bytes) -> ByteStream {
@@ -144,8 +94,22 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    fn accepts_streams(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        // Everything an S3 engine does but presigning (no HTTP server), so the
+        // engine's multipart, parallel-range and part-copy paths run in plain
+        // `cargo test` too.
+        Capabilities {
+            multipart: true,
+            part_copy: true,
+            parallel_ranges: true,
+            streaming_bodies: true,
+            conditional_reads: true,
+            ..Capabilities::default()
+        }
+    }
+
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
     }
 
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
@@ -270,15 +234,7 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
-    async fn list_objects(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        delimiter: Option<&str>,
-        max_keys: u32,
-        continuation: Option<&str>,
-        start_after: Option<&str>,
-    ) -> Result<ListPage> {
+    async fn list_objects(&self, bucket: &str, req: &ListOptions) -> Result<ListPage> {
         let st = self.lock();
         let objs = st.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?;
         let mut fetch = |prefix: &[u8], lower: &[u8], inclusive: bool, limit: usize| {
@@ -295,14 +251,7 @@ impl Backend for MemoryBackend {
                 .map(|(_, o)| o.info.clone())
                 .collect())
         };
-        list_sorted(
-            &mut fetch,
-            prefix,
-            delimiter,
-            max_keys,
-            continuation,
-            start_after,
-        )
+        list_sorted(&mut fetch, req)
     }
 
     async fn copy_object(
@@ -343,7 +292,10 @@ impl Backend for MemoryBackend {
         );
         Ok(etag)
     }
+}
 
+#[async_trait]
+impl Multipart for MemoryBackend {
     async fn create_multipart(
         &self,
         bucket: &str,
@@ -381,16 +333,47 @@ impl Backend for MemoryBackend {
         let data = collect_body(body).await?;
         let etag = etag_of(&data);
         let mut st = self.lock();
-        let up = st
-            .uploads
-            .get_mut(upload_id)
-            .ok_or_else(|| Error::new(ErrorKind::KeyNotFound, "no such multipart upload"))?;
+        let up = st.uploads.get_mut(upload_id).ok_or_else(no_upload)?;
         up.parts.insert(part_number, data);
         Ok(CompletedPart {
             part_number,
             etag,
             checksum: None,
         })
+    }
+
+    async fn upload_part_copy(
+        &self,
+        src: &PartCopySource<'_>,
+        _bucket: &str,
+        _key: &str,
+        upload_id: &str,
+        part_number: i32,
+    ) -> Result<String> {
+        let obj = {
+            let st = self.lock();
+            let objs = st
+                .buckets
+                .get(src.bucket)
+                .ok_or_else(|| no_bucket(src.bucket))?;
+            objs.get(src.key.as_bytes()).cloned().ok_or_else(no_key)?
+        };
+        if src
+            .etag
+            .is_some_and(|e| obj.info.etag.as_deref() != Some(e))
+        {
+            return Err(Error::new(
+                ErrorKind::PreconditionFailed,
+                "the source object changed",
+            ));
+        }
+        let (start, end) = slice_range(obj.info.size, Some(src.range))?;
+        let data = obj.data.slice(start as usize..end as usize);
+        let etag = etag_of(&data);
+        let mut st = self.lock();
+        let up = st.uploads.get_mut(upload_id).ok_or_else(no_upload)?;
+        up.parts.insert(part_number, data);
+        Ok(etag)
     }
 
     async fn complete_multipart(
@@ -402,10 +385,7 @@ impl Backend for MemoryBackend {
         _checksum: Option<&Checksum>,
     ) -> Result<Option<String>> {
         let mut st = self.lock();
-        let up = st
-            .uploads
-            .remove(upload_id)
-            .ok_or_else(|| Error::new(ErrorKind::KeyNotFound, "no such multipart upload"))?;
+        let up = st.uploads.remove(upload_id).ok_or_else(no_upload)?;
         let mut data = BytesMut::new();
         let mut md5s = Vec::new();
         for p in parts {
@@ -458,12 +438,5 @@ impl Backend for MemoryBackend {
             .collect();
         v.sort_by(|a, b| a.key.cmp(&b.key).then(a.upload_id.cmp(&b.upload_id)));
         Ok(v)
-    }
-
-    async fn presign(&self, _bucket: &str, _key: &str, _opts: &PresignOptions) -> Result<String> {
-        Err(Error::new(
-            ErrorKind::Unsupported,
-            "the memory backend has no HTTP endpoint to presign for; use an S3 backend",
-        ))
     }
 }

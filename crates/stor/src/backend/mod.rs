@@ -1,37 +1,38 @@
 //! Backends: the small trait every store implements, and the stores.
 //!
 //! A backend does one request per call and nothing more: no retries, no
-//! validation, no metrics, no multipart chunking. The service layer
-//! ([`crate::Storage`]) does those once for all backends. Every backend module has
-//! the same shape: a struct, its constructor, and the [`Backend`] impl.
+//! validation, no metrics, no multipart chunking. The core under
+//! [`crate::Storage`] does those once for all backends. Every backend module has
+//! the same shape: a struct, its constructor, the [`Backend`] impl with its
+//! [`Capabilities`], and the [`Multipart`] impl where it has multipart uploads.
+//! `common` holds what the local and memory stores share.
 
 use std::fmt;
-use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::Stream;
 
 use crate::checksum::{Checksum, ChecksumAlgorithm};
+use crate::config::{StorageConfig, StorageType};
 use crate::error::Result;
 use crate::types::{
-    ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, SweepReport, UploadOptions,
+    ByteRange, DeleteResult, ListOptions, ListPage, ObjectInfo, PresignOptions, SweepReport,
+    UploadOptions,
 };
 
+mod common;
 mod file_body;
-mod http;
 mod listing;
 pub mod local;
 pub mod memory;
-mod presign;
 pub mod s3;
 
 pub(crate) use file_body::{source_changed, Tap};
 pub use file_body::{FileBody, FileRange, SourceCheck};
 pub(crate) use listing::{list_sorted, successor as listing_upper_bound};
 
-/// A stream of body chunks.
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+pub use crate::types::ByteStream;
 
 /// The body of a single PUT or one part.
 pub enum Body {
@@ -40,8 +41,8 @@ pub enum Body {
     /// A range of a file, re-opened on each attempt and read through
     /// [`FileRange::body`], which checks it before its last byte.
     File(FileRange),
-    /// A stream of unknown length. Only for backends that
-    /// [`Backend::accepts_streams`]; never retried.
+    /// A stream of unknown length. Only for backends with
+    /// [`Capabilities::streaming_bodies`]; never retried.
     Stream(ByteStream),
 }
 
@@ -154,55 +155,48 @@ pub struct PendingUpload {
     pub initiated: Option<std::time::SystemTime>,
 }
 
+/// What a backend can do. The engine reads it to choose how to transfer (one
+/// request or parts, one GET or parallel ranges), and the contract suite to choose
+/// which cases apply — one value instead of booleans with two meanings.
+///
+/// ```
+/// let caps = stor::backend::Capabilities {
+///     multipart: true,
+///     ..Default::default()
+/// };
+/// assert!(caps.multipart && !caps.presign);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Large uploads go in parts: [`Backend::multipart`] gives the primitives.
+    pub multipart: bool,
+    /// Parts can be copied from a range of another object (UploadPartCopy), so
+    /// large copies go by parts.
+    pub part_copy: bool,
+    /// Ranged reads are cheap and several at once make a download faster (a store
+    /// across a network): large downloads use parallel ranged GETs.
+    pub parallel_ranges: bool,
+    /// [`Backend::put_object`] takes a [`Body::Stream`] of unknown length.
+    pub streaming_bodies: bool,
+    /// [`Backend::presign`] makes URLs a browser can use.
+    pub presign: bool,
+    /// S3's own checksum headers are sent and kept (`native_checksums`), so an
+    /// object without a stor checksum may still have one to verify against.
+    pub native_checksums: bool,
+    /// Reads honour If-Match (a download pins the version it started on).
+    pub conditional_reads: bool,
+}
+
 /// The operations every store offers. One request per call; see the module docs.
+/// Twelve required methods; multipart uploads are an extension
+/// ([`Backend::multipart`]), and the rest have defaults for stores without them.
 #[async_trait]
 pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Short name used in URLs and messages: `s3`, `local`, `memory`.
     fn scheme(&self) -> &'static str;
 
-    /// Whether [`Body::Stream`] bodies are accepted by `put_object`.
-    fn accepts_streams(&self) -> bool {
-        false
-    }
-
-    /// Seconds the server's clock is ahead of ours (negative: behind), as last seen
-    /// in a response's `Date`; `None` when unknown or not applicable.
-    fn clock_skew(&self) -> Option<f64> {
-        None
-    }
-
-    /// Whether large uploads should use the multipart primitives.
-    fn supports_multipart(&self) -> bool {
-        false
-    }
-
-    /// Resolves the credentials now, rather than at the first request, and says
-    /// where they came from (`"profile prod (~/.aws/credentials)"`); `None` for
-    /// backends that need none. With none to be found, the error names every place
-    /// looked in (see [`crate::credentials`]).
-    async fn credentials(&self) -> Result<Option<String>> {
-        Ok(None)
-    }
-
-    /// Whether the backend uses S3's native checksums (`native_checksums`), so an
-    /// object without a stor checksum may still have one to verify against.
-    fn native_checksums(&self) -> bool {
-        false
-    }
-
-    /// The S3-native checksum stored with the object, when the backend uses them
-    /// and the object has one that covers its whole content in an algorithm stor
-    /// computes (CRC64NVME, CRC32C, CRC32). A multipart upload's COMPOSITE checksum
-    /// (a checksum of part checksums) cannot be checked against the bytes alone and
-    /// gives `None`. With `etag`, the object must still be that version.
-    async fn native_checksum(
-        &self,
-        _bucket: &str,
-        _key: &str,
-        _etag: Option<&str>,
-    ) -> Result<Option<(ChecksumAlgorithm, String)>> {
-        Ok(None)
-    }
+    /// What this store can do.
+    fn capabilities(&self) -> Capabilities;
 
     /// Creates a bucket.
     async fn create_bucket(&self, bucket: &str) -> Result<()>;
@@ -231,20 +225,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     ) -> Result<GetResponse>;
     /// An object's info.
     async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo>;
-    /// Deletes an object; absent keys are not an error (as in S3).
-    async fn delete_object(&self, bucket: &str, key: &str) -> Result<()>;
-    /// Deletes up to 1000 keys in one request; per-key results.
+    /// Deletes up to 1000 keys in one request; per-key results. Absent keys are
+    /// not an error (as in S3).
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<DeleteResult>>;
-    /// One page of keys.
-    async fn list_objects(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        delimiter: Option<&str>,
-        max_keys: u32,
-        continuation: Option<&str>,
-        start_after: Option<&str>,
-    ) -> Result<ListPage>;
+    /// One page of keys: `req.prefix`, `req.delimiter`, `req.continuation_token`,
+    /// `req.start_after`, and at most `req.max_keys` (always set, 1..=1000).
+    async fn list_objects(&self, bucket: &str, req: &ListOptions) -> Result<ListPage>;
     /// Copies an object inside the store without moving bytes through the client.
     /// `replace` replaces headers and metadata instead of copying them.
     async fn copy_object(
@@ -256,6 +242,73 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         replace: Option<&UploadOptions>,
     ) -> Result<Option<String>>;
 
+    /// Deletes one object (through [`Backend::delete_objects`] unless overridden).
+    async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let res = self.delete_objects(bucket, &[key.to_owned()]).await?;
+        match res.into_iter().find_map(|r| r.error) {
+            Some(e) => Err(crate::Error::new(crate::ErrorKind::Other, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The multipart primitives, for stores whose [`Capabilities::multipart`] is set.
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        None
+    }
+
+    /// A presigned URL, for stores whose [`Capabilities::presign`] is set.
+    async fn presign(&self, bucket: &str, key: &str, opts: &PresignOptions) -> Result<String> {
+        let _ = (bucket, key, opts);
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!(
+                "the {} store has no HTTP endpoint to presign for; presign needs an s3:// URL",
+                self.scheme()
+            ),
+        ))
+    }
+
+    /// Seconds the server's clock is ahead of ours (negative: behind), as last seen
+    /// in a response's `Date`; `None` when unknown or not applicable.
+    fn clock_skew(&self) -> Option<f64> {
+        None
+    }
+
+    /// Resolves the credentials now, rather than at the first request, and says
+    /// where they came from (`"profile prod (~/.aws/credentials)"`); `None` for
+    /// backends that need none. With none to be found, the error names every place
+    /// looked in (see [`crate::credentials`]).
+    async fn credentials(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// The S3-native checksum stored with the object, when the backend uses them
+    /// and the object has one that covers its whole content in an algorithm stor
+    /// computes (CRC64NVME, CRC32C, CRC32). A multipart upload's COMPOSITE checksum
+    /// (a checksum of part checksums) cannot be checked against the bytes alone and
+    /// gives `None`. With `etag`, the object must still be that version.
+    async fn native_checksum(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        _etag: Option<&str>,
+    ) -> Result<Option<(ChecksumAlgorithm, String)>> {
+        Ok(None)
+    }
+
+    /// Removes what writes that never finished left behind (temp files, stored bytes
+    /// no object points at), never the files of a write still in flight; returns what
+    /// was removed. Stores that leave nothing behind do nothing (an S3 upload's
+    /// leftovers are its multipart uploads: [`Multipart::abort_multipart`]).
+    async fn sweep(&self) -> Result<SweepReport> {
+        Ok(SweepReport::default())
+    }
+}
+
+/// Multipart uploads: the primitives the engine builds large uploads and copies
+/// from (it does the chunking, concurrency, retries and abort on failure).
+#[async_trait]
+pub trait Multipart: Send + Sync {
     /// Starts a multipart upload; returns its id. `checksum`: the upload will
     /// send a full-object checksum of this algorithm at completion (backends with
     /// S3-native checksums turned on then have each part checksummed too).
@@ -277,7 +330,7 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         checksum: Option<ChecksumAlgorithm>,
     ) -> Result<CompletedPart>;
     /// Copies a range of another object into one part (UploadPartCopy); returns
-    /// the part's ETag. Backends without multipart need not implement it.
+    /// the part's ETag. Stores whose [`Capabilities::part_copy`] is set implement it.
     async fn upload_part_copy(
         &self,
         src: &PartCopySource<'_>,
@@ -310,15 +363,23 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         bucket: &str,
         prefix: &str,
     ) -> Result<Vec<PendingUpload>>;
+}
 
-    /// A presigned URL, for backends reachable over HTTP.
-    async fn presign(&self, bucket: &str, key: &str, opts: &PresignOptions) -> Result<String>;
-
-    /// Removes what writes that never finished left behind (temp files, stored bytes
-    /// no object points at), never the files of a write still in flight; returns what
-    /// was removed. Stores that leave nothing behind do nothing (an S3 upload's
-    /// leftovers are its multipart uploads: [`Backend::abort_multipart`]).
-    async fn sweep(&self) -> Result<SweepReport> {
-        Ok(SweepReport::default())
-    }
+/// Opens the backend a config names: S3 (credentials and region from the config,
+/// else the AWS environment), the local store, or memory. [`crate::Storage::new`]
+/// is this and [`crate::Storage::with_backend`]; wrappers (a fault injector, a
+/// cache) open the backend here and wrap it.
+pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Backend>> {
+    config.validate()?;
+    Ok(match config.storage_type {
+        StorageType::S3 => Arc::new(s3::S3Backend::new(config).await?),
+        StorageType::Local => {
+            let root = config.resolved_local_root();
+            let b = tokio::task::spawn_blocking(move || local::LocalBackend::open(root))
+                .await
+                .map_err(|e| crate::Error::new(crate::ErrorKind::Other, e.to_string()))??;
+            Arc::new(b)
+        }
+        StorageType::Memory => Arc::new(memory::MemoryBackend::new()),
+    })
 }

@@ -8,7 +8,9 @@
 
 pub mod proxy;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use stor::backend::Backend;
 
 use stor::{Storage, StorageConfig, StorageType};
 
@@ -46,6 +48,9 @@ impl Kind {
 pub struct Fixture {
     pub kind: Kind,
     pub storage: Storage,
+    /// The store's backend itself, for cases that must write around the engine
+    /// (a damaged object, a leftover multipart upload).
+    pub backend: Arc<dyn Backend>,
     /// A bucket shared by all tests of this kind in this process.
     pub bucket: String,
     /// A prefix unique to this test; every key a test writes starts with it.
@@ -113,8 +118,26 @@ pub async fn storage_with(
         Kind::SeaweedFs | Kind::Moto => (s3_config(&endpoint(kind)?), None),
     };
     tweak(&mut cfg);
-    let storage = Storage::new(cfg).await.expect("open storage");
-    Some((storage, root))
+    let backend = stor::backend::open(&cfg).await.expect("open storage");
+    Some((Storage::with_backend(backend, cfg), root))
+}
+
+/// [`storage_with`], keeping the backend too.
+pub async fn storage_and_backend(
+    kind: Kind,
+    tweak: impl FnOnce(&mut StorageConfig),
+) -> Option<(Storage, Arc<dyn Backend>, Option<tempfile::TempDir>)> {
+    let (mut cfg, root) = match kind {
+        Kind::Memory => (StorageConfig::memory(), None),
+        Kind::Local => {
+            let dir = tempfile::tempdir().unwrap();
+            (StorageConfig::local(dir.path()), Some(dir))
+        }
+        Kind::SeaweedFs | Kind::Moto => (s3_config(&endpoint(kind)?), None),
+    };
+    tweak(&mut cfg);
+    let backend = stor::backend::open(&cfg).await.expect("open storage");
+    Some((Storage::with_backend(backend.clone(), cfg), backend, root))
 }
 
 static SHARED_BUCKETS: OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
@@ -131,7 +154,7 @@ pub async fn fixture_with(
     test: &str,
     tweak: impl FnOnce(&mut StorageConfig),
 ) -> Option<Fixture> {
-    let Some((storage, root)) = storage_with(kind, tweak).await else {
+    let Some((storage, backend, root)) = storage_and_backend(kind, tweak).await else {
         eprintln!("skipping {test} on {kind:?}: server not configured");
         return None;
     };
@@ -159,6 +182,7 @@ pub async fn fixture_with(
     Some(Fixture {
         kind,
         storage,
+        backend,
         bucket,
         prefix: format!("{}/", unique(test)),
         _root: root,

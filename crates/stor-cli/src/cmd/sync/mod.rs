@@ -27,12 +27,15 @@ use stor::{
 };
 
 use crate::args::SyncArgs;
-use crate::commands::{tree_prefix, url, usage, Ctx};
-use crate::ui::{Filter, Ui};
+use crate::context::Ctx;
+use crate::exit::{usage, Exit};
+use crate::filter::Filter;
+use crate::progress::Ui;
+use crate::urls::{tree_prefix, url};
 use out::Out;
 use plan::{plan, Dest, Direction, Meta, Plan, Rules, Source};
 
-pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<u8> {
+pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<Exit> {
     let src: Location = a.src.parse()?;
     let dst: Location = a.dst.parse()?;
     let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
@@ -703,9 +706,9 @@ fn refuse(out: &Out<'_>, a: &SyncArgs, gone: Vec<(String, Value)>) -> anyhow::Er
     for (shown, mut obj) in gone {
         if out.json {
             obj["refused"] = true.into();
-            out.ctx.say(&obj.to_string());
+            out.ctx.out.say(&obj.to_string());
         } else {
-            out.ctx.say(&format!("(refused) delete: {shown}"));
+            out.ctx.out.say(&format!("(refused) delete: {shown}"));
         }
     }
     let filtered = if a.filter.include.is_empty() && a.filter.exclude.is_empty() {
@@ -723,7 +726,7 @@ fn refuse(out: &Out<'_>, a: &SyncArgs, gone: Vec<(String, Value)>) -> anyhow::Er
 
 fn new_ui(out: &Out<'_>, items: &[BatchItem]) -> std::sync::Arc<Ui> {
     let bytes = items.iter().filter_map(|i| i.size).sum();
-    Ui::new(out.ctx.quiet, out.json, bytes, items.len() as u64)
+    Ui::new(out.ctx.out.quiet(), out.json, bytes, items.len() as u64)
 }
 
 /// One object a plan needs to know more of.
@@ -758,14 +761,14 @@ async fn details(
                 d.object
             };
             let mut object = object_meta(&info);
-            let backend = at.store.backend();
             if checksum
                 && d.file.is_some()
                 && object.checksum.is_none()
-                && backend.native_checksums()
+                && at.store.capabilities().native_checksums
             {
-                object.checksum = backend
-                    .native_checksum(&at.bucket, &info.key, info.etag.as_deref())
+                object.checksum = at
+                    .store
+                    .native_checksum(at.bucket.as_str(), &info.key, info.etag.as_deref())
                     .await?;
             }
             let file_checksum = match (&object.checksum, d.file) {
@@ -845,10 +848,10 @@ async fn transfer(
             Err(e) => {
                 // Counted by the Ui for the summary; ctx.fail for the exit status.
                 ui.finished(None);
-                out.ctx.fail(&text, e);
+                out.ctx.out.fail(&text, e);
                 if out.json {
                     obj["error"] = e.to_string().into();
-                    out.ctx.say(&obj.to_string());
+                    out.ctx.out.say(&obj.to_string());
                 }
             }
         }

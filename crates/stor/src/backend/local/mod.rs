@@ -39,12 +39,11 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use self::sweep::{Creating, InFlight};
-use super::memory::{info_from_opts, slice_range};
-use super::{list_sorted, Backend, Body, CompletedPart, GetResponse, PendingUpload};
-use crate::checksum::{Checksum, ChecksumAlgorithm};
+use super::common::{info_from_opts, slice_range};
+use super::{list_sorted, Backend, Body, Capabilities, GetResponse};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{
-    ByteRange, DeleteResult, ListPage, ObjectInfo, PresignOptions, SweepReport, UploadOptions,
+    ByteRange, DeleteResult, ListOptions, ListPage, ObjectInfo, SweepReport, UploadOptions,
 };
 
 mod sweep;
@@ -379,7 +378,6 @@ impl LocalBackend {
     /// Points `(bucket, key)` at a stored blob and removes the blob it replaces.
     /// `in_flight` is let go only once the commit is done (or failed).
     async fn commit(&self, info: ObjectInfo, blob: String, in_flight: InFlight) -> Result<()> {
-        let bucket = info.bucket.clone();
         let new_blob = blob.clone();
         let res = self
             .with_db(move |c| {
@@ -444,16 +442,9 @@ impl LocalBackend {
             }
             Ok(Err(e)) | Err(e) => {
                 self.remove_blob(&new_blob);
-                Err(e.with_location(&bucket, ""))
+                Err(e)
             }
         }
-    }
-
-    fn unsupported_multipart() -> Error {
-        Error::new(
-            ErrorKind::Unsupported,
-            "the local store writes whole objects; multipart uploads are not needed",
-        )
     }
 }
 
@@ -463,8 +454,14 @@ impl Backend for LocalBackend {
         "local"
     }
 
-    fn accepts_streams(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        // One request per object, streamed to disk: no parts, and parallel ranged
+        // reads of a local file would gain nothing.
+        Capabilities {
+            streaming_bodies: true,
+            conditional_reads: true,
+            ..Capabilities::default()
+        }
     }
 
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
@@ -658,22 +655,9 @@ impl Backend for LocalBackend {
             .collect())
     }
 
-    async fn list_objects(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        delimiter: Option<&str>,
-        max_keys: u32,
-        continuation: Option<&str>,
-        start_after: Option<&str>,
-    ) -> Result<ListPage> {
+    async fn list_objects(&self, bucket: &str, req: &ListOptions) -> Result<ListPage> {
         self.require_bucket(bucket).await?;
-        let (b, p) = (bucket.to_owned(), prefix.to_owned());
-        let d = delimiter.map(str::to_owned);
-        let (ct, sa) = (
-            continuation.map(str::to_owned),
-            start_after.map(str::to_owned),
-        );
+        let (b, req) = (bucket.to_owned(), req.clone());
         self.with_db(move |c| {
             let mut fetch = |prefix: &[u8], lower: &[u8], inclusive: bool, limit: usize| {
                 let op = if inclusive { ">=" } else { ">" };
@@ -704,14 +688,7 @@ impl Backend for LocalBackend {
                 }
                 Ok(out)
             };
-            list_sorted(
-                &mut fetch,
-                &p,
-                d.as_deref(),
-                max_keys,
-                ct.as_deref(),
-                sa.as_deref(),
-            )
+            list_sorted(&mut fetch, &req)
         })
         .await
     }
@@ -753,55 +730,6 @@ impl Backend for LocalBackend {
         let etag = info.etag.clone();
         self.commit(info, name, in_flight).await?;
         Ok(etag)
-    }
-
-    async fn create_multipart(
-        &self,
-        _: &str,
-        _: &str,
-        _: &UploadOptions,
-        _: Option<ChecksumAlgorithm>,
-    ) -> Result<String> {
-        Err(Self::unsupported_multipart())
-    }
-
-    async fn upload_part(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: i32,
-        _: Body,
-        _: Option<ChecksumAlgorithm>,
-    ) -> Result<CompletedPart> {
-        Err(Self::unsupported_multipart())
-    }
-
-    async fn complete_multipart(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: &[CompletedPart],
-        _: Option<&Checksum>,
-    ) -> Result<Option<String>> {
-        Err(Self::unsupported_multipart())
-    }
-
-    async fn abort_multipart(&self, _: &str, _: &str, _: &str) -> Result<()> {
-        Ok(())
-    }
-
-    async fn list_multipart_uploads(&self, bucket: &str, _: &str) -> Result<Vec<PendingUpload>> {
-        self.require_bucket(bucket).await?;
-        Ok(Vec::new())
-    }
-
-    async fn presign(&self, _: &str, _: &str, _: &PresignOptions) -> Result<String> {
-        Err(Error::new(
-            ErrorKind::Unsupported,
-            "the local store has no HTTP endpoint to presign for; presign needs an s3:// URL",
-        ))
     }
 
     /// Removes temp files and blobs of writes that died, and reports them with the

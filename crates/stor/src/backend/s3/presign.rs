@@ -354,6 +354,104 @@ impl Presigner {
     }
 }
 
+// Presigning methods of the backend, with the module's imports.
+use super::*;
+
+impl S3Backend {
+    /// Credentials for presigning, refreshed five minutes before they expire.
+    async fn presign_creds(&self) -> Result<Option<std::sync::Arc<Creds>>> {
+        let fresh = |c: &Creds| {
+            c.expiry
+                .map(|e| e > SystemTime::now() + Duration::from_secs(300))
+                .unwrap_or(true)
+        };
+        if let Some(c) = self
+            .cached_creds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            if fresh(c) {
+                return Ok(Some(c.clone()));
+            }
+        }
+        let Some(provider) = &self.credentials else {
+            return Ok(None);
+        };
+        let c = provider.provide_credentials().await.map_err(|e| {
+            credentials::from_chain(&e).unwrap_or_else(|| {
+                Error::new(
+                    ErrorKind::AccessDenied,
+                    format!("no credentials to sign with: {e}"),
+                )
+            })
+        })?;
+        let c = std::sync::Arc::new(Creds {
+            access_key: c.access_key_id().to_owned(),
+            secret: c.secret_access_key().to_owned(),
+            token: c.session_token().map(str::to_owned),
+            expiry: c.expiry(),
+        });
+        *self.cached_creds.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(Some(c))
+    }
+
+    /// Presigns at `now`; `sdk` forces the SDK's own presigner (for comparison).
+    pub(crate) async fn presign_at(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: &PresignOptions,
+        now: SystemTime,
+        sdk: bool,
+    ) -> Result<String> {
+        if let (Some(p), false) = (&self.presigner, sdk) {
+            if p.handles(bucket) {
+                if let Some(creds) = self.presign_creds().await? {
+                    let req = Request {
+                        method: match opts.method {
+                            PresignMethod::Get => "GET",
+                            PresignMethod::Put => "PUT",
+                        },
+                        bucket,
+                        key,
+                        expires: opts.expires_in,
+                        content_type: match opts.method {
+                            PresignMethod::Put => opts.content_type.as_deref(),
+                            PresignMethod::Get => None,
+                        },
+                        now,
+                    };
+                    return Ok(p.presign(&creds, &req));
+                }
+            }
+        }
+        let cfg = PresigningConfig::builder()
+            .start_time(now)
+            .expires_in(opts.expires_in)
+            .build()
+            .map_err(|e| Error::invalid(format!("invalid presign expiry: {e}")))?;
+        let req = match opts.method {
+            PresignMethod::Get => self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .presigned(cfg)
+                .await
+                .map_err(sdk_err)?,
+            PresignMethod::Put => {
+                let mut r = self.client.put_object().bucket(bucket).key(key);
+                if let Some(ct) = &opts.content_type {
+                    r = r.content_type(ct);
+                }
+                r.presigned(cfg).await.map_err(sdk_err)?
+            }
+        };
+        Ok(req.uri().to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

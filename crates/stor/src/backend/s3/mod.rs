@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as SdkStream;
 use aws_sdk_s3::types::{
@@ -25,18 +24,28 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::presign::{Creds, Endpoint, Presigner, Request};
-use super::{Backend, Body, CompletedPart, FileRange, GetResponse, PartCopySource, PendingUpload};
+mod client;
+mod errors;
+mod http;
+mod presign;
+
+use super::{
+    Backend, Body, Capabilities, CompletedPart, FileRange, GetResponse, Multipart, PartCopySource,
+    PendingUpload,
+};
 use crate::checksum::{Checksum, ChecksumAlgorithm as StorAlgo};
 use crate::config::{StorageConfig, DEFAULT_REGION};
 use crate::credentials;
 use crate::error::{Error, ErrorKind, Result, Wire};
 use crate::types::{
-    ByteRange, DeleteResult, Encryption, ListPage, ObjectInfo, PresignMethod, PresignOptions,
-    UploadOptions,
+    ByteRange, DeleteResult, Encryption, ListOptions, ListPage, ObjectInfo, PresignMethod,
+    PresignOptions, UploadOptions,
 };
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::types::{ChecksumAlgorithm as SdkAlgo, ChecksumMode, ChecksumType};
+use client::ClockSkew;
+use errors::{chain, sdk_err};
+use presign::{Creds, Endpoint, Presigner};
 
 /// The S3 backend.
 pub struct S3Backend {
@@ -60,214 +69,6 @@ impl std::fmt::Debug for S3Backend {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .finish()
-    }
-}
-
-impl S3Backend {
-    /// Builds the client from config, filling the rest from the AWS environment.
-    /// Credentials: see [`crate::credentials`]. Region:
-    /// [`StorageConfig::resolved_region`] (the original's rule; never instance metadata).
-    pub async fn new(cfg: &StorageConfig) -> Result<S3Backend> {
-        let http = super::http::client(cfg)?;
-        let region = Region::new(cfg.resolved_region().await);
-        let provider_config = aws_config::provider_config::ProviderConfig::default()
-            .with_http_client(http.clone())
-            .with_region(Some(region.clone()))
-            .with_behavior_version(Some(BehaviorVersion::latest()));
-        let sources = credentials::Sources::new(cfg, &provider_config).await?;
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .region(region)
-            .credentials_provider(sources.clone())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(cfg.connect_timeout))
-                    .read_timeout(Duration::from_secs(cfg.read_timeout))
-                    .build(),
-            );
-        if let Some(p) = &cfg.profile {
-            loader = loader.profile_name(p);
-        }
-        // Config first, then the S3-specific variable, then AWS_ENDPOINT_URL, all
-        // without userinfo before the SDK (and its logs) see them.
-        if let Some(u) = cfg.endpoint_url.clone().or_else(env_endpoint) {
-            loader = loader.endpoint_url(without_userinfo(&u));
-        }
-        let sdk = loader.load().await;
-        // An endpoint_url from the AWS profile files can carry userinfo too.
-        let endpoint = sdk.endpoint_url().map(without_userinfo);
-        let custom = endpoint.is_some();
-        let path_style = cfg.force_path_style.unwrap_or(custom);
-        let mut b = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style);
-        b.set_endpoint_url(endpoint.clone());
-        let region = match sdk.region() {
-            Some(r) => r.to_string(),
-            None => {
-                b = b.region(Region::new(DEFAULT_REGION));
-                DEFAULT_REGION.to_owned()
-            }
-        };
-        let skew = ClockSkew::default();
-        b = b.interceptor(skew.clone());
-        let native = cfg.native_checksums.unwrap_or(!custom)
-            && cfg.checksum != crate::checksum::ChecksumAlgorithm::None;
-        if custom || native {
-            // Custom engines: no checksum headers they may not know. Native: stor
-            // sends its own (computed once, while reading the source) instead of
-            // the SDK's default CRC32 on top.
-            b = b.request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
-        }
-        if custom || native {
-            // Native: stor verifies the stored checksum itself, also across parallel
-            // ranges, and reports a mismatch as an integrity error (see get_object).
-            b = b.response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-        }
-        let special = [
-            "AWS_USE_FIPS_ENDPOINT",
-            "AWS_USE_DUALSTACK_ENDPOINT",
-            "AWS_S3_USE_ARN_REGION",
-        ]
-        .iter()
-        .any(|v| {
-            std::env::var(v)
-                .map(|x| x.eq_ignore_ascii_case("true"))
-                .unwrap_or(false)
-        });
-        let presign_endpoint = match &endpoint {
-            _ if special => None,
-            Some(url) => Endpoint::parse(url, path_style),
-            None => Endpoint::aws(&region, path_style),
-        };
-        Ok(S3Backend {
-            client: Client::from_conf(b.build()),
-            presigner: presign_endpoint.map(|e| Presigner::new(e, &region)),
-            credentials: sdk.credentials_provider(),
-            sources,
-            cached_creds: std::sync::Mutex::new(None),
-            endpoint,
-            region,
-            skew,
-            native,
-        })
-    }
-
-    /// The S3 algorithm to send for `algo`, when native checksums are on.
-    fn native_algo(&self, algo: Option<StorAlgo>) -> Option<SdkAlgo> {
-        match algo.filter(|_| self.native)? {
-            StorAlgo::Crc64nvme => Some(SdkAlgo::Crc64Nvme),
-            StorAlgo::Crc32c => Some(SdkAlgo::Crc32C),
-            StorAlgo::Crc32 => Some(SdkAlgo::Crc32),
-            StorAlgo::None => None,
-        }
-    }
-
-    /// The underlying SDK client, for operations stor does not wrap.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// The region in use.
-    pub fn region(&self) -> &str {
-        &self.region
-    }
-
-    /// Credentials for presigning, refreshed five minutes before they expire.
-    async fn presign_creds(&self) -> Result<Option<std::sync::Arc<Creds>>> {
-        let fresh = |c: &Creds| {
-            c.expiry
-                .map(|e| e > SystemTime::now() + Duration::from_secs(300))
-                .unwrap_or(true)
-        };
-        if let Some(c) = self
-            .cached_creds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            if fresh(c) {
-                return Ok(Some(c.clone()));
-            }
-        }
-        let Some(provider) = &self.credentials else {
-            return Ok(None);
-        };
-        let c = provider.provide_credentials().await.map_err(|e| {
-            credentials::from_chain(&e).unwrap_or_else(|| {
-                Error::new(
-                    ErrorKind::AccessDenied,
-                    format!("no credentials to sign with: {e}"),
-                )
-            })
-        })?;
-        let c = std::sync::Arc::new(Creds {
-            access_key: c.access_key_id().to_owned(),
-            secret: c.secret_access_key().to_owned(),
-            token: c.session_token().map(str::to_owned),
-            expiry: c.expiry(),
-        });
-        *self.cached_creds.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
-        Ok(Some(c))
-    }
-
-    /// Presigns at `now`; `sdk` forces the SDK's own presigner (for comparison).
-    pub(crate) async fn presign_at(
-        &self,
-        bucket: &str,
-        key: &str,
-        opts: &PresignOptions,
-        now: SystemTime,
-        sdk: bool,
-    ) -> Result<String> {
-        if let (Some(p), false) = (&self.presigner, sdk) {
-            if p.handles(bucket) {
-                if let Some(creds) = self.presign_creds().await? {
-                    let req = Request {
-                        method: match opts.method {
-                            PresignMethod::Get => "GET",
-                            PresignMethod::Put => "PUT",
-                        },
-                        bucket,
-                        key,
-                        expires: opts.expires_in,
-                        content_type: match opts.method {
-                            PresignMethod::Put => opts.content_type.as_deref(),
-                            PresignMethod::Get => None,
-                        },
-                        now,
-                    };
-                    return Ok(p.presign(&creds, &req));
-                }
-            }
-        }
-        let cfg = PresigningConfig::builder()
-            .start_time(now)
-            .expires_in(opts.expires_in)
-            .build()
-            .map_err(|e| Error::invalid(format!("invalid presign expiry: {e}")))?;
-        let req = match opts.method {
-            PresignMethod::Get => self
-                .client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .presigned(cfg)
-                .await
-                .map_err(sdk_err)?,
-            PresignMethod::Put => {
-                let mut r = self.client.put_object().bucket(bucket).key(key);
-                if let Some(ct) = &opts.content_type {
-                    r = r.content_type(ct);
-                }
-                r.presigned(cfg).await.map_err(sdk_err)?
-            }
-        };
-        Ok(req.uri().to_owned())
-    }
-
-    /// The custom endpoint, when one is in use.
-    pub fn endpoint(&self) -> Option<&str> {
-        self.endpoint.as_deref()
     }
 }
 
@@ -296,198 +97,6 @@ fn full_object_checksum<const N: usize>(
         return None;
     }
     Some((algo, value.trim().to_owned()))
-}
-
-/// Converts any SDK error into a stor error: S3 code and HTTP status through the one
-/// table in `error.rs`; network failures as transient or timeout.
-fn sdk_err<E>(e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    if let SdkError::DispatchFailure(_) = &e {
-        // The request never left: its identity (credentials) could not be resolved.
-        if let Some(err) = credentials::from_chain(&e) {
-            return err;
-        }
-    }
-    match &e {
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            let err = se.err();
-            match (err.code(), se.raw().body().bytes()) {
-                // No S3 error code: a proxy's page or an engine's odd body; say
-                // what it said.
-                (None, Some(body)) if !body.is_empty() => Error::from_response(status, body),
-                (code, _) => Error::s3(code, Some(status), err.message()),
-            }
-        }
-        SdkError::TimeoutError(_) => Error::new(ErrorKind::Timeout, "the request timed out"),
-        SdkError::DispatchFailure(df) => {
-            let msg = chain(&e);
-            let wire = wire_failure(&e);
-            if let Wire::Unreachable(why) = wire {
-                let kind = if df.is_timeout() {
-                    ErrorKind::Timeout
-                } else {
-                    ErrorKind::Transient
-                };
-                Error::new(kind, format!("cannot connect ({why}): {msg}")).with_wire(wire)
-            } else if df.is_timeout() {
-                // A read timeout: the connection stands, the server said nothing.
-                Error::new(ErrorKind::Timeout, "the connection timed out")
-            } else if msg.contains("certificate") || msg.contains("TLS handshake") {
-                // Not something a retry heals: the endpoint's certificate is not
-                // trusted (or TLS failed), which is configuration.
-                Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "TLS with the endpoint failed: {msg} (if it uses a private CA, \
-                         point ca_bundle or AWS_CA_BUNDLE at its certificate)"
-                    ),
-                )
-            } else if df.is_io() {
-                Error::new(ErrorKind::Transient, format!("connection failed: {msg}"))
-                    .with_wire(wire)
-            } else {
-                let err = Error::new(
-                    ErrorKind::Transient,
-                    format!("request could not be sent: {msg}"),
-                );
-                // Hyper's "connection closed before message completed" lands here.
-                if df.is_user() {
-                    err
-                } else {
-                    err.with_wire(wire)
-                }
-            }
-        }
-        SdkError::ResponseError(_) => Error::new(
-            ErrorKind::Transient,
-            format!("the response could not be read: {}", chain(&e)),
-        )
-        .with_wire(Wire::Broken),
-        SdkError::ConstructionFailure(_) => Error::new(
-            ErrorKind::InvalidInput,
-            format!("the request could not be built: {}", chain(&e)),
-        ),
-        _ => Error::new(ErrorKind::Other, chain(&e)),
-    }
-}
-
-/// The endpoint from the environment, as the SDK reads it: `AWS_ENDPOINT_URL_S3`,
-/// else `AWS_ENDPOINT_URL`, unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`.
-fn env_endpoint() -> Option<String> {
-    let var = |v: &str| std::env::var(v).ok().filter(|x| !x.trim().is_empty());
-    if var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-        return None;
-    }
-    var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL"))
-}
-
-/// The endpoint URL without `user:password@`. S3 authenticates by signing with the
-/// access keys and never uses URL userinfo, so it is dropped before the SDK, its
-/// logs or its errors see it; said once per process, at WARN.
-fn without_userinfo(url: &str) -> String {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    let (bare, had) = crate::config::strip_url_userinfo(url);
-    if had {
-        WARNED.call_once(|| {
-            tracing::warn!(
-                "the endpoint URL {} carries credentials; S3 does not use them (requests are \
-                 signed with the access keys), so they are ignored",
-                crate::config::redact_url(url)
-            )
-        });
-    }
-    bare
-}
-
-/// Remembers how far the server's clock (its `Date` header) is from ours, for
-/// `Storage::health` and `stor doctor`: SigV4 fails past 15 minutes of skew.
-#[derive(Debug, Default, Clone)]
-struct ClockSkew(std::sync::Arc<std::sync::Mutex<Option<f64>>>);
-
-impl aws_smithy_runtime_api::client::interceptors::Intercept for ClockSkew {
-    fn name(&self) -> &'static str {
-        "StorClockSkew"
-    }
-
-    fn read_after_transmit(
-        &self,
-        ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef<'_>,
-        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        _: &mut aws_smithy_types::config_bag::ConfigBag,
-    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        let date = ctx.response().headers().get("date");
-        if let Some(d) = date.and_then(|d| {
-            aws_smithy_types::DateTime::from_str(d, aws_smithy_types::date_time::Format::HttpDate)
-                .ok()
-        }) {
-            let ours = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(d.as_secs_f64() - ours);
-        }
-        Ok(())
-    }
-}
-
-/// Where a request that got no response failed: before any connection existed
-/// ([`Wire::Unreachable`]: refused, DNS, no route, connect timeout — nothing reached
-/// the server, which is down or restarting), or on a connection that broke. The
-/// SDK's `ConnectorError` says only "io" or "timeout" for both (a refused connect
-/// and a reset mid-request are both io; connect and read timeouts both timeouts),
-/// so the causes decide: the `io::Error` kinds only a connect can fail with, the
-/// DNS resolver's error, and the client's connect-timeout error (a private type,
-/// known by its message "HTTP connect timeout occurred after …").
-fn wire_failure(e: &(dyn std::error::Error + 'static)) -> Wire {
-    use std::io::ErrorKind as Io;
-    let mut next = Some(e);
-    while let Some(cause) = next {
-        if cause
-            .downcast_ref::<aws_smithy_runtime_api::client::dns::ResolveDnsError>()
-            .is_some()
-        {
-            return Wire::Unreachable("DNS lookup failed");
-        }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                Io::ConnectionRefused => return Wire::Unreachable("connection refused"),
-                Io::NetworkUnreachable
-                | Io::HostUnreachable
-                | Io::NetworkDown
-                | Io::AddrNotAvailable => return Wire::Unreachable("no route to the endpoint"),
-                _ => {}
-            }
-            // An io::Error wrapping another error hides it from `source()`.
-            if let Some(inner) = io.get_ref() {
-                if let Wire::Unreachable(why) = wire_failure(inner) {
-                    return Wire::Unreachable(why);
-                }
-            }
-        }
-        if cause.to_string().starts_with("HTTP connect timeout") {
-            return Wire::Unreachable("connect timed out");
-        }
-        next = cause.source();
-    }
-    Wire::Broken
-}
-
-/// The error and its causes in one line (the SDK's Display is terse).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn unquote(etag: &str) -> String {
@@ -618,8 +227,20 @@ impl Backend for S3Backend {
         *self.skew.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn supports_multipart(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            multipart: true,
+            part_copy: true,
+            parallel_ranges: true,
+            streaming_bodies: false,
+            presign: true,
+            native_checksums: self.native,
+            conditional_reads: true,
+        }
+    }
+
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
     }
 
     async fn credentials(&self) -> Result<Option<String>> {
@@ -628,10 +249,6 @@ impl Backend for S3Backend {
             Err(e) => Err(credentials::from_chain(&e)
                 .unwrap_or_else(|| Error::new(ErrorKind::Config, e.to_string()))),
         }
-    }
-
-    fn native_checksums(&self) -> bool {
-        self.native
     }
 
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
@@ -898,6 +515,24 @@ impl Backend for S3Backend {
     }
 
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> Result<Vec<DeleteResult>> {
+        // A key holding a control character cannot travel in the XML body of a
+        // batch delete (XML 1.0 has no way to write it; servers answer 400 or 500):
+        // a batch holding one goes key by key.
+        if keys.iter().any(|k| k.chars().any(char::is_control)) {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                let error = match self.delete_object(bucket, k).await {
+                    Ok(()) => None,
+                    Err(e) if e.kind() == ErrorKind::BucketNotFound => return Err(e),
+                    Err(e) => Some(e.to_string()),
+                };
+                out.push(DeleteResult {
+                    key: k.clone(),
+                    error,
+                });
+            }
+            return Ok(out);
+        }
         let ids = keys
             .iter()
             .map(|k| ObjectIdentifier::builder().key(k).build())
@@ -938,19 +573,21 @@ impl Backend for S3Backend {
             .collect())
     }
 
-    async fn list_objects(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        delimiter: Option<&str>,
-        max_keys: u32,
-        continuation: Option<&str>,
-        start_after: Option<&str>,
-    ) -> Result<ListPage> {
+    async fn list_objects(&self, bucket: &str, req: &ListOptions) -> Result<ListPage> {
+        let (prefix, delimiter) = (req.prefix.as_str(), req.delimiter.as_deref());
+        let max_keys = req.max_keys.unwrap_or(1000);
+        let (continuation, start_after) = (
+            req.continuation_token.as_deref(),
+            req.start_after.as_deref(),
+        );
+        // Keys come back percent-encoded: XML 1.0 cannot carry control characters,
+        // so without it a key holding ESC or BEL comes back mangled (SeaweedFS
+        // sends U+FFFD) or breaks the response (moto).
         let mut req = self
             .client
             .list_objects_v2()
             .bucket(bucket)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
             .max_keys(max_keys as i32);
         if !prefix.is_empty() {
             req = req.prefix(prefix);
@@ -965,26 +602,43 @@ impl Backend for S3Backend {
             req = req.start_after(s);
         }
         let out = req.send().await.map_err(sdk_err)?;
+        // Decoded only when the server says it encoded (an engine that ignores the
+        // request sends keys as they are, `%` included).
+        let encoded = out.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
+        let key = |k: Option<&str>| -> Result<String> {
+            let k = k.unwrap_or_default();
+            if !encoded {
+                return Ok(k.to_owned());
+            }
+            // Form encoding, as S3 writes it: `+` is a space, `%2B` a plus.
+            percent_encoding::percent_decode_str(&k.replace('+', " "))
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| {
+                    Error::new(
+                        ErrorKind::Other,
+                        format!("the server listed a key that is not UTF-8: {k:?}"),
+                    )
+                })
+        };
         let objects = out
             .contents()
             .iter()
             .map(|o| {
-                let mut info = ObjectInfo::new(
-                    bucket,
-                    o.key().unwrap_or_default(),
-                    o.size().unwrap_or(0).max(0) as u64,
-                );
+                let mut info =
+                    ObjectInfo::new(bucket, &key(o.key())?, o.size().unwrap_or(0).max(0) as u64);
                 info.etag = o.e_tag().map(unquote);
                 info.last_modified = to_time(o.last_modified());
                 info.storage_class = o.storage_class().map(|s| s.as_str().to_owned());
-                info
+                Ok(info)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let common_prefixes = out
             .common_prefixes()
             .iter()
-            .filter_map(|p| p.prefix().map(str::to_owned))
-            .collect();
+            .filter(|p| p.prefix().is_some())
+            .map(|p| key(p.prefix()))
+            .collect::<Result<_>>()?;
         let next = if out.is_truncated() == Some(true) {
             out.next_continuation_token().map(str::to_owned)
         } else {
@@ -1022,6 +676,14 @@ impl Backend for S3Backend {
             .map(unquote))
     }
 
+    async fn presign(&self, bucket: &str, key: &str, opts: &PresignOptions) -> Result<String> {
+        self.presign_at(bucket, key, opts, SystemTime::now(), false)
+            .await
+    }
+}
+
+#[async_trait]
+impl Multipart for S3Backend {
     async fn create_multipart(
         &self,
         bucket: &str,
@@ -1229,11 +891,6 @@ impl Backend for S3Backend {
                 return Ok(out);
             }
         }
-    }
-
-    async fn presign(&self, bucket: &str, key: &str, opts: &PresignOptions) -> Result<String> {
-        self.presign_at(bucket, key, opts, SystemTime::now(), false)
-            .await
     }
 }
 

@@ -1,0 +1,74 @@
+//! What the local and memory stores share: object info from upload options,
+//! S3's ETag of a single PUT, range arithmetic, and reading a body whole.
+
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use md5::{Digest, Md5};
+
+use super::Body;
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::{ByteRange, ObjectInfo, UploadOptions};
+
+pub(super) fn etag_of(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
+
+pub(super) fn info_from_opts(
+    bucket: &str,
+    key: &str,
+    size: u64,
+    opts: &UploadOptions,
+) -> ObjectInfo {
+    let mut info = ObjectInfo::new(bucket, key, size);
+    info.content_type = opts.content_type.clone();
+    info.metadata = opts.metadata.clone();
+    info.cache_control = opts.cache_control.clone();
+    info.content_disposition = opts.content_disposition.clone();
+    info.content_encoding = opts.content_encoding.clone();
+    info.storage_class = Some(
+        opts.storage_class
+            .clone()
+            .unwrap_or_else(|| "STANDARD".into()),
+    );
+    info.last_modified = Some(SystemTime::now());
+    info
+}
+
+pub(super) async fn collect_body(body: Body) -> Result<Bytes> {
+    match body {
+        Body::Bytes(b) => Ok(b),
+        Body::File(r) => {
+            let mut buf = BytesMut::with_capacity(r.len as usize);
+            let mut body = r.body();
+            while let Some(chunk) = body.next().await {
+                buf.extend_from_slice(&chunk?);
+            }
+            Ok(buf.freeze())
+        }
+        Body::Stream(mut s) => {
+            let mut buf = BytesMut::new();
+            while let Some(chunk) = s.next().await {
+                buf.extend_from_slice(&chunk?);
+            }
+            Ok(buf.freeze())
+        }
+    }
+}
+
+pub(super) fn slice_range(size: u64, range: Option<ByteRange>) -> Result<(u64, u64)> {
+    match range {
+        None => Ok((0, size)),
+        Some(r) if r.start >= size && !(r.start == 0 && size == 0) || r.end <= r.start => {
+            Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "range {}..{} is not satisfiable for {size} bytes",
+                    r.start, r.end
+                ),
+            ))
+        }
+        Some(r) => Ok((r.start, r.end.min(size))),
+    }
+}

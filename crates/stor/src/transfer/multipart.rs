@@ -1,0 +1,279 @@
+//! Multipart uploads: parts sent (or copied server-side) concurrently under the
+//! client-wide budgets, each retried on its own, completed in order — and aborted
+//! on any failure *or cancellation*, so no multipart upload is left behind.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::download::changed;
+use crate::backend::{Backend, CompletedPart, Multipart, PartCopySource, Replay};
+use crate::checksum::{Checksum, ChecksumAlgorithm};
+use crate::core::Core;
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::{ByteRange, ObjectInfo, Progress, UploadOptions};
+
+/// What a part is made of: bytes sent, or a range of another object copied
+/// server-side (UploadPartCopy).
+pub(super) enum PartBody {
+    Data(Replay),
+    Copy(ByteRange),
+}
+
+/// One part of a multipart upload: number, body, and the byte-budget share its
+/// buffer holds (released once the part is stored).
+pub(super) type Part = (i32, PartBody, Option<OwnedSemaphorePermit>);
+
+/// One multipart upload: where it goes and how.
+pub(super) struct MultipartUpload<'a> {
+    pub core: &'a Core,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    /// Headers and metadata of the object.
+    pub opts: &'a UploadOptions,
+    /// The object copied parts come from ([`PartBody::Copy`]), pinned to its ETag.
+    pub copy_from: Option<&'a ObjectInfo>,
+    /// Reported as each part is stored (bodies that count their own bytes as they
+    /// are read leave it `None`).
+    pub progress: Option<&'a Progress>,
+    pub total: Option<u64>,
+    /// The full-object checksum the completion will carry (announced at the start).
+    pub checksum: Option<ChecksumAlgorithm>,
+}
+
+/// What a finished upload gives back: ETag, most attempts any request took, bytes.
+pub(super) type Finished = (Option<String>, u32, u64);
+
+impl MultipartUpload<'_> {
+    /// Sends `parts`, then completes with what `before_complete` returns (the whole
+    /// object's checksum) — unless it fails, which aborts (e.g. the source file
+    /// changed). Any failure, or dropping the future, aborts the upload.
+    pub async fn run(
+        self,
+        parts: impl Stream<Item = Result<Part>> + Send,
+        before_complete: impl FnOnce() -> Result<Option<Checksum>>,
+    ) -> Result<Finished> {
+        let core = self.core;
+        let (bucket, key, checksum) = (self.bucket, self.key, self.checksum);
+        let mp = multipart_of(&*core.backend)?;
+        let (guard, _) = core
+            .request(|_| create(core.backend.clone(), bucket, key, self.opts, checksum))
+            .await?;
+        let upload_id = guard.upload_id.clone();
+        let max_attempts = AtomicU32::new(1);
+        let sent = AtomicU64::new(0);
+        let work = async {
+            let id = upload_id.as_str();
+            let (max_attempts, sent, this) = (&max_attempts, &sent, &self);
+            let mut done: Vec<CompletedPart> = parts
+                .map(|p| async move {
+                    let (n, body, permit) = p?;
+                    let (part, attempts) = this.send_part(mp, id, n, &body).await?;
+                    let len = match &body {
+                        PartBody::Data(b) => b.len(),
+                        PartBody::Copy(r) => r.end - r.start,
+                    };
+                    drop((body, permit));
+                    max_attempts.fetch_max(attempts, Ordering::Relaxed);
+                    let now = sent.fetch_add(len, Ordering::Relaxed) + len;
+                    if let Some(p) = this.progress {
+                        p.report(now, this.total);
+                    }
+                    Ok::<_, Error>(part)
+                })
+                .buffer_unordered(core.config.max_concurrency)
+                .try_collect()
+                .await?;
+            let whole = before_complete()?;
+            done.sort_by_key(|p| p.part_number);
+            let (etag, attempts) = core
+                .request(|_| mp.complete_multipart(bucket, key, id, &done, whole.as_ref()))
+                .await?;
+            max_attempts.fetch_max(attempts, Ordering::Relaxed);
+            Ok::<_, Error>(etag)
+        };
+        match work.await.map_err(aborted_by_others) {
+            Ok(etag) => {
+                let mut guard = guard;
+                guard.armed = false;
+                let attempts = max_attempts.load(Ordering::Relaxed);
+                Ok((etag, attempts, sent.load(Ordering::Relaxed)))
+            }
+            Err(e) => {
+                guard.abort_now().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores one part (sent or copied), retried on its own.
+    async fn send_part(
+        &self,
+        mp: &dyn Multipart,
+        id: &str,
+        n: i32,
+        body: &PartBody,
+    ) -> Result<(CompletedPart, u32)> {
+        let (core, bucket, key) = (self.core, self.bucket, self.key);
+        let sent = match body {
+            PartBody::Data(b) => {
+                core.request(|_| mp.upload_part(bucket, key, id, n, b.body(), self.checksum))
+                    .await
+            }
+            PartBody::Copy(range) => {
+                let src = self.copy_from.ok_or_else(|| {
+                    Error::new(ErrorKind::Other, "a copied part without a source object")
+                })?;
+                let from = PartCopySource {
+                    bucket: &src.bucket,
+                    key: &src.key,
+                    etag: src.etag.as_deref(),
+                    range: *range,
+                };
+                core.request(|_| mp.upload_part_copy(&from, bucket, key, id, n))
+                    .await
+                    .map(|(etag, attempts)| {
+                        let part = CompletedPart {
+                            part_number: n,
+                            etag,
+                            checksum: None,
+                        };
+                        (part, attempts)
+                    })
+                    .map_err(changed)
+            }
+        };
+        sent.map_err(|e| e.prefixed(&format!("part {n}")))
+    }
+}
+
+/// CreateMultipartUpload in a task of its own, answering with an armed
+/// [`AbortGuard`]: if the caller is gone by the time the server answers (the
+/// transfer was dropped or timed out mid-request), the guard is dropped unread —
+/// in the task or in the channel — and aborts the upload, so a cancellation never
+/// leaves one behind, however late it comes.
+async fn create(
+    backend: Arc<dyn Backend>,
+    bucket: &str,
+    key: &str,
+    opts: &UploadOptions,
+    checksum: Option<ChecksumAlgorithm>,
+) -> Result<AbortGuard> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (b, k, o) = (bucket.to_owned(), key.to_owned(), opts.clone());
+    PENDING_ABORTS.fetch_add(1, Ordering::SeqCst);
+    tokio::spawn(async move {
+        let created = async {
+            let id = multipart_of(&*backend)?
+                .create_multipart(&b, &k, &o, checksum)
+                .await?;
+            Ok(AbortGuard {
+                backend: backend.clone(),
+                bucket: b,
+                key: k,
+                upload_id: id,
+                armed: true,
+            })
+        };
+        let _ = tx.send(created.await);
+        PENDING_ABORTS.fetch_sub(1, Ordering::SeqCst);
+    });
+    rx.await.unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::Cancelled,
+            "the runtime went away while the upload was being created",
+        ))
+    })
+}
+
+/// The multipart primitives of a backend whose capabilities promise them.
+pub(crate) fn multipart_of(be: &dyn Backend) -> Result<&dyn Multipart> {
+    be.multipart().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!("the {} store has no multipart uploads", be.scheme()),
+        )
+    })
+}
+
+/// NoSuchUpload mid-transfer: someone aborted the upload (another process's
+/// cleanup) — not a missing key.
+fn aborted_by_others(e: Error) -> Error {
+    if e.code() != Some("NoSuchUpload") {
+        return e;
+    }
+    Error::new(
+        ErrorKind::Cancelled,
+        "the multipart upload was aborted by someone else while it ran (another \
+         process's `stor cleanup`?); nothing was stored — upload again",
+    )
+    .with_attempts(e.attempts(), e.elapsed().unwrap_or_default())
+}
+
+/// Aborts started by dropped transfers (and creations that may still need one)
+/// that have not finished yet.
+static PENDING_ABORTS: AtomicU64 = AtomicU64::new(0);
+
+/// Waits (up to `timeout`) for the multipart aborts that cancelled transfers started
+/// in the background. Call it before exiting after a cancellation (Ctrl-C), so no
+/// multipart upload is left behind. Returns whether all finished.
+pub async fn wait_for_pending_aborts(timeout: std::time::Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while PENDING_ABORTS.load(Ordering::SeqCst) > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// Aborts a multipart upload unless disarmed; on drop (cancellation) it spawns the
+/// abort so no upload is left behind even when the caller gives up.
+struct AbortGuard {
+    backend: Arc<dyn Backend>,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    armed: bool,
+}
+
+impl AbortGuard {
+    async fn abort_now(mut self) {
+        self.armed = false;
+        if let Err(e) = abort(&*self.backend, &self.bucket, &self.key, &self.upload_id).await {
+            tracing::warn!(bucket = %self.bucket, key = %self.key,
+                "could not abort multipart upload: {e}; `stor cleanup` will find it");
+        }
+    }
+}
+
+async fn abort(be: &dyn Backend, bucket: &str, key: &str, id: &str) -> Result<()> {
+    multipart_of(be)?.abort_multipart(bucket, key, id).await
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (be, b, k, id) = (
+            self.backend.clone(),
+            self.bucket.clone(),
+            self.key.clone(),
+            self.upload_id.clone(),
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            PENDING_ABORTS.fetch_add(1, Ordering::SeqCst);
+            rt.spawn(async move {
+                if let Err(e) = abort(&*be, &b, &k, &id).await {
+                    tracing::warn!(bucket = %b, key = %k, "could not abort multipart upload: {e}");
+                }
+                PENDING_ABORTS.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The transfer engine without servers: the memory backend declares multipart
+//! uploads, part copies and parallel ranged reads, and a fault-injecting wrapper
+//! around it (`Faulty`) breaks bodies and parts on cue. Runs in plain
+//! `cargo test`: multipart uploads, parallel ranged downloads, a broken range
+//! resumed, a failed part retried, abort on failure, on cancellation and on drop,
+//! and copies by parts.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use stor::backend::memory::MemoryBackend;
+use stor::backend::{
+    Backend, Body, Capabilities, CompletedPart, GetResponse, Multipart, PartCopySource,
+    PendingUpload,
+};
+use stor::{
+    ByteRange, CopyOptions, DeleteResult, ErrorKind, ListOptions, ListPage, ObjectInfo, Result,
+    Storage, StorageConfig, UploadOptions,
+};
+
+const MIB: usize = 1024 * 1024;
+
+/// A memory store that fails on cue.
+#[derive(Debug, Default)]
+struct Faulty {
+    inner: MemoryBackend,
+    /// Ranged GETs seen (start offsets).
+    range_starts: Mutex<Vec<u64>>,
+    /// Break the body of the next ranged GET starting past 0 after this many bytes.
+    cut_next_range_after: Mutex<Option<usize>>,
+    /// Fail these part numbers once (then let them through).
+    fail_parts_once: Mutex<Vec<i32>>,
+    /// Fail this part number every time.
+    fail_part_always: Mutex<Option<i32>>,
+    /// Hold every part this long (to cancel mid-upload).
+    part_delay: Mutex<Option<Duration>>,
+    /// Hold CreateMultipartUpload this long after the upload exists.
+    create_delay: Mutex<Option<Duration>>,
+    creates_started: AtomicUsize,
+    parts_sent: AtomicU32,
+    part_copies: AtomicUsize,
+    aborts: AtomicUsize,
+}
+
+fn transient(what: &str) -> stor::Error {
+    stor::Error::new(ErrorKind::Transient, what.to_owned())
+}
+
+#[async_trait]
+impl Backend for Faulty {
+    fn scheme(&self) -> &'static str {
+        "memory"
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+    async fn create_bucket(&self, b: &str) -> Result<()> {
+        self.inner.create_bucket(b).await
+    }
+    async fn delete_bucket(&self, b: &str) -> Result<()> {
+        self.inner.delete_bucket(b).await
+    }
+    async fn bucket_exists(&self, b: &str) -> Result<bool> {
+        self.inner.bucket_exists(b).await
+    }
+    async fn list_buckets(&self) -> Result<Vec<String>> {
+        self.inner.list_buckets().await
+    }
+    async fn put_object(
+        &self,
+        b: &str,
+        k: &str,
+        body: Body,
+        o: &UploadOptions,
+    ) -> Result<Option<String>> {
+        self.inner.put_object(b, k, body, o).await
+    }
+    async fn get_object(
+        &self,
+        b: &str,
+        k: &str,
+        range: Option<ByteRange>,
+        if_match: Option<&str>,
+    ) -> Result<GetResponse> {
+        let mut resp = self.inner.get_object(b, k, range, if_match).await?;
+        if let Some(r) = range {
+            self.range_starts.lock().unwrap().push(r.start);
+            let cut = if r.start > 0 {
+                self.cut_next_range_after.lock().unwrap().take()
+            } else {
+                None
+            };
+            if let Some(n) = cut {
+                // Deliver n bytes, then a broken connection.
+                let body = resp.body;
+                let all: Vec<Bytes> = body.map(|c| c.unwrap()).collect::<Vec<_>>().await;
+                let joined = Bytes::from(all.concat());
+                let first = joined.slice(..n.min(joined.len()));
+                resp.body = Box::pin(futures::stream::iter(vec![
+                    Ok(first),
+                    Err(transient("connection reset mid-body")),
+                ]));
+            }
+        }
+        Ok(resp)
+    }
+    async fn head_object(&self, b: &str, k: &str) -> Result<ObjectInfo> {
+        self.inner.head_object(b, k).await
+    }
+    async fn delete_objects(&self, b: &str, keys: &[String]) -> Result<Vec<DeleteResult>> {
+        self.inner.delete_objects(b, keys).await
+    }
+    async fn list_objects(&self, b: &str, req: &ListOptions) -> Result<ListPage> {
+        self.inner.list_objects(b, req).await
+    }
+    async fn copy_object(
+        &self,
+        sb: &str,
+        sk: &str,
+        db: &str,
+        dk: &str,
+        r: Option<&UploadOptions>,
+    ) -> Result<Option<String>> {
+        self.inner.copy_object(sb, sk, db, dk, r).await
+    }
+}
+
+#[async_trait]
+impl Multipart for Faulty {
+    async fn create_multipart(
+        &self,
+        b: &str,
+        k: &str,
+        o: &UploadOptions,
+        c: Option<stor::ChecksumAlgorithm>,
+    ) -> Result<String> {
+        self.creates_started.fetch_add(1, Ordering::SeqCst);
+        let id = self.mp().create_multipart(b, k, o, c).await?;
+        let delay = *self.create_delay.lock().unwrap();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        Ok(id)
+    }
+    async fn upload_part(
+        &self,
+        b: &str,
+        k: &str,
+        id: &str,
+        n: i32,
+        body: Body,
+        c: Option<stor::ChecksumAlgorithm>,
+    ) -> Result<CompletedPart> {
+        let delay = *self.part_delay.lock().unwrap();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        if *self.fail_part_always.lock().unwrap() == Some(n) {
+            return Err(stor::Error::new(ErrorKind::AccessDenied, "part refused"));
+        }
+        {
+            let mut once = self.fail_parts_once.lock().unwrap();
+            if let Some(i) = once.iter().position(|p| *p == n) {
+                once.remove(i);
+                return Err(transient("the server dropped the part"));
+            }
+        }
+        self.parts_sent.fetch_add(1, Ordering::SeqCst);
+        self.mp().upload_part(b, k, id, n, body, c).await
+    }
+    async fn upload_part_copy(
+        &self,
+        src: &PartCopySource<'_>,
+        b: &str,
+        k: &str,
+        id: &str,
+        n: i32,
+    ) -> Result<String> {
+        self.part_copies.fetch_add(1, Ordering::SeqCst);
+        self.mp().upload_part_copy(src, b, k, id, n).await
+    }
+    async fn complete_multipart(
+        &self,
+        b: &str,
+        k: &str,
+        id: &str,
+        parts: &[CompletedPart],
+        c: Option<&stor::checksum::Checksum>,
+    ) -> Result<Option<String>> {
+        self.mp().complete_multipart(b, k, id, parts, c).await
+    }
+    async fn abort_multipart(&self, b: &str, k: &str, id: &str) -> Result<()> {
+        self.aborts.fetch_add(1, Ordering::SeqCst);
+        self.mp().abort_multipart(b, k, id).await
+    }
+    async fn list_multipart_uploads(&self, b: &str, p: &str) -> Result<Vec<PendingUpload>> {
+        self.mp().list_multipart_uploads(b, p).await
+    }
+}
+
+impl Faulty {
+    fn mp(&self) -> &dyn Multipart {
+        self.inner
+            .multipart()
+            .expect("memory has multipart uploads")
+    }
+}
+
+/// A store over `Faulty` with 5 MiB parts above 5 MiB, and its bucket.
+async fn rig(concurrency: usize) -> (Storage, Arc<Faulty>) {
+    let be = Arc::new(Faulty::default());
+    let cfg = StorageConfig {
+        multipart_threshold: 5 * MIB as u64,
+        part_size: Some(5 * MIB as u64),
+        max_concurrency: concurrency,
+        ..StorageConfig::memory()
+    };
+    let s = Storage::with_backend(be.clone(), cfg);
+    s.create_bucket("eng").await.unwrap();
+    (s, be)
+}
+
+fn payload(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_upload_and_parallel_ranged_download_on_memory() {
+    let (s, be) = rig(4).await;
+    let data = payload(23 * MIB + 7, 1);
+    let r = s
+        .upload_bytes("eng", "big", data.clone(), UploadOptions::default())
+        .await
+        .unwrap();
+    assert!(r.multipart);
+    assert_eq!(
+        be.parts_sent.load(Ordering::SeqCst),
+        5,
+        "5 parts of ≤ 5 MiB"
+    );
+    assert!(r.etag.unwrap().ends_with("-5"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big");
+    let d = s.download_file("eng", "big", &out).await.unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    assert!(d.checksum.is_some(), "verified");
+    let starts = be.range_starts.lock().unwrap().clone();
+    assert!(
+        starts.len() >= 2,
+        "the rest came in parallel ranges: {starts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_range_resumes_from_its_last_byte() {
+    let (s, be) = rig(4).await;
+    let data = payload(21 * MIB, 2);
+    s.upload_bytes("eng", "k", data.clone(), UploadOptions::default())
+        .await
+        .unwrap();
+    be.range_starts.lock().unwrap().clear();
+    *be.cut_next_range_after.lock().unwrap() = Some(1000);
+    let got = s.download_bytes("eng", "k").await.unwrap();
+    assert_eq!(got.data.as_ref(), &data[..], "whole and verified");
+    let starts = be.range_starts.lock().unwrap().clone();
+    // The cut range was asked again from where its bytes stopped, not from its start.
+    let resumed = starts
+        .iter()
+        .any(|s| *s % (5 * MIB as u64) == 1000 || starts.contains(&(s + 1000)));
+    assert!(resumed, "a range resumed mid-way: {starts:?}");
+    assert!(got.result.attempts >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_part_is_retried_alone_and_a_refused_one_aborts() {
+    let (s, be) = rig(4).await;
+    let data = payload(16 * MIB, 3);
+    be.fail_parts_once.lock().unwrap().push(2);
+    let r = s
+        .upload_bytes("eng", "retried", data.clone(), UploadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.attempts, 2);
+    assert_eq!(
+        be.parts_sent.load(Ordering::SeqCst),
+        4,
+        "only part 2 went twice"
+    );
+    assert_eq!(
+        s.download_bytes("eng", "retried")
+            .await
+            .unwrap()
+            .data
+            .as_ref(),
+        &data[..]
+    );
+    *be.fail_part_always.lock().unwrap() = Some(3);
+    let e = s
+        .upload_bytes("eng", "refused", data, UploadOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDenied, "{e}");
+    assert!(e.to_string().contains("part 3"), "{e}");
+    assert_eq!(be.aborts.load(Ordering::SeqCst), 1);
+    assert!(s.list_uploads("eng", "").await.unwrap().is_empty());
+    assert!(!s.exists("eng", "refused").await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_or_timed_out_upload_is_aborted() {
+    let (s, be) = rig(2).await;
+    *be.part_delay.lock().unwrap() = Some(Duration::from_millis(300));
+    let data = payload(20 * MIB, 4);
+    // Dropped: the future is given up once its multipart upload exists.
+    let task = {
+        let (s, data) = (s.clone(), data.clone());
+        tokio::spawn(async move {
+            s.upload_bytes("eng", "dropped", data, UploadOptions::default())
+                .await
+        })
+    };
+    for _ in 0..200 {
+        if !s.list_uploads("eng", "").await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.list_uploads("eng", "").await.unwrap().len(), 1, "started");
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(stor::transfer::wait_for_pending_aborts(Duration::from_secs(10)).await);
+    assert!(s.list_uploads("eng", "").await.unwrap().is_empty());
+    assert!(be.aborts.load(Ordering::SeqCst) >= 1);
+    // Cancelled by the operation's own timeout.
+    let cfg = StorageConfig {
+        upload_timeout: 1,
+        ..s.config().clone()
+    };
+    let short = Storage::with_backend(be.clone(), cfg);
+    *be.part_delay.lock().unwrap() = Some(Duration::from_millis(1500));
+    let e = short
+        .upload_bytes("eng", "timed-out", data, UploadOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(stor::transfer::wait_for_pending_aborts(Duration::from_secs(10)).await);
+    assert!(s.list_uploads("eng", "").await.unwrap().is_empty());
+    assert!(!s.exists("eng", "timed-out").await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_copies_go_by_parts_and_keep_the_checksum() {
+    let (s, be) = rig(4).await;
+    let data = payload(12 * MIB, 5);
+    s.upload_bytes(
+        "eng",
+        "src",
+        data.clone(),
+        UploadOptions::default().content_type("video/mp4"),
+    )
+    .await
+    .unwrap();
+    let r = s
+        .copy_object("eng", "src", "eng", "dst", CopyOptions::default())
+        .await
+        .unwrap();
+    assert!(r.multipart);
+    assert_eq!(be.part_copies.load(Ordering::SeqCst), 3);
+    let info = s.info("eng", "dst").await.unwrap();
+    assert_eq!(info.content_type.as_deref(), Some("video/mp4"));
+    let got = s.download_bytes("eng", "dst").await.unwrap();
+    assert_eq!(got.data.as_ref(), &data[..]);
+    assert!(
+        got.result.checksum.is_some(),
+        "the checksum travelled with it"
+    );
+}
+
+/// A transfer dropped while its CreateMultipartUpload is still in flight leaves no
+/// upload: the upload the server makes is aborted when the answer comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_dropped_while_its_upload_is_being_created_leaves_none() {
+    let (s, be) = rig(2).await;
+    *be.create_delay.lock().unwrap() = Some(Duration::from_millis(500));
+    let data = payload(12 * MIB, 6);
+    let task = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.upload_bytes("eng", "mid-create", data, UploadOptions::default())
+                .await
+        })
+    };
+    for _ in 0..200 {
+        if be.creates_started.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(be.creates_started.load(Ordering::SeqCst), 1);
+    // The server already has the upload; the answer has not come yet.
+    assert_eq!(s.list_uploads("eng", "").await.unwrap().len(), 1);
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(stor::transfer::wait_for_pending_aborts(Duration::from_secs(10)).await);
+    assert!(
+        s.list_uploads("eng", "").await.unwrap().is_empty(),
+        "aborted when the answer came"
+    );
+    assert!(be.aborts.load(Ordering::SeqCst) >= 1);
+}
