@@ -11,7 +11,7 @@ Workloads, each from one asyncio program:
   presign      10 000 presigned GET URLs
 
 Each (contender, workload) runs in a child process of its own, so its peak RSS
-(getrusage's ru_maxrss, reported by the child) is its own; the time is the operation's, after the
+(VmHWM, reported by the child) is its own; the time is the operation's, after the
 interpreter started and the client was set up (as peerbench's "in-process op").
 Contenders are interleaved and the order rotates each round; one warm-up round,
 then BENCH_REPS rounds; medians. Every upload is checked (key set and sizes), every
@@ -26,7 +26,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -201,8 +200,11 @@ async def child(contender, workload, arg):
         out["count"] = len(urls)
     out["seconds"] = time.perf_counter() - t0
     await c.close()
-    # The child's own peak RSS, all threads (Linux: KiB).
-    out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The child's own peak RSS: VmHWM, which starts afresh at exec (getrusage's
+    # ru_maxrss would carry the parent's peak across the exec).
+    with open("/proc/self/status") as f:
+        hwm = next(line for line in f if line.startswith("VmHWM:"))
+    out["rss_mib"] = int(hwm.split()[1]) / 1024
     print(json.dumps(out))
 
 
