@@ -15,7 +15,6 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-: "${STOR_TEST_VENV:=$HOME/.cache/stor/test-venv}"
 : "${STOR_TEST_WORK:=$(mktemp -d /tmp/stor-servers.XXXXXX)}"
 PYTHON="$(command -v python3.11 || command -v python3)"
 
@@ -27,6 +26,10 @@ die() { say "ERROR: $*"; exit 1; }
 # ------------------------------------------------------------------ venv
 REQ="$HERE/test-requirements.txt"
 want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+# One venv per requirements file: checkouts of different versions on one machine
+# (worktrees, branches) each keep theirs instead of rebuilding a shared one under
+# each other's running tests.
+: "${STOR_TEST_VENV:=$HOME/.cache/stor/test-venv-${want:0:12}}"
 if [ ! -f "$STOR_TEST_VENV/.stamp" ] || [ "$(cat "$STOR_TEST_VENV/.stamp")" != "$want" ]; then
   say "installing test servers into $STOR_TEST_VENV"
   rm -rf "$STOR_TEST_VENV"

@@ -197,6 +197,12 @@ async fn effective_config(g: &Global) -> Result<Effective> {
             return Err(profiles.not_found(p).into());
         }
     }
+    // The library takes the region from the config alone (the original's rule);
+    // the CLI keeps the aws cli's: with no flag, variable or config region, the
+    // region of the AWS profile in use (a named profile's is the library's part).
+    if base.region_name.is_none() && base.profile.is_none() {
+        base.region_name = stor::config::aws_profile_region(None).await;
+    }
     if let Some(c) = g.concurrency {
         base.max_concurrency = c;
         base.max_pool_connections = base.max_pool_connections.max(c);

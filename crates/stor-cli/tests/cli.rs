@@ -2184,6 +2184,71 @@ fn isolated(env: &Env, args: &[&str]) -> Command {
     c
 }
 
+/// The region a presigned URL is signed for (its credential scope), or the error.
+fn presigned_region(e: &Env, extra: &[&str], env: &[(&str, &str)]) -> String {
+    let mut args = extra.to_vec();
+    args.extend(["presign", "s3://bkt/k"]);
+    let mut c = isolated(e, &args);
+    c.env("AWS_ACCESS_KEY_ID", "AKIAREGIONTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "region-secret");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    assert_eq!(code(&out), 0, "{args:?} {env:?}: {}", stderr(&out));
+    let url = stdout(&out);
+    let scope = url.split("X-Amz-Credential=").nth(1).unwrap();
+    scope.split("%2F").nth(2).unwrap().to_owned()
+}
+
+#[test]
+fn the_cli_region_is_flag_then_environment_then_config_then_profile_then_ap_northeast_2() {
+    let e = Env::new();
+    assert_eq!(presigned_region(&e, &[], &[]), "ap-northeast-2");
+    std::fs::create_dir(e.path(".aws")).unwrap();
+    std::fs::write(
+        e.path(".aws/config"),
+        "[default]\nregion = eu-north-1\n[profile prod]\nregion = sa-east-1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        e.path(".aws/credentials"),
+        "[prod]\naws_access_key_id = AKIAPROD\naws_secret_access_key = prod-secret\n",
+    )
+    .unwrap();
+    assert_eq!(presigned_region(&e, &[], &[]), "eu-north-1");
+    assert_eq!(
+        presigned_region(&e, &["--profile", "prod"], &[]),
+        "sa-east-1"
+    );
+    assert_eq!(
+        presigned_region(&e, &[], &[("AWS_PROFILE", "prod")]),
+        "sa-east-1"
+    );
+    std::fs::write(
+        e.path("cfg.json"),
+        r#"{"storageConfig": {"region_name": "eu-west-3"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        presigned_region(&e, &["--config", "cfg.json"], &[]),
+        "eu-west-3"
+    );
+    let env_region = [("AWS_REGION", "us-west-1")];
+    assert_eq!(
+        presigned_region(&e, &["--config", "cfg.json"], &env_region),
+        "us-west-1"
+    );
+    assert_eq!(
+        presigned_region(
+            &e,
+            &["--config", "cfg.json", "--region", "ca-central-1"],
+            &env_region
+        ),
+        "ca-central-1"
+    );
+}
+
 /// Flags, and environment variables, of one run.
 type Args<'a> = &'a [&'a str];
 type Vars<'a> = &'a [(&'a str, &'a str)];

@@ -67,6 +67,17 @@ pub enum StorageType {
     Memory,
 }
 
+impl fmt::Display for StorageType {
+    /// The name the config uses: `s3`, `local`, `memory`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StorageType::S3 => "s3",
+            StorageType::Local => "local",
+            StorageType::Memory => "memory",
+        })
+    }
+}
+
 /// A secret string: never shown by `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -107,7 +118,9 @@ impl From<String> for Secret {
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Backend: `s3`, `local` (default) or `memory`.
+    /// Backend: `s3`, `local` or `memory`. Left out of JSON, it is inferred
+    /// ([`StorageConfig::inferred_storage_type`]: `s3` when any S3 setting is given,
+    /// as the original service defaults to S3); `StorageConfig::default()` is `local`.
     pub storage_type: StorageType,
     /// Access key; when unset the AWS credential chain is used.
     pub aws_access_key_id: Option<String>,
@@ -115,7 +128,9 @@ pub struct StorageConfig {
     pub aws_secret_access_key: Option<Secret>,
     /// Session token for temporary credentials.
     pub aws_session_token: Option<Secret>,
-    /// Region; when unset AWS_REGION / the profile, else `ap-northeast-2`.
+    /// Region; when unset, the config's `profile`'s region, else `ap-northeast-2`
+    /// (as the original: the environment's AWS_REGION is not consulted; see
+    /// [`StorageConfig::resolved_region`]).
     #[serde(alias = "region")]
     pub region_name: Option<String>,
     /// Bucket used when an operation names none.
@@ -298,6 +313,70 @@ fn userinfo_span(url: &str, anywhere: bool) -> Option<(usize, usize)> {
     scope.rfind('@').map(|at| (start, start + at))
 }
 
+/// Every key a config object may hold (aliases included); the test
+/// `config_keys_are_the_fields` keeps it in step with [`StorageConfig`].
+pub const CONFIG_KEYS: &[&str] = &[
+    "storage_type",
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "region_name",
+    "region",
+    "default_bucket",
+    "endpoint_url",
+    "force_path_style",
+    "local_root",
+    "profile",
+    "upload_timeout",
+    "download_timeout",
+    "operation_timeout",
+    "connect_timeout",
+    "read_timeout",
+    "max_retries",
+    "multipart_threshold",
+    "part_size",
+    "multipart_chunksize",
+    "max_concurrency",
+    "max_pool_connections",
+    "fsync_downloads",
+    "ca_bundle",
+    "checksum",
+    "native_checksums",
+];
+
+/// Refuses a key that is not a config key, naming it and the closest valid one
+/// (serde's own message lists all 26, which hides the likely typo).
+fn check_known_keys(keys: &Map<String, Value>, prefix: &str) -> Result<()> {
+    let Some(unknown) = keys.keys().find(|k| !CONFIG_KEYS.contains(&k.as_str())) else {
+        return Ok(());
+    };
+    let hint = match closest_key(unknown) {
+        Some(k) => format!("did you mean {k}?"),
+        None => format!("valid keys: {}", CONFIG_KEYS.join(", ")),
+    };
+    Err(Error::config(format!(
+        "config key {prefix}{unknown}: unknown; {hint}"
+    )))
+}
+
+/// The valid key most like `key`, compared without case and `_`/`-` so that
+/// `regionName` and `Region-Name` find `region_name`; none when nothing is close.
+pub(crate) fn closest_key(key: &str) -> Option<&'static str> {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| !matches!(c, '_' | '-'))
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    let wanted = norm(key);
+    CONFIG_KEYS
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&wanted, &norm(k)), *k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
 /// The inner-object keys of the original format: `{"storageConfig": {...}}`.
 const WRAPPER_KEY: &str = "storageConfig";
 /// The key of a file of named profiles: `{"profiles": {"NAME": {...}}}`.
@@ -339,14 +418,22 @@ impl StorageConfig {
     }
 
     /// The config in a parsed object: `{"storageConfig": {...}}` or the inner object.
+    /// Beside `storageConfig`, other sections (the platform's whole app config:
+    /// `databaseConfig`, …) belong to other components and are ignored; a storage key
+    /// put there by mistake is refused, since it would otherwise be ignored silently.
     fn from_object(mut map: Map<String, Value>) -> Result<StorageConfig> {
         let (inner, prefix) = match map.remove(WRAPPER_KEY) {
             Some(inner) => {
-                if let Some(other) = map.keys().next() {
+                if let Some(other) = map.keys().find(|k| CONFIG_KEYS.contains(&k.as_str())) {
                     return Err(Error::config(format!(
-                        "config key {other}: unknown next to {WRAPPER_KEY}; put every key \
-                         inside {WRAPPER_KEY}"
+                        "config key {other}: a storage setting next to {WRAPPER_KEY}, where \
+                         it would be ignored; put it inside {WRAPPER_KEY}"
                     )));
+                }
+                for other in map.keys() {
+                    tracing::debug!(
+                        "config section {other} beside {WRAPPER_KEY}: not stor's, ignored"
+                    );
                 }
                 if !inner.is_object() {
                     return Err(Error::config(format!(
@@ -358,7 +445,14 @@ impl StorageConfig {
             }
             None => (Value::Object(map), ""),
         };
-        let cfg: StorageConfig = serde_path_to_error::deserialize(inner).map_err(|e| {
+        let given_type = match &inner {
+            Value::Object(keys) => {
+                check_known_keys(keys, prefix)?;
+                keys.contains_key("storage_type")
+            }
+            _ => true,
+        };
+        let mut cfg: StorageConfig = serde_path_to_error::deserialize(inner).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
             if path == "." || path.is_empty() {
@@ -367,8 +461,58 @@ impl StorageConfig {
                 Error::config(format!("config key {prefix}{path}: {inner}"))
             }
         })?;
+        if !given_type {
+            let (ty, why) = cfg.inferred_storage_type();
+            tracing::info!("config has no storage_type: using {ty} ({why})");
+            cfg.storage_type = ty;
+        }
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The backend a config without `storage_type` means. The original service
+    /// defaults to S3, so any S3 setting (credentials, a profile, an endpoint, a
+    /// region, path style, checksum headers, a CA bundle) means `s3`; else
+    /// `local_root` means the local store; else a `default_bucket` alone means `s3`
+    /// (the original's configs name one), and a config with none of these is `local`.
+    /// Returns the choice and why, for the log.
+    pub fn inferred_storage_type(&self) -> (StorageType, String) {
+        let s3_keys: Vec<&str> = [
+            ("aws_access_key_id", self.aws_access_key_id.is_some()),
+            (
+                "aws_secret_access_key",
+                self.aws_secret_access_key.is_some(),
+            ),
+            ("aws_session_token", self.aws_session_token.is_some()),
+            ("profile", self.profile.is_some()),
+            ("endpoint_url", self.endpoint_url.is_some()),
+            ("region_name", self.region_name.is_some()),
+            ("force_path_style", self.force_path_style.is_some()),
+            ("native_checksums", self.native_checksums.is_some()),
+            ("ca_bundle", self.ca_bundle.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
+        if !s3_keys.is_empty() {
+            let mut why = format!("the config sets {}", s3_keys.join(", "));
+            if self.local_root.is_some() {
+                why.push_str(
+                    "; local_root is set too: give \"storage_type\": \"local\" for the local store",
+                );
+            }
+            return (StorageType::S3, why);
+        }
+        if self.local_root.is_some() {
+            return (StorageType::Local, "the config sets local_root".into());
+        }
+        if self.default_bucket.is_some() {
+            return (StorageType::S3, "the config sets default_bucket".into());
+        }
+        (
+            StorageType::Local,
+            "the config sets nothing for S3: the embedded local store".into(),
+        )
     }
 
     /// Reads [`StorageConfig::from_json_str`] from a file (see [`ConfigFile`]).
@@ -520,6 +664,53 @@ impl StorageConfig {
         default_data_dir().join("stor")
     }
 
+    /// The region S3 requests are signed for, as the original service chose it: the
+    /// config's `region_name`, else the region of the AWS profile the config names in
+    /// `profile` (when that profile sets one), else [`DEFAULT_REGION`]
+    /// (`ap-northeast-2`). `AWS_REGION` and the ambient profile are not consulted, so a
+    /// config means the same on every machine (the CLI maps `--region` and
+    /// `AWS_REGION` into `region_name` itself), and EC2 instance metadata is never
+    /// asked: its probe costs seconds wherever it is not there.
+    pub async fn resolved_region(&self) -> String {
+        if let Some(r) = &self.region_name {
+            return r.clone();
+        }
+        if let Some(p) = &self.profile {
+            if let Some(r) = aws_profile_region(Some(p)).await {
+                return r;
+            }
+        }
+        DEFAULT_REGION.to_owned()
+    }
+
+    /// What a store is and where, for the log lines at init and shutdown ("storage
+    /// service initialized for region ap-northeast-2 (s3, bucket news)"; the region
+    /// when known); never secrets.
+    pub(crate) fn describe(&self, region: Option<&str>) -> String {
+        let bucket = match &self.default_bucket {
+            Some(b) => format!("bucket {b}"),
+            None => "no default bucket".into(),
+        };
+        match self.storage_type {
+            StorageType::S3 => {
+                let at = self
+                    .endpoint_url
+                    .as_deref()
+                    .map(|u| format!(" at {}", redact_url(u)))
+                    .unwrap_or_default();
+                let region = region
+                    .map(|r| format!("for region {r} "))
+                    .unwrap_or_default();
+                format!("{region}(s3{at}, {bucket})")
+            }
+            StorageType::Local => format!(
+                "(local store at {}, {bucket})",
+                self.resolved_local_root().display()
+            ),
+            StorageType::Memory => format!("(memory, {bucket})"),
+        }
+    }
+
     pub(crate) fn upload_timeout(&self) -> Duration {
         Duration::from_secs(self.upload_timeout)
     }
@@ -529,6 +720,18 @@ impl StorageConfig {
     pub(crate) fn operation_timeout(&self) -> Duration {
         Duration::from_secs(self.operation_timeout)
     }
+}
+
+/// The region an AWS profile sets in `~/.aws/config` (or `$AWS_CONFIG_FILE`):
+/// `profile`, else the ambient one (`AWS_PROFILE`, else `default`); `None` when
+/// it sets none. Reads files only, never the network.
+pub async fn aws_profile_region(profile: Option<&str>) -> Option<String> {
+    use aws_config::meta::region::ProvideRegion;
+    let mut b = aws_config::profile::ProfileFileRegionProvider::builder();
+    if let Some(p) = profile {
+        b = b.profile_name(p);
+    }
+    b.build().region().await.map(|r| r.to_string())
 }
 
 /// Why an endpoint URL cannot be used (the URL in the message redacted).
@@ -805,6 +1008,197 @@ mod tests {
             StorageConfig::from_json_str(r#"{"storageConfig": {"regoin_name": "x"}}"#).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Config);
         assert!(err.message().contains("regoin_name"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_closest_valid_one() {
+        for (typo, meant) in [
+            ("regoin_name", "region_name"),
+            ("regionName", "region_name"),
+            ("defaultBucket", "default_bucket"),
+            ("aws_secret_key", "aws_secret_access_key"),
+            ("endpoint", "endpoint_url"),
+            ("max_retry", "max_retries"),
+            ("storageType", "storage_type"),
+        ] {
+            let err = config_err(&format!(r#"{{"storageConfig": {{"{typo}": 1}}}}"#));
+            assert!(
+                err.message().contains(&format!(
+                    "storageConfig.{typo}: unknown; did you mean {meant}?"
+                )),
+                "{typo}: {err}"
+            );
+        }
+        // Nothing close: the valid keys are listed instead of a wild guess.
+        let err = config_err(r#"{"databaseUrl": "postgres://x"}"#);
+        assert!(
+            err.message()
+                .contains("databaseUrl: unknown; valid keys: storage_type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn config_keys_are_the_fields() {
+        let v = serde_json::to_value(StorageConfig::default()).unwrap();
+        let mut fields: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        fields.extend(["region", "multipart_chunksize"]); // the serde aliases
+        fields.sort_unstable();
+        let mut keys = CONFIG_KEYS.to_vec();
+        keys.sort_unstable();
+        assert_eq!(fields, keys);
+    }
+
+    #[test]
+    fn sibling_sections_of_storage_config_are_ignored() {
+        let cfg = StorageConfig::from_json_str(
+            r#"{"storageConfig": {"storage_type": "s3", "region_name": "eu-west-1"},
+                "databaseConfig": {"host": "db", "port": 5432},
+                "crawlerConfig": {"interval": 60}, "version": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.region_name.as_deref(), Some("eu-west-1"));
+        // A storage key at the wrong level would be ignored silently: refused.
+        let err = config_err(r#"{"storageConfig": {}, "databaseConfig": {}, "max_retries": 5}"#);
+        assert!(err.message().contains("max_retries"), "{err}");
+        assert!(err.message().contains("inside storageConfig"), "{err}");
+        // Unknown keys inside storageConfig stay errors.
+        let err = config_err(r#"{"storageConfig": {"host": "db"}, "databaseConfig": {}}"#);
+        assert!(
+            err.message().contains("storageConfig.host: unknown"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn omitted_storage_type_is_s3_when_any_s3_setting_is_given() {
+        let ty = |json: &str| StorageConfig::from_json_str(json).unwrap().storage_type;
+        for s3 in [
+            r#"{"aws_access_key_id": "AKIA1", "aws_secret_access_key": "x"}"#,
+            r#"{"profile": "prod"}"#,
+            r#"{"endpoint_url": "http://127.0.0.1:9000"}"#,
+            r#"{"region_name": "ap-northeast-2"}"#,
+            r#"{"default_bucket": "news"}"#,
+            r#"{"storageConfig": {"region_name": "ap-northeast-2", "default_bucket": "news",
+                "upload_timeout": 300, "download_timeout": 300, "max_retries": 3}}"#,
+            r#"{"force_path_style": true}"#,
+            r#"{"endpoint_url": "http://127.0.0.1:9000", "local_root": "/srv/stor"}"#,
+        ] {
+            assert_eq!(ty(s3), StorageType::S3, "{s3}");
+        }
+        for local in [
+            "{}",
+            r#"{"storageConfig": {}}"#,
+            r#"{"max_retries": 5, "upload_timeout": 60}"#,
+            r#"{"local_root": "/srv/stor"}"#,
+            r#"{"local_root": "/srv/stor", "default_bucket": "news"}"#,
+        ] {
+            assert_eq!(ty(local), StorageType::Local, "{local}");
+        }
+        // Given, it is kept whatever else the config says.
+        assert_eq!(
+            ty(r#"{"storage_type": "local", "region_name": "eu-west-1"}"#),
+            StorageType::Local
+        );
+        assert_eq!(
+            ty(r#"{"storage_type": "memory", "default_bucket": "bkt"}"#),
+            StorageType::Memory
+        );
+    }
+
+    /// The region the store signs for, read from a presigned URL's credential scope.
+    fn signed_region(cfg: StorageConfig) -> String {
+        let cfg = StorageConfig {
+            aws_access_key_id: Some("AKIAEXAMPLE".into()),
+            aws_secret_access_key: Some("secret".into()),
+            ..cfg
+        };
+        tokio_test::block_on(async {
+            let s = crate::Storage::new(cfg).await.unwrap();
+            let url = s
+                .presign(
+                    "bkt",
+                    "k",
+                    crate::PresignOptions::get(Duration::from_secs(60)),
+                )
+                .await
+                .unwrap();
+            let scope = url.split("X-Amz-Credential=").nth(1).unwrap();
+            scope.split("%2F").nth(2).unwrap().to_owned()
+        })
+    }
+
+    #[test]
+    fn the_region_is_the_configs_else_ap_northeast_2_whatever_the_environment() {
+        // AWS_REGION and AWS_CONFIG_FILE are process-wide: set them only in a child
+        // process (this test binary, running this one test), never under the other
+        // tests running in parallel.
+        const CHILD: &str = "STOR_TEST_REGION_CHILD";
+        if std::env::var_os(CHILD).is_none() {
+            let dir = tempfile::tempdir().unwrap();
+            let aws_config = dir.path().join("config");
+            std::fs::write(
+                &aws_config,
+                "[default]\nregion = us-west-2\n[profile prod]\nregion = eu-central-1\n",
+            )
+            .unwrap();
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "--nocapture", "config::tests::the_region_is_the_configs_else_ap_northeast_2_whatever_the_environment"])
+                .env(CHILD, "1")
+                .env("AWS_CONFIG_FILE", &aws_config)
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_DEFAULT_REGION", "us-east-1")
+                .env("AWS_PROFILE", "default")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(text.contains("1 passed"), "the child ran the test: {text}");
+            return;
+        }
+        assert_eq!(signed_region(StorageConfig::s3()), DEFAULT_REGION);
+        let original =
+            StorageConfig::from_json_str(r#"{"storageConfig": {"default_bucket": "bkt"}}"#)
+                .unwrap();
+        assert_eq!(signed_region(original), "ap-northeast-2");
+        let named = StorageConfig {
+            region_name: Some("sa-east-1".into()),
+            ..StorageConfig::s3()
+        };
+        assert_eq!(signed_region(named), "sa-east-1");
+        // A profile the config names brings its region; the ambient one does not
+        // (the CLI asks aws_profile_region(None) for it).
+        let prod = StorageConfig {
+            profile: Some("prod".into()),
+            ..StorageConfig::s3()
+        };
+        assert_eq!(tokio_test::block_on(prod.resolved_region()), "eu-central-1");
+        assert_eq!(
+            tokio_test::block_on(aws_profile_region(None)).as_deref(),
+            Some("us-west-2")
+        );
+    }
+
+    #[test]
+    fn the_log_line_names_region_backend_and_bucket_never_secrets() {
+        let cfg = StorageConfig {
+            default_bucket: Some("news".into()),
+            endpoint_url: Some("http://admin:canary-pw@127.0.0.1:9000".into()),
+            aws_access_key_id: Some("AKIACANARY".into()),
+            aws_secret_access_key: Some("canary-secret".into()),
+            ..StorageConfig::s3()
+        };
+        let line = cfg.describe(Some("ap-northeast-2"));
+        assert_eq!(
+            line,
+            "for region ap-northeast-2 (s3 at http://***@127.0.0.1:9000, bucket news)"
+        );
+        let line = StorageConfig::local("/srv/stor").describe(None);
+        assert_eq!(line, "(local store at /srv/stor, no default bucket)");
     }
 
     #[test]

@@ -93,7 +93,9 @@ impl Core {
 
     /// Stops taking operations and waits (up to 30 s) for those in flight.
     pub async fn shutdown(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            tracing::info!("storage service shut down {}", self.config.describe(None));
+        }
         let all = self.config.max_pool_connections as u32;
         let _ =
             tokio::time::timeout(Duration::from_secs(30), self.requests.acquire_many(all)).await;

@@ -27,30 +27,69 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-/// A point-in-time copy of the counters.
+/// A point-in-time copy of the counters. It serialises with the original
+/// service's `S3Metrics` names, so code and dashboards reading those keep working,
+/// and stor's extras beside them:
+///
+/// | JSON key | field | meaning |
+/// |---|---|---|
+/// | `total_operations` | `operations` | operations started |
+/// | `successful_operations` | `successes` | operations that succeeded |
+/// | `failed_operations` | `failures` | operations that failed |
+/// | `total_upload_time` | `upload_seconds` | seconds spent in uploads |
+/// | `total_download_time` | `download_seconds` | seconds spent in downloads |
+/// | `bytes_uploaded` | `bytes_uploaded` | bytes of successful uploads |
+/// | `bytes_downloaded` | `bytes_downloaded` | bytes of successful downloads |
+/// | `last_operation_time` | `last_operation` | when the last operation finished, Unix epoch seconds (`null` before any) |
+/// | `retries` | `retries` | stor: requests retried |
+/// | `throttled` | `throttled` | stor: throttling answers received |
+///
+/// ```
+/// let m = stor::MetricsSnapshot { operations: 2, successes: 1, failures: 1, ..Default::default() };
+/// let v = serde_json::to_value(&m).unwrap();
+/// assert_eq!(v["total_operations"], 2);
+/// assert_eq!(v["failed_operations"], 1);
+/// assert!(v["last_operation_time"].is_null());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MetricsSnapshot {
     /// Operations started (= successes + failures once they finish).
+    #[serde(rename = "total_operations")]
     pub operations: u64,
     /// Operations that succeeded.
+    #[serde(rename = "successful_operations")]
     pub successes: u64,
     /// Operations that failed.
+    #[serde(rename = "failed_operations")]
     pub failures: u64,
     /// Bytes uploaded by successful uploads.
     pub bytes_uploaded: u64,
     /// Bytes downloaded by successful downloads.
     pub bytes_downloaded: u64,
     /// Total seconds spent in uploads.
+    #[serde(rename = "total_upload_time")]
     pub upload_seconds: f64,
     /// Total seconds spent in downloads.
+    #[serde(rename = "total_download_time")]
     pub download_seconds: f64,
     /// Requests retried.
     pub retries: u64,
     /// Throttling answers received (503 SlowDown, 429, …).
     pub throttled: u64,
     /// When the last operation finished.
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(rename = "last_operation_time", serialize_with = "ser_epoch_seconds")]
     pub last_operation: Option<SystemTime>,
+}
+
+/// A time as Unix epoch seconds (fractional), like Python's `time.time()`.
+fn ser_epoch_seconds<S: serde::Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok()) {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {

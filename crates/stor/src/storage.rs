@@ -66,10 +66,20 @@ fn none<T>(_: &T) -> u64 {
 }
 
 impl Storage {
-    /// Opens the store the config names: S3 (credentials and region from the config,
-    /// else the AWS environment), the local store, or memory.
+    /// Opens the store the config names: S3 (credentials from the config, else the
+    /// AWS environment; region [`StorageConfig::resolved_region`]), the local store,
+    /// or memory.
     pub async fn new(config: StorageConfig) -> Result<Storage> {
         let backend = crate::backend::open(&config).await?;
+        // As the original: one INFO line when the service opens (and at shutdown).
+        let region = match config.storage_type {
+            crate::StorageType::S3 => Some(config.resolved_region().await),
+            _ => None,
+        };
+        tracing::info!(
+            "storage service initialized {}",
+            config.describe(region.as_deref())
+        );
         Ok(Storage::with_backend(backend, config))
     }
 

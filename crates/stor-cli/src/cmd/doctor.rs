@@ -90,7 +90,7 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<Exit> {
     r.ok(&format!(
         "config: {} store, {endpoint}, region {}{credentials}",
         store.scheme(),
-        cfg.region_name.as_deref().unwrap_or("from the environment"),
+        cfg.resolved_region().await,
     ));
 
     // Reachability and credentials: listing buckets needs both.

@@ -7,24 +7,11 @@ use super::*;
 
 impl S3Backend {
     /// Builds the client from config, filling the rest from the AWS environment.
-    /// Credentials: see [`crate::credentials`]. Region: the config's, else
-    /// `AWS_REGION`/`AWS_DEFAULT_REGION`, else the profile's, else
-    /// [`DEFAULT_REGION`]; never instance metadata, whose probe would add up to
-    /// seconds to every start off EC2 for a value S3 users configure anyway.
+    /// Credentials: see [`crate::credentials`]. Region:
+    /// [`StorageConfig::resolved_region`] (the original's rule; never instance metadata).
     pub async fn new(cfg: &StorageConfig) -> Result<S3Backend> {
-        use aws_config::meta::region::RegionProviderChain;
         let http = super::http::client(cfg)?;
-        let mut profile_region = aws_config::profile::ProfileFileRegionProvider::builder();
-        if let Some(p) = &cfg.profile {
-            profile_region = profile_region.profile_name(p);
-        }
-        let region = RegionProviderChain::first_try(cfg.region_name.clone().map(Region::new))
-            .or_else(aws_config::environment::region::EnvironmentVariableRegionProvider::new())
-            .or_else(profile_region.build())
-            .or_else(Region::new(DEFAULT_REGION))
-            .region()
-            .await
-            .unwrap_or_else(|| Region::new(DEFAULT_REGION));
+        let region = Region::new(cfg.resolved_region().await);
         let provider_config = aws_config::provider_config::ProviderConfig::default()
             .with_http_client(http.clone())
             .with_region(Some(region.clone()))
