@@ -807,7 +807,10 @@ async fn copy_objects(
         let replace = replace.clone();
         async move {
             if ss == ds {
-                let opts = CopyOptions { replace };
+                let opts = CopyOptions {
+                    replace,
+                    ..Default::default()
+                };
                 if delete_source {
                     // One path for every move, with its "never delete the only
                     // copy" proof (an in-place move with new headers is a metadata
@@ -1266,6 +1269,7 @@ fn presign_opts(a: &args::PresignArgs) -> Result<PresignOptions> {
         },
         expires_in: a.expires,
         content_type: a.content_type.clone(),
+        ..Default::default()
     })
 }
 

@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::bandwidth::Bandwidth;
 pub use crate::checksum::ChecksumAlgorithm;
 use crate::error::{Error, Result};
 
@@ -175,6 +176,10 @@ pub struct StorageConfig {
     /// errors such as "no credentials found"; never read from or written to JSON.
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+    /// Bandwidth limit of all transfers of a [`crate::Storage`] together, up and
+    /// down: `"50MiB"`, `"10MiB:50MiB"` (upload:download), or
+    /// `{"up": "10MiB", "down": "50MiB"}` (see [`Bandwidth`]); unset is unlimited.
+    pub max_bandwidth: Option<Bandwidth>,
 }
 
 impl Default for StorageConfig {
@@ -205,6 +210,7 @@ impl Default for StorageConfig {
             native_checksums: None,
             ca_bundle: None,
             config_file: None,
+            max_bandwidth: None,
         }
     }
 }
@@ -247,6 +253,7 @@ impl fmt::Debug for StorageConfig {
             .field("ca_bundle", &self.ca_bundle)
             .field("native_checksums", &self.native_checksums)
             .field("config_file", &self.config_file)
+            .field("max_bandwidth", &self.max_bandwidth)
             .finish()
     }
 }

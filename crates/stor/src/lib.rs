@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod bandwidth;
 mod batch;
 pub mod checksum;
 pub mod config;
@@ -66,13 +67,16 @@ mod destination;
 pub mod error;
 mod location;
 pub mod metrics;
+mod post;
 mod probe;
 mod retry;
 mod service;
 mod storage;
+mod tags;
 pub mod transfer;
 mod types;
 mod validate;
+mod versions;
 
 pub use crate::core::BucketArg;
 pub use batch::{
@@ -85,12 +89,14 @@ pub use destination::{is_download_temp, TEMP_SUFFIX};
 pub use error::{Error, ErrorKind, Result};
 pub use location::{Location, Scheme};
 pub use metrics::{HealthReport, MetricsSnapshot};
+pub use post::{PostCondition, PostKey, PresignPostOptions, PresignedPost};
 pub use probe::{ProbeCheck, ProbeOutcome};
 pub use service::StorageService;
 pub use storage::{guess_content_type, Storage, DELETE_BATCH, MOVE_MARKER};
 pub use types::{
     format_time, ByteRange, CopyOptions, DeleteResult, DownloadOptions, Downloaded, Encryption,
     ListOptions, ListPage, ObjectInfo, ObjectStream, PresignMethod, PresignOptions, Progress,
-    SweepReport, TransferResult, UploadOptions,
+    SweepReport, TransferResult, UploadOptions, WriteCondition,
 };
-pub use validate::{validate_bucket, validate_expiry, validate_key, MAX_KEY_BYTES};
+pub use validate::{validate_bucket, validate_expiry, validate_key, validate_tags, MAX_KEY_BYTES};
+pub use versions::{DeletedVersion, ObjectVersion, VersionPage, Versioning};
