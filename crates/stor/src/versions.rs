@@ -26,7 +26,9 @@ use serde::Serialize;
 use crate::backend::{Backend, Versions};
 use crate::core::{BucketArg, Core};
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::{Storage, DELETE_BATCH, MOVE_MARKER};
+use crate::events::WriteKind;
+use crate::reserved;
+use crate::storage::{Storage, DELETE_BATCH};
 use crate::types::{CopyOptions, ListOptions, ObjectInfo, TransferResult};
 use crate::validate::validate_key;
 
@@ -193,7 +195,7 @@ impl Storage {
                 let (mut info, _) = core
                     .request(|_| v.head_version(&b, key, version_id))
                     .await?;
-                info.metadata.remove(MOVE_MARKER);
+                reserved::split(&mut info);
                 Ok(info)
             })
             .await
@@ -296,7 +298,19 @@ async fn delete_batches(
     let mut out = Vec::with_capacity(versions.len());
     for chunk in versions.chunks(DELETE_BATCH) {
         match core.request(|_| v.delete_versions(bucket, chunk)).await {
-            Ok((res, _)) => out.extend(res),
+            Ok((res, _)) => {
+                for d in res.iter().filter(|d| d.is_deleted()) {
+                    core.announce(
+                        WriteKind::Delete,
+                        bucket,
+                        &d.key,
+                        None,
+                        Default::default(),
+                        None,
+                    );
+                }
+                out.extend(res)
+            }
             Err(e) if e.kind() == ErrorKind::BucketNotFound => return Err(e),
             Err(e) => out.extend(chunk.iter().map(|(k, v)| DeletedVersion {
                 key: k.clone(),

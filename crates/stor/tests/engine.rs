@@ -38,6 +38,9 @@ struct Faulty {
     fail_part_always: Mutex<Option<i32>>,
     /// Hold every part this long (to cancel mid-upload).
     part_delay: Mutex<Option<Duration>>,
+    /// Hold CreateMultipartUpload this long after the upload exists.
+    create_delay: Mutex<Option<Duration>>,
+    creates_started: AtomicUsize,
     parts_sent: AtomicU32,
     part_copies: AtomicUsize,
     aborts: AtomicUsize,
@@ -138,7 +141,13 @@ impl Multipart for Faulty {
         o: &UploadOptions,
         c: Option<stor::ChecksumAlgorithm>,
     ) -> Result<String> {
-        self.mp().create_multipart(b, k, o, c).await
+        self.creates_started.fetch_add(1, Ordering::SeqCst);
+        let id = self.mp().create_multipart(b, k, o, c).await?;
+        let delay = *self.create_delay.lock().unwrap();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        Ok(id)
     }
     async fn upload_part(
         &self,
@@ -443,4 +452,37 @@ async fn one_bandwidth_limit_paces_every_transfer_of_a_storage() {
         .await
         .unwrap();
     assert_eq!(secs(start), 0.0);
+}
+
+/// A transfer dropped while its CreateMultipartUpload is still in flight leaves no
+/// upload: the upload the server makes is aborted when the answer comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_dropped_while_its_upload_is_being_created_leaves_none() {
+    let (s, be) = rig(2).await;
+    *be.create_delay.lock().unwrap() = Some(Duration::from_millis(500));
+    let data = payload(12 * MIB, 6);
+    let task = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.upload_bytes("eng", "mid-create", data, UploadOptions::default())
+                .await
+        })
+    };
+    for _ in 0..200 {
+        if be.creates_started.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(be.creates_started.load(Ordering::SeqCst), 1);
+    // The server already has the upload; the answer has not come yet.
+    assert_eq!(s.list_uploads("eng", "").await.unwrap().len(), 1);
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(stor::transfer::wait_for_pending_aborts(Duration::from_secs(10)).await);
+    assert!(
+        s.list_uploads("eng", "").await.unwrap().is_empty(),
+        "aborted when the answer came"
+    );
+    assert!(be.aborts.load(Ordering::SeqCst) >= 1);
 }

@@ -11,7 +11,7 @@ use crate::backend::CopySource;
 use crate::checksum;
 use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::MOVE_MARKER;
+use crate::reserved::MOVE_MARKER;
 use crate::types::{CopyOptions, ObjectInfo, TransferResult, UploadOptions};
 use crate::versions::versions_of;
 

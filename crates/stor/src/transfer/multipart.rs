@@ -67,16 +67,10 @@ impl MultipartUpload<'_> {
             // again, atomically, at the completion.
             fails_now(core, bucket, key, c).await?;
         }
-        let (upload_id, _) = core
-            .request(|_| mp.create_multipart(bucket, key, self.opts, checksum))
+        let (guard, _) = core
+            .request(|_| create(core.backend.clone(), bucket, key, self.opts, checksum))
             .await?;
-        let guard = AbortGuard {
-            backend: core.backend.clone(),
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            upload_id: upload_id.clone(),
-            armed: true,
-        };
+        let upload_id = guard.upload_id.clone();
         let max_attempts = AtomicU32::new(1);
         let sent = AtomicU64::new(0);
         let work = async {
@@ -210,6 +204,45 @@ pub(super) async fn fails_now(
     Err(Error::new(failed, msg))
 }
 
+/// CreateMultipartUpload in a task of its own, answering with an armed
+/// [`AbortGuard`]: if the caller is gone by the time the server answers (the
+/// transfer was dropped or timed out mid-request), the guard is dropped unread —
+/// in the task or in the channel — and aborts the upload, so a cancellation never
+/// leaves one behind, however late it comes.
+async fn create(
+    backend: Arc<dyn Backend>,
+    bucket: &str,
+    key: &str,
+    opts: &UploadOptions,
+    checksum: Option<ChecksumAlgorithm>,
+) -> Result<AbortGuard> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (b, k, o) = (bucket.to_owned(), key.to_owned(), opts.clone());
+    PENDING_ABORTS.fetch_add(1, Ordering::SeqCst);
+    tokio::spawn(async move {
+        let created = async {
+            let id = multipart_of(&*backend)?
+                .create_multipart(&b, &k, &o, checksum)
+                .await?;
+            Ok(AbortGuard {
+                backend: backend.clone(),
+                bucket: b,
+                key: k,
+                upload_id: id,
+                armed: true,
+            })
+        };
+        let _ = tx.send(created.await);
+        PENDING_ABORTS.fetch_sub(1, Ordering::SeqCst);
+    });
+    rx.await.unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::Cancelled,
+            "the runtime went away while the upload was being created",
+        ))
+    })
+}
+
 /// The multipart primitives of a backend whose capabilities promise them.
 pub(crate) fn multipart_of(be: &dyn Backend) -> Result<&dyn Multipart> {
     be.multipart().ok_or_else(|| {
@@ -234,7 +267,8 @@ fn aborted_by_others(e: Error) -> Error {
     .with_attempts(e.attempts(), e.elapsed().unwrap_or_default())
 }
 
-/// Aborts started by dropped transfers that have not finished yet.
+/// Aborts started by dropped transfers (and creations that may still need one)
+/// that have not finished yet.
 static PENDING_ABORTS: AtomicU64 = AtomicU64::new(0);
 
 /// Waits (up to `timeout`) for the multipart aborts that cancelled transfers started
