@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail, Result};
 use futures::{StreamExt, TryStreamExt};
 use stor::{
     dir_prefix, CopyOptions, DownloadOptions, Encryption, ErrorKind, ListOptions, Location,
-    ObjectInfo, Storage, UploadOptions,
+    ObjectInfo, Storage, UploadOptions, WriteCondition,
 };
 
 use crate::args::UploadFlags;
@@ -29,6 +29,9 @@ pub fn upload_opts(f: &UploadFlags) -> Result<UploadOptions> {
     for (k, v) in &f.metadata {
         o.metadata.insert(k.clone(), v.clone());
     }
+    for (k, v) in &f.tags {
+        o.tags.insert(k.clone(), v.clone());
+    }
     o.encryption = match f.sse.as_deref() {
         None => None,
         Some(s) if s.eq_ignore_ascii_case("AES256") => Some(Encryption::Aes256),
@@ -47,7 +50,8 @@ pub fn upload_opts(f: &UploadFlags) -> Result<UploadOptions> {
 }
 
 /// Copies (or moves) object → object: server-side within one store, streamed
-/// between stores.
+/// between stores. `opts.condition` applies to each destination; `version` names
+/// the version of the one source object to copy.
 #[allow(clippy::too_many_arguments)]
 pub async fn copy_objects(
     ctx: &Ctx,
@@ -58,6 +62,7 @@ pub async fn copy_objects(
     dry_run: bool,
     delete_source: bool,
     filter: &Filter,
+    version: Option<&str>,
 ) -> Result<()> {
     let (
         Location::Object {
@@ -111,16 +116,27 @@ pub async fn copy_objects(
         let name = sk.rsplit('/').next().unwrap_or(sk);
         vec![(sk.clone(), key_under(dk, name))]
     };
-    let replace = has_upload_flags(opts).then(|| opts.clone());
+    if version.is_some() && many {
+        return Err(usage(
+            "--version-id names a version of one object; it takes no prefix or wildcard".into(),
+        ));
+    }
+    let condition = opts.condition.clone();
+    let replace = has_upload_flags(opts).then(|| UploadOptions {
+        condition: None,
+        ..opts.clone()
+    });
     // `bar`: one object named, streamed between stores, shows its progress.
     let one = |from: String, to: String, bar: bool| {
         let replace = replace.clone();
+        let condition = condition.clone();
         let out = bar.then_some(&*ctx.out);
         async move {
             if ss == ds {
                 let opts = CopyOptions {
                     replace,
-                    ..Default::default()
+                    condition,
+                    version_id: version.map(str::to_owned),
                 };
                 if delete_source {
                     // One path for every move, with its "never delete the only
@@ -137,7 +153,8 @@ pub async fn copy_objects(
             } else {
                 // Two stores: two objects; the source goes only after the copy
                 // arrived whole (stream_copy verifies it).
-                stream_copy(sstore, sb, &from, dstore, db, &to, replace, out).await?;
+                let ends = (&from[..], version, &to[..], condition);
+                stream_copy(sstore, sb, dstore, db, ends, replace, out).await?;
                 if delete_source {
                     sstore.delete(sb.as_str(), &from).await?;
                 }
@@ -152,8 +169,11 @@ pub async fn copy_objects(
         if dry_run {
             ctx.out.say(&format!("(dryrun) {verb}: {fu} to {tu}"));
         } else {
-            one(from, to, true).await?;
-            ctx.out.note(&format!("{verb}: {fu} to {tu}"));
+            match one(from, to, true).await {
+                Ok(()) => ctx.out.note(&format!("{verb}: {fu} to {tu}")),
+                Err(e) if clobber_avoided(ctx, opts, &e, &format!("{verb} {fu}")) => {}
+                Err(e) => return Err(e),
+            }
         }
         return Ok(());
     }
@@ -174,6 +194,7 @@ pub async fn copy_objects(
                 }
                 match one(from, to, false).await {
                     Ok(()) => ctx.out.note(&format!("{verb}: {fu} to {tu}")),
+                    Err(e) if clobber_avoided(ctx, opts, &e, &format!("{verb} {fu}")) => {}
                     Err(e) => ctx.out.fail(&format!("{verb} {fu}"), &e),
                 }
             }
@@ -190,27 +211,44 @@ fn has_upload_flags(o: &UploadOptions) -> bool {
         || o.content_encoding.is_some()
         || o.storage_class.is_some()
         || o.encryption.is_some()
+        || !o.tags.is_empty()
+}
+
+/// Whether `e` is a create-only write that found the key taken: with
+/// `--no-clobber` that is a skip, said on stderr, not a failure.
+pub fn clobber_avoided(ctx: &Ctx, opts: &UploadOptions, e: &anyhow::Error, what: &str) -> bool {
+    let taken = opts.condition == Some(WriteCondition::IfAbsent)
+        && e.downcast_ref::<stor::Error>()
+            .is_some_and(|e| e.kind() == ErrorKind::AlreadyExists);
+    if taken {
+        ctx.out.skip(&format!(
+            "skipped {what}: the destination exists (--no-clobber)"
+        ));
+    }
+    taken
 }
 
 /// Copies between two stores by streaming: headers and metadata come along unless
 /// replaced; the destination's size is checked against the source's. With `out`,
 /// a progress bar counts the bytes read from the source.
-#[allow(clippy::too_many_arguments)]
+/// `ends`: the source key and version, the destination key and its condition.
 async fn stream_copy(
     from: &Storage,
     sb: &str,
-    sk: &str,
     to: &Storage,
     db: &str,
-    dk: &str,
+    ends: (&str, Option<&str>, &str, Option<WriteCondition>),
     replace: Option<UploadOptions>,
     out: Option<&Output>,
 ) -> Result<()> {
-    let obj = from
-        .download_stream(sb, sk, DownloadOptions::default())
-        .await?;
+    let (sk, version, dk, condition) = ends;
+    let read = DownloadOptions {
+        version_id: version.map(str::to_owned),
+        ..Default::default()
+    };
+    let obj = from.download_stream(sb, sk, read).await?;
     let info: ObjectInfo = obj.info.clone();
-    let opts = replace.unwrap_or_else(|| UploadOptions {
+    let mut opts = replace.unwrap_or_else(|| UploadOptions {
         content_type: info.content_type.clone(),
         metadata: info.metadata.clone(),
         cache_control: info.cache_control.clone(),
@@ -218,6 +256,7 @@ async fn stream_copy(
         content_encoding: info.content_encoding.clone(),
         ..Default::default()
     });
+    opts.condition = condition;
     let body = obj.into_async_read();
     let r = match out.map(|out| Ui::one(out, Some(info.size))) {
         Some(ui) => {

@@ -2,7 +2,7 @@
 //! an object; object to object.
 
 use anyhow::Result;
-use stor::Location;
+use stor::{Location, WriteCondition};
 
 use super::cat::to_stdout;
 use super::{batch, copy, transfer};
@@ -20,6 +20,13 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
     if a.expected_size.is_some() && (a.recursive || !dst.is_object() || src.is_object()) {
         return Err(usage(
             "--expected-size applies to one upload (a file or - to an object URL)".into(),
+        ));
+    }
+    opts.condition = write_condition(a, &src, &dst)?;
+    let version = a.version_id.as_deref();
+    if version.is_some() && (!src.is_object() || a.recursive) {
+        return Err(usage(
+            "--version-id names a version of one source object (s3://BUCKET/KEY)".into(),
         ));
     }
     match (&src, &dst) {
@@ -57,12 +64,19 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                         url(*scheme, bucket, &k)
                     ));
                 } else {
-                    transfer::upload_file(&ctx.out, store, bucket, &k, p, opts).await?;
-                    ctx.out.note(&format!(
-                        "upload: {} to {}",
-                        p.display(),
-                        url(*scheme, bucket, &k)
-                    ));
+                    let what = format!("upload {}", p.display());
+                    let sent = transfer::upload_file(&ctx.out, store, bucket, &k, p, opts.clone())
+                        .await
+                        .map_err(anyhow::Error::from);
+                    match sent {
+                        Ok(_) => ctx.out.note(&format!(
+                            "upload: {} to {}",
+                            p.display(),
+                            url(*scheme, bucket, &k)
+                        )),
+                        Err(e) if copy::clobber_avoided(ctx, &opts, &e, &what) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
@@ -80,9 +94,16 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                 ));
             }
             let store = ctx.store(*scheme).await?;
-            transfer::upload_stdin(&ctx.out, store, bucket, key, opts).await?;
-            ctx.out
-                .note(&format!("upload: - to {}", url(*scheme, bucket, key)));
+            let sent = transfer::upload_stdin(&ctx.out, store, bucket, key, opts.clone())
+                .await
+                .map_err(anyhow::Error::from);
+            match sent {
+                Ok(_) => ctx
+                    .out
+                    .note(&format!("upload: - to {}", url(*scheme, bucket, key))),
+                Err(e) if copy::clobber_avoided(ctx, &opts, &e, "upload -") => {}
+                Err(e) => return Err(e),
+            }
         }
         (
             Location::Object {
@@ -93,7 +114,11 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
             Location::Path(p),
         ) => {
             let store = ctx.store(*scheme).await?;
-            let selected = resolve(store, bucket, key).await?;
+            let selected = match version {
+                // A version names one object as it is: no wildcard.
+                Some(_) => Selection::Key(key.clone()),
+                None => resolve(store, bucket, key).await?,
+            };
             if let Selection::Pattern {
                 prefix, pattern, ..
             } = &selected
@@ -131,7 +156,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                         target.display()
                     ));
                 } else {
-                    transfer::download_file(&ctx.out, store, bucket, key, &target).await?;
+                    transfer::download_file(&ctx.out, store, bucket, key, version, &target).await?;
                     ctx.out.note(&format!(
                         "download: {} to {}",
                         url(*scheme, bucket, key),
@@ -149,7 +174,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
             Location::Stdio,
         ) => {
             let store = ctx.store(*scheme).await?;
-            to_stdout(&ctx.out, store, bucket, key).await?;
+            to_stdout(&ctx.out, store, bucket, key, version).await?;
         }
         (Location::Object { .. }, Location::Object { .. }) => {
             let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
@@ -162,6 +187,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                 a.dry_run,
                 false,
                 &filter,
+                version,
             )
             .await?;
         }
@@ -173,4 +199,34 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
         }
     }
     Ok(ctx.status())
+}
+
+/// The condition `--no-clobber` or `--if-match` puts on what `cp` writes: objects
+/// only (a file is not a store that checks conditions), and `--if-match` names one
+/// object's ETag, so one destination.
+fn write_condition(a: &CpArgs, src: &Location, dst: &Location) -> Result<Option<WriteCondition>> {
+    if !(a.no_clobber || a.if_match.is_some()) {
+        return Ok(None);
+    }
+    if !dst.is_object() {
+        return Err(usage(
+            "--no-clobber and --if-match apply to writes to s3:// or local:// (uploads and \
+             copies), not to files"
+                .into(),
+        ));
+    }
+    Ok(match &a.if_match {
+        Some(_)
+            if a.recursive
+                || matches!(src, Location::Object { key, .. } if key.contains(['*', '?', '['])) =>
+        {
+            return Err(usage(
+                "--if-match names one object's ETag: give one source, not --recursive or a \
+                 wildcard"
+                    .into(),
+            ))
+        }
+        Some(etag) => Some(WriteCondition::IfMatch(etag.clone())),
+        None => Some(WriteCondition::IfAbsent),
+    })
 }

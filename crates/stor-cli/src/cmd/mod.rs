@@ -15,6 +15,7 @@ mod presign;
 mod rm;
 mod sync;
 mod transfer;
+mod versioning;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -42,6 +43,7 @@ pub fn output_mode(c: &Command) -> (bool, OnClose) {
         Cleanup(a) => !a.dry_run,
         // doctor writes probe objects and removes them at its end.
         Mv(_) | Mb(_) | Rb(_) | Doctor(_) => true,
+        Versioning(a) => a.action.is_some(),
         Ls(_) | Stat(_) | Presign(_) | Cat(_) | Du(_) | Config(_) | Completions(_) | Man
         | Version => false,
     };
@@ -95,6 +97,7 @@ pub async fn run(cli: &Cli, out: &std::sync::Arc<Output>) -> Result<Exit> {
             ConfigAction::Show => config::show(&ctx).await,
         },
         Command::Doctor(a) => doctor::doctor(&ctx, a).await,
+        Command::Versioning(a) => versioning::versioning(&ctx, a).await,
         Command::Completions(_) | Command::Version | Command::Man => {
             unreachable!("handled above")
         }

@@ -18,7 +18,7 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
     match (&src, &dst) {
         (Location::Object { .. }, Location::Object { .. }) => {
             let all = Filter::default();
-            copy_objects(ctx, &src, &dst, false, &opts, false, true, &all).await?;
+            copy_objects(ctx, &src, &dst, false, &opts, false, true, &all, None).await?;
         }
         (
             Location::Path(p),
@@ -65,7 +65,7 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
                 }
             }
             let store = ctx.store(*scheme).await?;
-            transfer::download_file(&ctx.out, store, bucket, key, &target).await?;
+            transfer::download_file(&ctx.out, store, bucket, key, None, &target).await?;
             store.delete(bucket.as_str(), key).await?;
             ctx.out.note(&format!(
                 "move: {} to {}",
