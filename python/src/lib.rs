@@ -382,6 +382,7 @@ fn generate_presigned_url(
         method,
         expires_in: Duration::from_secs(expiration),
         content_type: None,
+        version_id: None,
     };
     let s = storage(py)?;
     let mut work = Box::pin(async move { s.presign(bucket.as_deref(), &key, opts).await });

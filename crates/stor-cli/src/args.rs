@@ -50,6 +50,10 @@ pub struct Global {
     /// More logging on stderr (-v info, -vv debug, -vvv trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Bandwidth limit of all transfers together: 50MiB, or UP:DOWN as 10MiB:50MiB
+    /// (K/M/G are powers of 1024; off for none)
+    #[arg(long, global = true, value_name = "RATE", value_parser = parse_bwlimit)]
+    pub bwlimit: Option<stor::config::Bandwidth>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +86,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Check credentials, endpoint, bucket access, clock skew and S3 features
     Doctor(DoctorArgs),
+    /// Show a bucket's versioning, or turn it on (enable) or off again (suspend)
+    Versioning(VersioningArgs),
     /// Print shell completions: stor completions bash|zsh|fish
     Completions(CompletionsArgs),
     /// Print the man page (roff): stor man | man -l -
@@ -94,6 +100,26 @@ pub enum Command {
 pub struct CatArgs {
     /// The object
     pub url: String,
+    /// This version of the object (as `ls --all-versions` shows it)
+    #[arg(long, value_name = "ID")]
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum VersioningAction {
+    /// Keep every version from now on
+    Enable,
+    /// Stop keeping new versions (those kept stay)
+    Suspend,
+}
+
+#[derive(Debug, Args)]
+pub struct VersioningArgs {
+    /// s3://BUCKET
+    pub url: String,
+    /// What to do; without it, show the state
+    #[arg(value_enum, ignore_case = true)]
+    pub action: Option<VersioningAction>,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +184,9 @@ pub struct UploadFlags {
     /// KMS key id for --sse aws:kms
     #[arg(long, value_name = "ID")]
     pub sse_kms_key_id: Option<String>,
+    /// Object tag, repeatable: --tag team=data (at most 10)
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +210,18 @@ pub struct CpArgs {
     /// fails and stores nothing), e.g. 10GiB; also sizes the parts of a long stream
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub expected_size: Option<u64>,
+    /// Never replace an object: write only keys that hold none (checked by the store
+    /// as it writes); existing ones are skipped and said so
+    #[arg(short = 'n', long, conflicts_with = "if_match")]
+    pub no_clobber: bool,
+    /// Replace the destination object only if its ETag is still this one (an
+    /// optimistic update; fails, changing nothing, if someone replaced it meanwhile)
+    #[arg(long, value_name = "ETAG")]
+    pub if_match: Option<String>,
+    /// Copy or download this version of the source object (to its own key:
+    /// restores it as the current version)
+    #[arg(long, value_name = "ID")]
+    pub version_id: Option<String>,
     #[command(flatten)]
     pub upload: UploadFlags,
 }
@@ -267,6 +308,9 @@ pub struct LsArgs {
     /// One JSON object per line
     #[arg(long)]
     pub json: bool,
+    /// Every version and delete marker, newest first per key, with its version id
+    #[arg(long)]
+    pub all_versions: bool,
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +320,9 @@ pub struct StatArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    /// This version of the object
+    #[arg(long, value_name = "ID")]
+    pub version_id: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -288,14 +335,24 @@ pub struct RmArgs {
     /// Show what would be deleted, delete nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Remove this version (or delete marker) of the object for good
+    #[arg(long, value_name = "ID", conflicts_with_all = ["recursive", "all_versions"])]
+    pub version_id: Option<String>,
+    /// Remove every version and delete marker for good: of the object, or with
+    /// --recursive of every key under the prefix (a purge)
+    #[arg(long)]
+    pub all_versions: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
     /// Download URL
     Get,
     /// Upload URL
     Put,
+    /// Browser form upload: prints {"url": …, "fields": {…}} (a key ending in / is a
+    /// prefix the form may write under)
+    Post,
 }
 
 #[derive(Debug, Args)]
@@ -309,12 +366,18 @@ pub struct PresignArgs {
     /// HTTP method
     #[arg(long, value_enum, ignore_case = true, default_value = "get")]
     pub method: Method,
-    /// For PUT: the Content-Type the uploader must send
+    /// For PUT and POST: the Content-Type the uploader must send
     #[arg(long, value_name = "TYPE")]
     pub content_type: Option<String>,
     /// Read s3:// URLs from stdin, one per line; print one presigned URL per line
     #[arg(long)]
     pub stdin: bool,
+    /// For GET: this version of the object
+    #[arg(long, value_name = "ID")]
+    pub version_id: Option<String>,
+    /// For POST: the largest file the form takes, e.g. 10MiB
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -383,6 +446,19 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     n.checked_mul(mult)
         .map(std::time::Duration::from_secs)
         .ok_or_else(|| format!("{s:?} is too long a duration"))
+}
+
+/// Parses `--bwlimit` (see [`stor::config::Bandwidth`]).
+fn parse_bwlimit(s: &str) -> Result<stor::config::Bandwidth, String> {
+    s.parse().map_err(|e: stor::Error| e.message().to_owned())
+}
+
+/// Parses `--tag KEY=VALUE` (the value may be empty).
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

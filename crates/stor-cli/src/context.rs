@@ -210,6 +210,9 @@ async fn effective_config(g: &Global) -> Result<Effective> {
     if let Some(p) = g.part_size {
         base.part_size = Some(p);
     }
+    if let Some(b) = g.bwlimit {
+        base.max_bandwidth = (!b.is_unlimited()).then_some(b);
+    }
     base.validate()?;
     Ok(Effective {
         base,

@@ -3740,3 +3740,247 @@ fn dev_stdout_is_the_open_descriptor_not_the_file_behind_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"OBJ\n");
 }
+
+// ------------------------------------------------------------------ issue 17
+
+/// `cp --no-clobber` writes only keys that hold nothing — one file, a tree, an
+/// object copy — and says what it skipped (exit 0); `--if-match` replaces only the
+/// version it names (a stale ETag fails, exit 1, changing nothing); neither applies
+/// to files.
+#[test]
+fn no_clobber_skips_what_exists_and_if_match_replaces_only_that_version() {
+    let e = Env::new();
+    e.ok(&["mb", "local://cond"]);
+    write_tree(
+        e.path("").as_path(),
+        &[
+            ("a.txt", b"first"),
+            ("b.txt", b"second"),
+            ("d/x", b"x"),
+            ("d/y", b"y"),
+        ],
+    );
+    e.ok(&["cp", "a.txt", "local://cond/k"]);
+    let out = e.run(&["cp", "--no-clobber", "b.txt", "local://cond/k"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the destination exists (--no-clobber)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(e.ok(&["cat", "local://cond/k"]), "first");
+    e.ok(&["cp", "-n", "b.txt", "local://cond/new"]);
+    assert_eq!(e.ok(&["cat", "local://cond/new"]), "second");
+    // A tree: what exists stays, the rest goes up.
+    e.ok(&["cp", "local://cond/k", "local://cond/d/x"]);
+    let out = e.run(&["cp", "-r", "-n", "d", "local://cond/d/"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("skipped upload:"), "{}", stderr(&out));
+    assert_eq!(e.ok(&["cat", "local://cond/d/x"]), "first");
+    assert_eq!(e.ok(&["cat", "local://cond/d/y"]), "y");
+    // Object to object.
+    let out = e.run(&["cp", "-n", "local://cond/new", "local://cond/k"]);
+    assert_eq!(code(&out), 0);
+    assert_eq!(e.ok(&["cat", "local://cond/k"]), "first");
+    // If-Match: a stale ETag changes nothing; the current one writes.
+    let etag = |e: &Env| {
+        let v: serde_json::Value =
+            serde_json::from_str(&e.ok(&["stat", "--json", "local://cond/k"])).unwrap();
+        v["etag"].as_str().unwrap().to_owned()
+    };
+    let before = etag(&e);
+    e.ok(&["cp", "--if-match", &before, "b.txt", "local://cond/k"]);
+    assert_eq!(e.ok(&["cat", "local://cond/k"]), "second");
+    let out = e.run(&["cp", "--if-match", &before, "a.txt", "local://cond/k"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("precondition failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(e.ok(&["cat", "local://cond/k"]), "second");
+    // Files are not checked: refused, as is --if-match over many objects.
+    let out = e.run(&["cp", "-n", "local://cond/k", "out.txt"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(!e.path("out.txt").exists());
+    let out = e.run(&["cp", "-r", "--if-match", &before, "d", "local://cond/d/"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}
+
+/// `--tag` sets tags on upload; `stat` shows them (`--json`: a `tags` map); bad
+/// tags are refused before anything is written.
+#[test]
+fn tags_given_on_upload_show_in_stat() {
+    let e = Env::new();
+    e.ok(&["mb", "local://tags"]);
+    std::fs::write(e.path("f"), b"data").unwrap();
+    e.ok(&[
+        "cp",
+        "--tag",
+        "team=data eng",
+        "--tag",
+        "tier=hot",
+        "f",
+        "local://tags/f",
+    ]);
+    let stat = e.ok(&["stat", "local://tags/f"]);
+    assert!(stat.contains("Tag:           team=data eng"), "{stat}");
+    assert!(stat.contains("Tag:           tier=hot"), "{stat}");
+    let v: serde_json::Value =
+        serde_json::from_str(&e.ok(&["stat", "--json", "local://tags/f"])).unwrap();
+    assert_eq!(
+        v["tags"],
+        serde_json::json!({"team": "data eng", "tier": "hot"})
+    );
+    // Copies keep them.
+    e.ok(&["cp", "local://tags/f", "local://tags/g"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&e.ok(&["stat", "--json", "local://tags/g"])).unwrap();
+    assert_eq!(v["tags"]["tier"], "hot");
+    let out = e.run(&["cp", "--tag", "a&b=c", "f", "local://tags/bad"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid tag"), "{}", stderr(&out));
+    assert_eq!(code(&e.run(&["stat", "local://tags/bad"])), 1);
+}
+
+/// `--bwlimit` reaches the config (both ways, or UP:DOWN); bad rates are usage
+/// errors. (That the limit paces transfers is the library's test, on a paused
+/// clock; the measured rate is in `bench/bwlimit.sh`.)
+#[test]
+fn bwlimit_is_one_global_flag() {
+    let e = Env::new();
+    let show = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["config", "show"]);
+        serde_json::from_str(&e.ok(&all)).unwrap()
+    };
+    assert_eq!(
+        show(&["--bwlimit", "50M"])["storageConfig"]["max_bandwidth"],
+        "50MiB"
+    );
+    assert_eq!(
+        show(&["--bwlimit", "10MiB:50MiB"])["storageConfig"]["max_bandwidth"],
+        "10MiB:50MiB"
+    );
+    assert!(show(&["--bwlimit", "off"])["storageConfig"]["max_bandwidth"].is_null());
+    for bad in ["fast", "12", "5X"] {
+        let out = e.run(&["--bwlimit", bad, "config", "show"]);
+        assert_eq!(code(&out), 2, "{bad}");
+        assert!(stderr(&out).contains("bandwidth limit"), "{}", stderr(&out));
+    }
+}
+
+/// Versions from the command line, on SeaweedFS: turn versioning on, list versions
+/// (text and JSON rows with `version_id`), read one (`stat`, `cat`, `cp`,
+/// `presign`), delete the current object (a marker), restore an old version by
+/// copying it over its key, remove one version, purge the prefix.
+#[test]
+fn versions_from_the_command_line() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    let root = format!("s3://{b}");
+    let k = format!("s3://{b}/doc.txt");
+    e.ok(&["mb", &root]);
+    assert!(e
+        .ok(&["versioning", &root])
+        .contains("versioning unversioned"));
+    assert!(e
+        .ok(&["versioning", &root, "enable"])
+        .contains("versioning enabled"));
+    for body in ["one", "two"] {
+        std::fs::write(e.path("f"), body).unwrap();
+        e.ok(&["cp", "f", &k]);
+    }
+    let rows: Vec<serde_json::Value> = e
+        .ok(&["ls", "--all-versions", "--json", &root])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["is_latest"], true);
+    let (v2, v1) = (
+        rows[0]["version_id"].as_str().unwrap().to_owned(),
+        rows[1]["version_id"].as_str().unwrap().to_owned(),
+    );
+    let text = e.ok(&["ls", "--all-versions", &root]);
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&v1) && l.ends_with(" doc.txt")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&v2) && l.contains("LATEST")),
+        "{text}"
+    );
+    let stat = e.ok(&["stat", "--version-id", &v1, &k]);
+    assert!(stat.contains(&format!("Version-Id:    {v1}")), "{stat}");
+    assert!(stat.contains("Size:          3"), "{stat}");
+    assert_eq!(e.ok(&["cat", "--version-id", &v1, &k]), "one");
+    e.ok(&["cp", "--version-id", &v1, &k, "old.txt"]);
+    assert_eq!(std::fs::read(e.path("old.txt")).unwrap(), b"one");
+    let url = e.ok(&["presign", "--version-id", &v1, &k]);
+    let got = ureq::get(url.trim()).call().unwrap().into_string().unwrap();
+    assert_eq!(got, "one");
+    // Deleted: a marker hides it; restoring v1 brings it back.
+    e.ok(&["rm", &k]);
+    assert_eq!(code(&e.run(&["cat", &k])), 1);
+    let text = e.ok(&["ls", "--all-versions", &root]);
+    assert!(text.contains("DELETED"), "{text}");
+    e.ok(&["cp", "--version-id", &v1, &k, &k]);
+    assert_eq!(e.ok(&["cat", &k]), "one");
+    // One version for good, then the whole prefix.
+    e.ok(&["rm", "--version-id", &v2, &k]);
+    assert_eq!(code(&e.run(&["cat", "--version-id", &v2, &k])), 1);
+    let out = e.ok(&["rm", "-r", "--all-versions", &root]);
+    assert_eq!(out.matches("delete:").count(), 3, "{out}");
+    assert!(e.ok(&["ls", "--all-versions", &root]).trim().is_empty());
+    e.ok(&["rb", &root]);
+}
+
+/// `presign --method post` prints `{"url": …, "fields": {…}}`; the form (sent by
+/// curl, as a browser would) uploads a small file under the prefix, and SeaweedFS
+/// refuses one over `--max-size`.
+#[test]
+fn presign_post_prints_a_form_the_store_enforces() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let form: serde_json::Value = serde_json::from_str(&e.ok(&[
+        "presign",
+        "--method",
+        "post",
+        "--max-size",
+        "10",
+        "--content-type",
+        "text/plain",
+        &format!("s3://{b}/inbox/"),
+    ]))
+    .unwrap();
+    let post = |name: &str, data: &[u8]| -> u16 {
+        std::fs::write(e.path(name), data).unwrap();
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+        for (k, v) in form["fields"].as_object().unwrap() {
+            c.arg("--form-string")
+                .arg(format!("{k}={}", v.as_str().unwrap()));
+        }
+        c.arg("-F").arg(format!("file=@{}", e.path(name).display()));
+        c.arg(form["url"].as_str().unwrap());
+        String::from_utf8(c.output().unwrap().stdout)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(post("small.txt", b"hello"), 204);
+    assert_eq!(
+        e.ok(&["cat", &format!("s3://{b}/inbox/small.txt")]),
+        "hello"
+    );
+    assert_eq!(post("big.txt", b"more than ten bytes"), 400);
+    assert_eq!(
+        code(&e.run(&["stat", &format!("s3://{b}/inbox/big.txt")])),
+        1
+    );
+    e.ok(&["rb", "--force", &format!("s3://{b}")]);
+}

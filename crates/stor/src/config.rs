@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::bandwidth::Bandwidth;
 pub use crate::checksum::ChecksumAlgorithm;
 use crate::error::{Error, Result};
 
@@ -190,6 +191,10 @@ pub struct StorageConfig {
     /// errors such as "no credentials found"; never read from or written to JSON.
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+    /// Bandwidth limit of all transfers of a [`crate::Storage`] together, up and
+    /// down: `"50MiB"`, `"10MiB:50MiB"` (upload:download), or
+    /// `{"up": "10MiB", "down": "50MiB"}` (see [`Bandwidth`]); unset is unlimited.
+    pub max_bandwidth: Option<Bandwidth>,
 }
 
 impl Default for StorageConfig {
@@ -220,6 +225,7 @@ impl Default for StorageConfig {
             native_checksums: None,
             ca_bundle: None,
             config_file: None,
+            max_bandwidth: None,
         }
     }
 }
@@ -262,6 +268,7 @@ impl fmt::Debug for StorageConfig {
             .field("ca_bundle", &self.ca_bundle)
             .field("native_checksums", &self.native_checksums)
             .field("config_file", &self.config_file)
+            .field("max_bandwidth", &self.max_bandwidth)
             .finish()
     }
 }
@@ -336,6 +343,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "multipart_threshold",
     "part_size",
     "multipart_chunksize",
+    "max_bandwidth",
     "max_concurrency",
     "max_pool_connections",
     "fsync_downloads",
@@ -345,7 +353,7 @@ pub const CONFIG_KEYS: &[&str] = &[
 ];
 
 /// Refuses a key that is not a config key, naming it and the closest valid one
-/// (serde's own message lists all 26, which hides the likely typo).
+/// (serde's own message lists them all, which hides the likely typo).
 fn check_known_keys(keys: &Map<String, Value>, prefix: &str) -> Result<()> {
     let Some(unknown) = keys.keys().find(|k| !CONFIG_KEYS.contains(&k.as_str())) else {
         return Ok(());

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
-use crate::backend::{Backend, Capabilities};
+use crate::backend::{Backend, Body, ByteStream, Capabilities};
+use crate::bandwidth::{paced, paced_bytes, Pacing};
 use crate::config::StorageConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Events, WriteEvent, WriteKind};
@@ -50,6 +51,8 @@ pub(crate) struct Core {
     closed: AtomicBool,
     /// Buckets seen to exist; writes check their bucket once (see `ensure_bucket`).
     known_buckets: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The bandwidth limits every transfer shares (`max_bandwidth`).
+    pacing: Pacing,
 }
 
 /// Byte-budget permits count KiB, so a `u32` covers any budget.
@@ -83,7 +86,33 @@ impl Core {
             events: Events::default(),
             closed: AtomicBool::new(false),
             known_buckets: Default::default(),
+            pacing: Pacing::new(config.max_bandwidth),
             config,
+        }
+    }
+
+    /// A body to upload, paced by the upload limit when there is one: files as
+    /// they are read, bytes and streams as they are handed on.
+    pub fn pace_up(&self, body: Body) -> Body {
+        let Some(l) = &self.pacing.up else {
+            return body;
+        };
+        match body {
+            Body::File(r) => Body::File(r.paced(l.clone())),
+            Body::Bytes(b) => {
+                let n = b.len() as u64;
+                Body::Sized(paced_bytes(b, l.clone()), n)
+            }
+            Body::Stream(s) => Body::Stream(paced(s, l.clone())),
+            Body::Sized(s, n) => Body::Sized(paced(s, l.clone()), n),
+        }
+    }
+
+    /// A downloaded body, read no faster than the download limit allows.
+    pub fn pace_down(&self, body: ByteStream) -> ByteStream {
+        match &self.pacing.down {
+            Some(l) => paced(body, l.clone()),
+            None => body,
         }
     }
 

@@ -57,6 +57,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod bandwidth;
 mod batch;
 pub mod checksum;
 pub mod config;
@@ -67,14 +68,17 @@ pub mod error;
 pub mod events;
 mod location;
 pub mod metrics;
+mod post;
 mod probe;
 mod reserved;
 mod retry;
 mod service;
 mod storage;
+mod tags;
 pub mod transfer;
 mod types;
 mod validate;
+mod versions;
 
 pub use crate::core::BucketArg;
 pub use batch::{
@@ -88,6 +92,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use events::{WriteEvent, WriteEvents, WriteKind};
 pub use location::{Location, Scheme};
 pub use metrics::{HealthReport, MetricsSnapshot};
+pub use post::{PostCondition, PostKey, PresignPostOptions, PresignedPost};
 pub use probe::{ProbeCheck, ProbeOutcome};
 pub use reserved::{format_mtime, is_reserved, stored_mtime, MOVE_MARKER, MTIME_KEY};
 pub use service::StorageService;
@@ -95,6 +100,7 @@ pub use storage::{guess_content_type, Storage, DELETE_BATCH};
 pub use types::{
     format_time, ByteRange, CopyOptions, DeleteResult, DownloadOptions, Downloaded, Encryption,
     ListOptions, ListPage, ObjectInfo, ObjectStream, PresignMethod, PresignOptions, Progress,
-    SweepReport, TransferResult, UploadOptions,
+    SweepReport, TransferResult, UploadOptions, WriteCondition,
 };
-pub use validate::{validate_bucket, validate_expiry, validate_key, MAX_KEY_BYTES};
+pub use validate::{validate_bucket, validate_expiry, validate_key, validate_tags, MAX_KEY_BYTES};
+pub use versions::{DeletedVersion, ObjectVersion, VersionPage, Versioning};

@@ -117,6 +117,11 @@ impl Storage {
         self.core.caps
     }
 
+    /// The core, for the façade's other modules (versions, tags, presigned POST).
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
     /// The backend, for the probes of `probe.rs` only (they must reach it without
     /// the engine in between).
     pub(crate) fn backend_for_probe(&self) -> &dyn Backend {
@@ -320,8 +325,12 @@ impl Storage {
                             "download_file_with takes no range or if_match (use download_stream)",
                         ));
                     }
+                    let version = opts.version_id.as_deref();
+                    if let Some(v) = version {
+                        crate::versions::validate_version_id(v)?;
+                    }
                     let progress = opts.progress.as_ref();
-                    transfer::download_to_file(core, &b, key, target, progress, size).await
+                    transfer::download_to_file(core, &b, key, version, target, progress, size).await
                 },
             )
             .await
@@ -340,7 +349,7 @@ impl Storage {
                 |r: &Downloaded| r.result.bytes,
                 |b| async move {
                     validate_key(key)?;
-                    let mut got = transfer::download_to_memory(core, &b, key, None).await?;
+                    let mut got = transfer::download_to_memory(core, &b, key, None, None).await?;
                     reserved::split(&mut got.info);
                     Ok(got)
                 },
@@ -362,6 +371,9 @@ impl Storage {
         core.op("download", bucket.into(), key)
             .run(none, |b| async move {
                 validate_key(key)?;
+                if let Some(v) = &opts.version_id {
+                    crate::versions::validate_version_id(v)?;
+                }
                 let mut stream = transfer::open_stream(core, &b, key, opts).await?;
                 reserved::split(&mut stream.info);
                 Ok(stream)
@@ -560,7 +572,7 @@ impl Storage {
     /// s.move_object("news", "in/a.json", "news", "done/a.json", CopyOptions::default()).await?;
     /// assert!(!s.exists("news", "in/a.json").await?);
     /// // In place, with new headers: a metadata replacement.
-    /// let retag = CopyOptions { replace: Some(UploadOptions::default().content_type("text/plain")) };
+    /// let retag = CopyOptions::default().replace(UploadOptions::default().content_type("text/plain"));
     /// s.move_object("news", "done/a.json", "news", "done/a.json", retag).await?;
     /// assert_eq!(s.info("news", "done/a.json").await?.content_type.as_deref(), Some("text/plain"));
     /// # Ok::<(), stor::Error>(()) }).unwrap();
@@ -612,6 +624,14 @@ impl Storage {
                 validate_expiry(opts.expires_in)?;
                 if let Some(ct) = &opts.content_type {
                     validate_header_value("Content-Type", ct)?;
+                }
+                if let Some(v) = &opts.version_id {
+                    crate::versions::validate_version_id(v)?;
+                    if opts.method != crate::types::PresignMethod::Get {
+                        return Err(Error::invalid(
+                            "a version can only be read: presign it for GET",
+                        ));
+                    }
                 }
                 core.backend.presign(&b, key, &opts).await
             })
@@ -774,6 +794,13 @@ async fn list_page(core: &Core, bucket: BucketArg<'_>, opts: ListOptions) -> Res
 fn check_upload(key: &str, opts: &mut UploadOptions, name_hint: &str) -> Result<()> {
     validate_key(key)?;
     validate_metadata(&opts.metadata)?;
+    crate::validate::validate_tags(&opts.tags)?;
+    if let Some(crate::types::WriteCondition::IfMatch(etag)) = &opts.condition {
+        validate_header_value("If-Match ETag", etag)?;
+        if etag.trim_matches('"').is_empty() {
+            return Err(Error::invalid("If-Match needs an ETag, not an empty one"));
+        }
+    }
     for (what, v) in [
         ("Content-Type", &opts.content_type),
         ("Cache-Control", &opts.cache_control),
@@ -816,8 +843,26 @@ fn check_copy(
     validate_key(dk)?;
     if let Some(r) = &opts.replace {
         check_upload(dk, &mut r.clone(), dk)?;
+        if r.condition.is_some() {
+            return Err(Error::invalid(
+                "a copy's condition goes in CopyOptions::condition, not in its replacement \
+                 headers",
+            ));
+        }
     }
-    if sb == db && sk == dk && opts.replace.is_none() {
+    check_upload(
+        dk,
+        &mut UploadOptions {
+            condition: opts.condition.clone(),
+            content_type: Some(String::new()),
+            ..UploadOptions::default()
+        },
+        dk,
+    )?;
+    if let Some(v) = &opts.version_id {
+        crate::versions::validate_version_id(v)?;
+    }
+    if sb == db && sk == dk && opts.replace.is_none() && opts.version_id.is_none() {
         return Err(Error::invalid(format!(
             "cannot copy {}://{sb}/{sk} onto itself without replacing its metadata",
             core.scheme()

@@ -49,6 +49,10 @@ pub struct ObjectInfo {
     /// upload recorded it (`stor sync` does).
     #[serde(serialize_with = "ser_time")]
     pub source_mtime: Option<SystemTime>,
+    /// The version this is, in a bucket that keeps versions (`None` elsewhere, and
+    /// for objects written while versioning was never enabled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 fn ser_checksum<S: serde::Serializer>(
@@ -77,6 +81,7 @@ impl ObjectInfo {
             content_encoding: None,
             checksum: None,
             source_mtime: None,
+            version_id: None,
         }
     }
 }
@@ -139,6 +144,12 @@ pub struct UploadOptions {
     /// a stream that ends short or runs long fails and stores nothing. Also sizes
     /// the parts of a long stream.
     pub expected_size: Option<u64>,
+    /// Write only if this holds of the object the key holds now; the store checks
+    /// it atomically with the write (see [`WriteCondition`]).
+    pub condition: Option<WriteCondition>,
+    /// Object tags (S3's `x-amz-tagging`): at most 10, on stores whose
+    /// [`Capabilities::tags`](crate::backend::Capabilities::tags) is set.
+    pub tags: BTreeMap<String, String>,
 }
 
 impl UploadOptions {
@@ -192,6 +203,55 @@ impl UploadOptions {
         self.expected_size = Some(n);
         self
     }
+    /// Writes only if the key holds no object yet ([`WriteCondition::IfAbsent`]).
+    pub fn create_only(mut self) -> Self {
+        self.condition = Some(WriteCondition::IfAbsent);
+        self
+    }
+    /// Replaces the object only if its ETag is still `etag`
+    /// ([`WriteCondition::IfMatch`]).
+    pub fn if_match(mut self, etag: impl Into<String>) -> Self {
+        self.condition = Some(WriteCondition::IfMatch(etag.into()));
+        self
+    }
+    /// Adds one object tag.
+    pub fn tag(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.tags.insert(k.into(), v.into());
+        self
+    }
+}
+
+/// What must hold of the object a write would replace. The store checks it
+/// atomically with the write — S3 engines by `If-None-Match` / `If-Match` on the
+/// PUT, the CopyObject or the CompleteMultipartUpload, the local and memory stores
+/// under their write lock — so two writers can never both win, and a write whose
+/// condition fails changes nothing. A failed condition is never retried.
+///
+/// ```
+/// # tokio_test::block_on(async {
+/// use stor::{ErrorKind, Storage, StorageConfig, UploadOptions};
+/// let s = Storage::new(StorageConfig::memory()).await?;
+/// s.create_bucket("jobs").await?;
+/// let first = s.upload_bytes("jobs", "lock", "a", UploadOptions::default().create_only()).await?;
+/// let again = s.upload_bytes("jobs", "lock", "b", UploadOptions::default().create_only()).await;
+/// assert_eq!(again.unwrap_err().kind(), ErrorKind::AlreadyExists);
+/// // An optimistic update: only over the version read.
+/// let etag = first.etag.unwrap();
+/// s.upload_bytes("jobs", "lock", "c", UploadOptions::default().if_match(&etag)).await?;
+/// let stale = s.upload_bytes("jobs", "lock", "d", UploadOptions::default().if_match(&etag)).await;
+/// assert_eq!(stale.unwrap_err().kind(), ErrorKind::PreconditionFailed);
+/// assert_eq!(&s.download_bytes("jobs", "lock").await?.data[..], b"c");
+/// # Ok::<(), stor::Error>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Only if the key holds no object (S3 `If-None-Match: *`); else the write fails
+    /// with [`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists).
+    IfAbsent,
+    /// Only if the object's ETag is this one (S3 `If-Match`); else — also when there
+    /// is no object — it fails with
+    /// [`ErrorKind::PreconditionFailed`](crate::ErrorKind::PreconditionFailed).
+    IfMatch(String),
 }
 
 /// A progress callback for one transfer: called with the bytes done so far and the
@@ -370,6 +430,8 @@ pub struct PresignOptions {
     pub expires_in: Duration,
     /// For PUT: the Content-Type the uploader must send (signed into the URL).
     pub content_type: Option<String>,
+    /// For GET: this version of the object rather than the current one.
+    pub version_id: Option<String>,
 }
 
 impl Default for PresignOptions {
@@ -378,6 +440,7 @@ impl Default for PresignOptions {
             method: PresignMethod::Get,
             expires_in: Duration::from_secs(3600),
             content_type: None,
+            version_id: None,
         }
     }
 }
@@ -395,7 +458,7 @@ impl PresignOptions {
         PresignOptions {
             method: PresignMethod::Put,
             expires_in,
-            content_type: None,
+            ..Default::default()
         }
     }
     /// Pins the Content-Type of a PUT.
@@ -403,13 +466,48 @@ impl PresignOptions {
         self.content_type = Some(ct.into());
         self
     }
+    /// A GET of this version of the object.
+    pub fn version(mut self, version_id: impl Into<String>) -> Self {
+        self.version_id = Some(version_id.into());
+        self
+    }
 }
 
 /// Options of a copy or move.
 #[derive(Debug, Clone, Default)]
 pub struct CopyOptions {
-    /// Replace metadata and headers with these instead of copying the source's.
+    /// Replace metadata, headers and tags with these instead of copying the
+    /// source's (its `condition` is not used: see [`CopyOptions::condition`]).
     pub replace: Option<UploadOptions>,
+    /// Write the destination only if this holds of it (checked by the store,
+    /// atomically with the copy).
+    pub condition: Option<WriteCondition>,
+    /// Copy this version of the source rather than its current one (restoring an
+    /// old version is copying it over its own key).
+    pub version_id: Option<String>,
+}
+
+impl CopyOptions {
+    /// Replaces headers, metadata and tags with these.
+    pub fn replace(mut self, opts: UploadOptions) -> Self {
+        self.replace = Some(opts);
+        self
+    }
+    /// Writes the destination only if it does not exist yet.
+    pub fn create_only(mut self) -> Self {
+        self.condition = Some(WriteCondition::IfAbsent);
+        self
+    }
+    /// Replaces the destination only if its ETag is still `etag`.
+    pub fn if_match(mut self, etag: impl Into<String>) -> Self {
+        self.condition = Some(WriteCondition::IfMatch(etag.into()));
+        self
+    }
+    /// Copies this version of the source.
+    pub fn version(mut self, version_id: impl Into<String>) -> Self {
+        self.version_id = Some(version_id.into());
+        self
+    }
 }
 
 /// A byte range of an object, `start..end` (end exclusive).
@@ -430,6 +528,8 @@ pub struct DownloadOptions {
     pub if_match: Option<String>,
     /// Called as the download advances.
     pub progress: Option<Progress>,
+    /// This version of the object rather than the current one.
+    pub version_id: Option<String>,
 }
 
 /// An object downloaded into memory.

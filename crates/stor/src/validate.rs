@@ -135,6 +135,57 @@ pub(crate) fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(
     Ok(())
 }
 
+/// Most tags S3 keeps on one object.
+pub const MAX_TAGS: usize = 10;
+
+/// Checks object tags by S3's rules: at most 10; keys of 1 to 128 characters and
+/// values of at most 256, made of letters, digits, spaces and `+ - = . _ : / @`;
+/// no key starting with `aws:` (reserved).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// let ok = BTreeMap::from([("team".to_string(), "data eng".to_string())]);
+/// assert!(stor::validate_tags(&ok).is_ok());
+/// let bad = BTreeMap::from([("a&b".to_string(), "x".to_string())]);
+/// assert!(stor::validate_tags(&bad).is_err());
+/// ```
+pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(Error::invalid(format!(
+            "{} tags: S3 keeps at most {MAX_TAGS} per object",
+            tags.len()
+        )));
+    }
+    let allowed = |c: char| c.is_alphanumeric() || c == ' ' || "+-=._:/@".contains(c);
+    for (k, v) in tags {
+        let chars = k.chars().count();
+        if chars == 0 || chars > 128 {
+            return Err(Error::invalid(format!(
+                "invalid tag key {k:?}: must be 1 to 128 characters"
+            )));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(Error::invalid(format!(
+                "invalid tag key {k:?}: the prefix aws: is reserved"
+            )));
+        }
+        if v.chars().count() > 256 {
+            return Err(Error::invalid(format!(
+                "invalid tag value for {k:?}: longer than 256 characters"
+            )));
+        }
+        for (what, s) in [("key", k), ("value", v)] {
+            if let Some(c) = s.chars().find(|c| !allowed(*c)) {
+                return Err(Error::invalid(format!(
+                    "invalid tag {what} {s:?}: character {c:?} is not allowed (tags are \
+                     letters, digits, spaces and + - = . _ : / @)"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks a presigned URL expiry: 1 second to 7 days.
 pub fn validate_expiry(expires_in: Duration) -> Result<()> {
     if expires_in < Duration::from_secs(1) {

@@ -2,6 +2,12 @@
 //! Run with real servers: `scripts/with-servers.sh cargo test -p stor --test contract`.
 
 mod common;
+#[path = "contract/post.rs"]
+mod post;
+#[path = "contract/versions.rs"]
+mod versions;
+#[path = "contract/writes.rs"]
+mod writes;
 
 contract!(
     upload_download_roundtrip_keeps_headers_and_metadata,
@@ -40,9 +46,21 @@ contract!(
     an_upload_aborted_by_someone_else_says_so,
     keys_with_control_characters_list_and_read_back,
     completed_writes_are_announced_and_failed_ones_never,
+    create_only_writes_never_replace_an_object,
+    a_create_only_multipart_completion_is_refused_by_the_store,
+    if_match_writes_only_over_the_version_read,
+    racing_create_only_writers_have_one_winner,
+    tags_are_set_read_replaced_and_kept_by_copies,
+    versions_are_kept_listed_read_and_restored,
+    missing_and_bad_versions_are_told,
+    a_large_version_copies_by_parts_and_downloads_in_ranges,
+    presigned_post_uploads_only_what_its_policy_allows,
 );
 
 mod cases {
+    pub use crate::post::*;
+    pub use crate::versions::*;
+    pub use crate::writes::*;
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -561,6 +579,7 @@ mod cases {
                     .content_type("text/plain")
                     .metadata("n", "w"),
             ),
+            ..Default::default()
         };
         s.copy_object(b, &src, b, &dst2, opts).await.unwrap();
         let info = s.info(b, &dst2).await.unwrap();
@@ -613,6 +632,7 @@ mod cases {
         // With replaced metadata, copying onto itself is how S3 edits metadata.
         let opts = CopyOptions {
             replace: Some(UploadOptions::default().metadata("edited", "yes")),
+            ..Default::default()
         };
         s.copy_object(b, &k, b, &k, opts).await.unwrap();
         let info = s.info(b, &k).await.unwrap();
@@ -1337,6 +1357,7 @@ mod cases {
             &f.key("dst2.mp4"),
             CopyOptions {
                 replace: Some(replace),
+                ..Default::default()
             },
         )
         .await
@@ -1839,6 +1860,7 @@ mod cases {
             // a refused move must not have applied it.
             let tagged = CopyOptions {
                 replace: Some(UploadOptions::default().metadata("tagged", "yes")),
+                ..CopyOptions::default()
             };
             let res = s.move_object(b, &src, b, &folded, tagged).await;
             if f.kind.keeps_keys_exactly() {
@@ -1879,6 +1901,7 @@ mod cases {
                         .content_type("text/plain")
                         .metadata("stage", "done"),
                 ),
+                ..Default::default()
             };
             s.move_object(b, &other, b, &other, retag).await.unwrap();
             let info = s.info(b, &other).await.unwrap();

@@ -403,6 +403,75 @@ async fn large_copies_go_by_parts_and_keep_the_checksum() {
     );
 }
 
+/// `max_bandwidth` paces every transfer of a `Storage` through one bucket per
+/// direction: four uploads at once share the upload limit (not four times it),
+/// downloads get theirs, and files are paced as they are read. Time is tokio's
+/// paused clock, so the figures are exact, not a measurement.
+#[tokio::test(start_paused = true)]
+async fn one_bandwidth_limit_paces_every_transfer_of_a_storage() {
+    let limit: stor::config::Bandwidth = "1MiB:2MiB".parse().unwrap();
+    let cfg = StorageConfig {
+        max_bandwidth: Some(limit),
+        ..StorageConfig::memory()
+    };
+    let s = Storage::new(cfg).await.unwrap();
+    s.create_bucket("bwl").await.unwrap();
+    let secs = |t: tokio::time::Instant| t.elapsed().as_secs_f64();
+    // Four 1 MiB uploads at once: 4 MiB at 1 MiB/s between them, less the one
+    // burst (50 ms of the rate) the bucket starts with.
+    let start = tokio::time::Instant::now();
+    let ups = (0..4).map(|i| {
+        let s = s.clone();
+        async move {
+            s.upload_bytes(
+                "bwl",
+                &format!("k{i}"),
+                payload(MIB, i),
+                UploadOptions::default(),
+            )
+            .await
+            .unwrap()
+        }
+    });
+    futures::future::join_all(ups).await;
+    let up = secs(start);
+    assert!((up - 3.95).abs() < 0.01, "4 MiB up took {up} s at 1 MiB/s");
+    // Downloading them: 4 MiB at 2 MiB/s.
+    let start = tokio::time::Instant::now();
+    let downs = (0..4).map(|i| {
+        let s = s.clone();
+        async move { s.download_bytes("bwl", &format!("k{i}")).await.unwrap() }
+    });
+    let got = futures::future::join_all(downs).await;
+    assert!(got.iter().all(|d| d.data.len() == MIB));
+    let down = secs(start);
+    assert!(
+        (down - 1.95).abs() < 0.01,
+        "4 MiB down took {down} s at 2 MiB/s"
+    );
+    // A file (read in paced pieces as it is sent).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    std::fs::write(&path, payload(3 * MIB, 9)).unwrap();
+    let start = tokio::time::Instant::now();
+    s.upload_file("bwl", "file", &path, UploadOptions::default())
+        .await
+        .unwrap();
+    let up = secs(start);
+    assert!(
+        (up - 2.95).abs() < 0.05,
+        "3 MiB file took {up} s at 1 MiB/s"
+    );
+    // Without a limit no time passes at all.
+    let free = Storage::new(StorageConfig::memory()).await.unwrap();
+    free.create_bucket("bwl").await.unwrap();
+    let start = tokio::time::Instant::now();
+    free.upload_bytes("bwl", "k", payload(4 * MIB, 1), UploadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(secs(start), 0.0);
+}
+
 /// A transfer dropped while its CreateMultipartUpload is still in flight leaves no
 /// upload: the upload the server makes is aborted when the answer comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

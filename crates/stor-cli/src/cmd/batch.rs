@@ -249,7 +249,28 @@ async fn run_batch(
         Some(_) => store.upload_many(bucket, items, opts),
         None => store.download_many(bucket, items, opts),
     };
+    // With --no-clobber a key that is taken is a skip, not a failure.
+    let create_only = up.is_some_and(|o| o.condition == Some(stor::WriteCondition::IfAbsent));
+    let taken = |r: &stor::Result<stor::TransferResult>| {
+        create_only && matches!(r, Err(e) if e.kind() == stor::ErrorKind::AlreadyExists)
+    };
     while let Some(o) = outcomes.next().await {
+        if taken(&o.result) {
+            ui.finished(None);
+            let why = "the destination exists (--no-clobber)";
+            if json {
+                let line = serde_json::json!({
+                    "op": op,
+                    "path": o.item.path.display().to_string(),
+                    "key": o.item.key,
+                    "skipped": why,
+                });
+                ctx.out.say(&line.to_string());
+            }
+            ctx.out
+                .skip(&format!("skipped {}: {why}", describe(&o.item)));
+            continue;
+        }
         let result: Result<&TransferResult> = match (&o.result, then) {
             (Ok(r), Some(then)) => then(&o.item, r).await.map(|()| r),
             (Ok(r), None) => Ok(r),

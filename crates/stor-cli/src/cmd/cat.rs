@@ -15,18 +15,26 @@ pub async fn cat(ctx: &Ctx, a: &CatArgs) -> Result<Exit> {
     if key.is_empty() || key.ends_with('/') {
         return Err(usage(format!("{} names no object", a.url)));
     }
-    to_stdout(&ctx.out, ctx.store(scheme).await?, &bucket, &key).await?;
+    let store = ctx.store(scheme).await?;
+    to_stdout(&ctx.out, store, &bucket, &key, a.version_id.as_deref()).await?;
     Ok(ctx.status())
 }
 
-/// Streams an object to stdout; a closed pipe ends it quietly (see
-/// [`crate::output`]).
-pub async fn to_stdout(out: &Output, store: &Storage, bucket: &str, key: &str) -> Result<()> {
+/// Streams an object (or `version` of it) to stdout; a closed pipe ends it
+/// quietly (see [`crate::output`]).
+pub async fn to_stdout(
+    out: &Output,
+    store: &Storage,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<()> {
     use tokio::io::AsyncWriteExt;
-    let mut body = store
-        .download_stream(bucket, key, DownloadOptions::default())
-        .await?
-        .body;
+    let opts = DownloadOptions {
+        version_id: version.map(str::to_owned),
+        ..Default::default()
+    };
+    let mut body = store.download_stream(bucket, key, opts).await?.body;
     let mut stdout = tokio::io::stdout();
     let mut written = 0u64;
     while let Some(chunk) = body.next().await {

@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail, Result};
 use futures::{StreamExt, TryStreamExt};
 use stor::{
     dir_prefix, CopyOptions, DownloadOptions, Encryption, ErrorKind, ListOptions, Location,
-    ObjectInfo, Storage, TransferResult, UploadOptions,
+    ObjectInfo, Storage, TransferResult, UploadOptions, WriteCondition,
 };
 
 use super::report::{object_object, Report};
@@ -30,6 +30,9 @@ pub fn upload_opts(f: &UploadFlags) -> Result<UploadOptions> {
     };
     for (k, v) in &f.metadata {
         o.metadata.insert(k.clone(), v.clone());
+    }
+    for (k, v) in &f.tags {
+        o.tags.insert(k.clone(), v.clone());
     }
     o.encryption = match f.sse.as_deref() {
         None => None,
@@ -57,8 +60,11 @@ pub struct Copying<'a> {
     pub delete_source: bool,
     /// `--include`/`--exclude`, on keys below the source prefix.
     pub filter: &'a Filter,
-    /// The upload flags (new headers and metadata replace the source's).
+    /// The upload flags (new headers and metadata replace the source's); its
+    /// `condition` applies to each destination.
     pub opts: &'a UploadOptions,
+    /// The version of the one source object to copy (`--version-id`).
+    pub version: Option<&'a str>,
 }
 
 /// Copies (or moves) object → object: server-side within one store, streamed
@@ -100,6 +106,12 @@ pub async fn copy_objects(
     };
     let sk = &sk;
     let (many, wildcard_given) = (c.recursive || wildcard.is_some(), wildcard.is_some());
+    let version = c.version;
+    if version.is_some() && many {
+        return Err(usage(
+            "--version-id names a version of one object; it takes no prefix or wildcard".into(),
+        ));
+    }
     let pairs: Vec<(String, String)> = if many {
         let (sp, pattern) = wildcard.unwrap_or_else(|| (tree_prefix(sk), String::new()));
         let only = if pattern.is_empty() {
@@ -171,18 +183,23 @@ pub async fn copy_objects(
             })
             .collect()
     };
-    let replace = has_upload_flags(c.opts).then(|| c.opts.clone());
+    let condition = c.opts.condition.clone();
+    let replace = has_upload_flags(c.opts).then(|| UploadOptions {
+        condition: None,
+        ..c.opts.clone()
+    });
     // `bar`: one object named, streamed between stores, shows its progress.
     let one = |from: String, to: String, bar: bool| {
         let replace = replace.clone();
+        let condition = condition.clone();
         let out = bar.then_some(&*ctx.out);
         async move {
             if ss != ds {
                 // Two stores: two objects. The source goes only after the copy
                 // arrived whole (stream_copy checks it) and only if it is still the
                 // version that was copied.
-                let (r, copied) =
-                    stream_copy(sstore, sb, &from, dstore, db, &to, replace, out).await?;
+                let ends = (&from[..], version, &to[..], condition);
+                let (r, copied) = stream_copy(sstore, sb, dstore, db, ends, replace, out).await?;
                 if delete_source {
                     let (fu, tu) = (url(*ss, sb, &from), url(*ds, db, &to));
                     source::delete_object_if_unchanged(
@@ -197,7 +214,11 @@ pub async fn copy_objects(
                 }
                 return Ok(r);
             }
-            let opts = CopyOptions { replace };
+            let opts = CopyOptions {
+                replace,
+                condition,
+                version_id: version.map(str::to_owned),
+            };
             let r = if delete_source {
                 // One path for every move, with its "never delete the only copy"
                 // and "never delete a replaced source" proofs (an in-place move with
@@ -217,8 +238,10 @@ pub async fn copy_objects(
         // One object named: its error is the command's (and its exit status).
         let (from, to) = pairs.into_iter().next().expect("one pair");
         let (text, obj, _) = object(&from, &to);
+        let fu = url(*ss, sb, &from);
         match one(from, to, true).await {
             Ok(r) => report.done(&text, obj, &r),
+            Err(e) if clobber_avoided(ctx, c.opts, &e, &format!("{verb} {fu}")) => {}
             Err(e) => {
                 report.failed_alone(&e, obj);
                 report.finish();
@@ -235,6 +258,7 @@ pub async fn copy_objects(
                 let (text, obj, fu) = object(&from, &to);
                 match one(from, to, false).await {
                     Ok(r) => report.done(&text, obj, &r),
+                    Err(e) if clobber_avoided(ctx, c.opts, &e, &format!("{verb} {fu}")) => {}
                     Err(e) => report.failed(&format!("{verb} {fu}"), &e, obj),
                 }
             }
@@ -280,27 +304,44 @@ fn has_upload_flags(o: &UploadOptions) -> bool {
         || o.content_encoding.is_some()
         || o.storage_class.is_some()
         || o.encryption.is_some()
+        || !o.tags.is_empty()
+}
+
+/// Whether `e` is a create-only write that found the key taken: with
+/// `--no-clobber` that is a skip, said on stderr, not a failure.
+pub fn clobber_avoided(ctx: &Ctx, opts: &UploadOptions, e: &anyhow::Error, what: &str) -> bool {
+    let taken = opts.condition == Some(WriteCondition::IfAbsent)
+        && e.downcast_ref::<stor::Error>()
+            .is_some_and(|e| e.kind() == ErrorKind::AlreadyExists);
+    if taken {
+        ctx.out.skip(&format!(
+            "skipped {what}: the destination exists (--no-clobber)"
+        ));
+    }
+    taken
 }
 
 /// Copies between two stores by streaming: headers and metadata come along unless
 /// replaced; the destination's size is checked against the source's. With `out`,
 /// a progress bar counts the bytes read from the source.
-#[allow(clippy::too_many_arguments)]
+/// `ends`: the source key and version, the destination key and its condition.
 async fn stream_copy(
     from: &Storage,
     sb: &str,
-    sk: &str,
     to: &Storage,
     db: &str,
-    dk: &str,
+    ends: (&str, Option<&str>, &str, Option<WriteCondition>),
     replace: Option<UploadOptions>,
     out: Option<&Output>,
 ) -> Result<(TransferResult, Option<String>)> {
-    let obj = from
-        .download_stream(sb, sk, DownloadOptions::default())
-        .await?;
+    let (sk, version, dk, condition) = ends;
+    let read = DownloadOptions {
+        version_id: version.map(str::to_owned),
+        ..Default::default()
+    };
+    let obj = from.download_stream(sb, sk, read).await?;
     let info: ObjectInfo = obj.info.clone();
-    let opts = replace.unwrap_or_else(|| UploadOptions {
+    let mut opts = replace.unwrap_or_else(|| UploadOptions {
         content_type: info.content_type.clone(),
         metadata: info.metadata.clone(),
         cache_control: info.cache_control.clone(),
@@ -308,6 +349,7 @@ async fn stream_copy(
         content_encoding: info.content_encoding.clone(),
         ..Default::default()
     });
+    opts.condition = condition;
     let body = obj.into_async_read();
     let r = match out.map(|out| Ui::one(out, Some(info.size))) {
         Some(ui) => {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use stor::{Location, Scheme, Storage, TransferResult, UploadOptions};
+use stor::{Location, Scheme, Storage, TransferResult, UploadOptions, WriteCondition};
 
 use super::batch::{self, Batch};
 use super::cat::to_stdout;
@@ -26,6 +26,13 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
     if a.expected_size.is_some() && (a.recursive || !dst.is_object() || src.is_object()) {
         return Err(usage(
             "--expected-size applies to one upload (a file or - to an object URL)".into(),
+        ));
+    }
+    opts.condition = write_condition(a, &src, &dst)?;
+    let version = a.version_id.as_deref();
+    if version.is_some() && (!src.is_object() || a.recursive) {
+        return Err(usage(
+            "--version-id names a version of one source object (s3://BUCKET/KEY)".into(),
         ));
     }
     let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
@@ -68,7 +75,9 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                     return Ok(ctx.status());
                 }
                 to.check("uploaded").await?;
-                one_done(&report, &text, obj, to.file(ctx, p, opts).await)?;
+                let r = to.file(ctx, p, opts.clone()).await;
+                let what = format!("upload {}", p.display());
+                done_unless_taken(ctx, &opts, &what, &report, &text, obj, r)?;
             }
         }
         (
@@ -99,8 +108,8 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                 return Ok(ctx.status());
             }
             to.check("uploaded").await?;
-            let r = transfer::upload_stdin(&ctx.out, store, bucket, key, opts).await;
-            one_done(&report, &text, obj, r)?;
+            let r = transfer::upload_stdin(&ctx.out, store, bucket, key, opts.clone()).await;
+            done_unless_taken(ctx, &opts, "upload -", &report, &text, obj, r)?;
         }
         (
             Location::Object {
@@ -111,7 +120,11 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
             Location::Path(p),
         ) => {
             let store = ctx.store(*scheme).await?;
-            let selected = resolve(store, bucket, key).await?;
+            let selected = match version {
+                // A version names one object as it is: no wildcard.
+                Some(_) => Selection::Key(key.clone()),
+                None => resolve(store, bucket, key).await?,
+            };
             if let Selection::Pattern {
                 prefix, pattern, ..
             } = &selected
@@ -146,7 +159,8 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                     report.planned(&text, obj);
                     return Ok(ctx.status());
                 }
-                let r = transfer::download_file(&ctx.out, store, bucket, key, &target).await;
+                let r =
+                    transfer::download_file(&ctx.out, store, bucket, key, version, &target).await;
                 one_done(&report, &text, obj, r)?;
             }
         }
@@ -167,17 +181,20 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
             }
             let store = ctx.store(*scheme).await?;
             // The wildcard rule, as for a file: escapes removed, the exact text wins.
-            let key = match resolve(store, bucket, key).await? {
-                Selection::Key(k) => k,
-                Selection::Pattern { .. } => {
-                    return Err(usage(format!(
-                        "{} is a wildcard, and stdout takes one object (copy to a \
+            let key = match version {
+                Some(_) => key.clone(),
+                None => match resolve(store, bucket, key).await? {
+                    Selection::Key(k) => k,
+                    Selection::Pattern { .. } => {
+                        return Err(usage(format!(
+                            "{} is a wildcard, and stdout takes one object (copy to a \
                          directory, or put a `\\` before the wildcard to name a key)",
-                        a.src
-                    )))
-                }
+                            a.src
+                        )))
+                    }
+                },
             };
-            to_stdout(&ctx.out, store, bucket, &key).await?;
+            to_stdout(&ctx.out, store, bucket, &key, version).await?;
         }
         (Location::Object { .. }, Location::Object { .. }) => {
             let c = Copying {
@@ -186,6 +203,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                 delete_source: false,
                 filter: &filter,
                 opts: &opts,
+                version,
             };
             copy::copy_objects(ctx, &src, &dst, &c).await?;
         }
@@ -237,6 +255,56 @@ pub fn one_done<E: Into<anyhow::Error>>(
             Err(e)
         }
     }
+}
+
+/// [`one_done`], except that a create-only write that found the key taken
+/// (`--no-clobber`) is a skip, said on stderr.
+fn done_unless_taken(
+    ctx: &Ctx,
+    opts: &UploadOptions,
+    what: &str,
+    report: &Report<'_>,
+    text: &str,
+    obj: serde_json::Value,
+    r: stor::Result<TransferResult>,
+) -> Result<()> {
+    match r.map_err(anyhow::Error::from) {
+        Err(e) if copy::clobber_avoided(ctx, opts, &e, what) => {
+            report.finish();
+            Ok(())
+        }
+        r => one_done(report, text, obj, r).map(drop),
+    }
+}
+
+/// The condition `--no-clobber` or `--if-match` puts on what `cp` writes: objects
+/// only (a file is not a store that checks conditions), and `--if-match` names one
+/// object's ETag, so one destination.
+fn write_condition(a: &CpArgs, src: &Location, dst: &Location) -> Result<Option<WriteCondition>> {
+    if !(a.no_clobber || a.if_match.is_some()) {
+        return Ok(None);
+    }
+    if !dst.is_object() {
+        return Err(usage(
+            "--no-clobber and --if-match apply to writes to s3:// or local:// (uploads and \
+             copies), not to files"
+                .into(),
+        ));
+    }
+    Ok(match &a.if_match {
+        Some(_)
+            if a.recursive
+                || matches!(src, Location::Object { key, .. } if key.contains(['*', '?', '['])) =>
+        {
+            return Err(usage(
+                "--if-match names one object's ETag: give one source, not --recursive or a \
+                 wildcard"
+                    .into(),
+            ))
+        }
+        Some(etag) => Some(WriteCondition::IfMatch(etag.clone())),
+        None => Some(WriteCondition::IfAbsent),
+    })
 }
 
 /// One object a file or stdin is uploaded to.

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use futures::TryStreamExt;
-use stor::{ListOptions, ObjectInfo, Scheme};
+use stor::{ListOptions, ObjectInfo, Scheme, Storage};
 
 use crate::args::{DuArgs, LsArgs, StatArgs};
 use crate::context::Ctx;
@@ -41,6 +41,9 @@ pub async fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Exit> {
     }
     let (scheme, bucket, key) = object(&a.url)?;
     let store = ctx.store(scheme).await?;
+    if a.all_versions {
+        return versions(ctx, a, store, &bucket, &key).await;
+    }
     // Names are shown relative to the listed "directory", like aws s3 ls.
     let base = match key.rfind('/') {
         Some(i) if !a.recursive => &key[..=i],
@@ -107,18 +110,105 @@ pub async fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Exit> {
     Ok(ctx.status())
 }
 
+/// `ls --all-versions`: every version and delete marker, page by page, newest
+/// first per key; one level (with common prefixes) unless `-r`.
+async fn versions(ctx: &Ctx, a: &LsArgs, store: &Storage, bucket: &str, key: &str) -> Result<Exit> {
+    let base = match key.rfind('/') {
+        Some(i) if !a.recursive => &key[..=i],
+        _ => "",
+    };
+    let mut opts = ListOptions::default().prefix(if a.recursive {
+        tree_prefix(key)
+    } else {
+        key.to_owned()
+    });
+    if !a.recursive {
+        opts = opts.delimiter("/");
+    }
+    let (mut count, mut total) = (0u64, 0u64);
+    loop {
+        let page = store.list_versions(bucket, opts.clone()).await?;
+        for p in &page.common_prefixes {
+            if a.json {
+                ctx.out.say(&serde_json::json!({ "prefix": p }).to_string());
+            } else {
+                ctx.out.say(&format!("{:>30} PRE {}", "", &p[base.len()..]));
+            }
+        }
+        for v in &page.versions {
+            count += 1;
+            total += v.info.size;
+            if a.json {
+                ctx.out.say(&serde_json::to_string(v)?);
+                continue;
+            }
+            let size = if a.human_readable {
+                human(v.info.size)
+            } else {
+                v.info.size.to_string()
+            };
+            // Date, size, version id, what it is, then the key (last: it may hold
+            // spaces).
+            let what = match (v.delete_marker, v.is_latest) {
+                (true, true) => "DELETED",
+                (true, false) => "deleted",
+                (false, true) => "LATEST ",
+                (false, false) => "       ",
+            };
+            ctx.out.say(&format!(
+                "{} {:>10} {:<32} {what} {}",
+                date(&v.info),
+                size,
+                v.info.version_id.as_deref().unwrap_or("null"),
+                &v.info.key[base.len()..]
+            ));
+        }
+        match page.next_continuation_token {
+            Some(t) => opts.continuation_token = Some(t),
+            None => break,
+        }
+    }
+    if a.summarize {
+        if a.json {
+            ctx.out
+                .say(&serde_json::json!({ "versions": count, "bytes": total }).to_string());
+        } else {
+            ctx.out.say("");
+            ctx.out.say(&format!("Total Versions: {count}"));
+            ctx.out.say(&format!("    Total Size: {total}"));
+        }
+    }
+    Ok(ctx.status())
+}
+
 pub async fn stat(ctx: &Ctx, a: &StatArgs) -> Result<Exit> {
     let (scheme, bucket, key) = object(&a.url)?;
     if key.is_empty() {
         return Err(usage(format!("{} names no object", a.url)));
     }
     let store = ctx.store(scheme).await?;
-    let info = store.info(bucket.as_str(), &key).await?;
+    let info = match &a.version_id {
+        Some(v) => store.info_version(bucket.as_str(), &key, v).await?,
+        None => store.info(bucket.as_str(), &key).await?,
+    };
+    // Tags are a request of their own (HEAD does not carry them): asked where the
+    // store keeps them, of the current object.
+    let tags = match store.capabilities().tags && a.version_id.is_none() {
+        true => Some(store.tags(bucket.as_str(), &key).await?),
+        false => None,
+    };
     if a.json {
-        ctx.out.say(&serde_json::to_string(&info)?);
+        let mut v = serde_json::to_value(&info)?;
+        if let (Some(t), Some(m)) = (&tags, v.as_object_mut()) {
+            m.insert("tags".into(), serde_json::to_value(t)?);
+        }
+        ctx.out.say(&v.to_string());
     } else {
         ctx.out
             .say(&format!("URL:           {}", url(scheme, &bucket, &key)));
+        if let Some(v) = &info.version_id {
+            ctx.out.say(&format!("Version-Id:    {v}"));
+        }
         ctx.out.say(&format!(
             "Size:          {} ({})",
             info.size,
@@ -156,6 +246,9 @@ pub async fn stat(ctx: &Ctx, a: &StatArgs) -> Result<Exit> {
         }
         for (k, v) in &info.metadata {
             ctx.out.say(&format!("Metadata:      {k}={v}"));
+        }
+        for (k, v) in tags.iter().flatten() {
+            ctx.out.say(&format!("Tag:           {k}={v}"));
         }
     }
     Ok(ctx.status())

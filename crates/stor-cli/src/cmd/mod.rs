@@ -18,6 +18,7 @@ mod rm;
 mod source;
 mod sync;
 mod transfer;
+mod versioning;
 
 use anyhow::Result;
 use clap::CommandFactory;
@@ -47,6 +48,7 @@ pub fn output_mode(c: &Command) -> (bool, OnClose) {
         Mv(a) => !a.dry_run,
         // doctor writes probe objects and removes them at its end.
         Mb(_) | Rb(_) | Doctor(_) => true,
+        Versioning(a) => a.action.is_some(),
         Ls(_) | Stat(_) | Presign(_) | Cat(_) | Du(_) | Config(_) | Completions(_) | Man
         | Version => false,
     };
@@ -100,6 +102,7 @@ pub async fn run(cli: &Cli, out: &std::sync::Arc<Output>) -> Result<Exit> {
             ConfigAction::Show => config::show(&ctx).await,
         },
         Command::Doctor(a) => doctor::doctor(&ctx, a).await,
+        Command::Versioning(a) => versioning::versioning(&ctx, a).await,
         Command::Completions(_) | Command::Version | Command::Man => {
             unreachable!("handled above")
         }

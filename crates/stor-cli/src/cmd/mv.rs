@@ -35,6 +35,7 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
                 delete_source: true,
                 filter: &filter,
                 opts: &opts,
+                version: None,
             };
             copy_objects(ctx, &src, &dst, &c).await?;
         }
@@ -137,7 +138,8 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
                 return Ok(ctx.status());
             }
             let r = async {
-                let r = transfer::download_file(&ctx.out, store, bucket, key, &target).await?;
+                let r =
+                    transfer::download_file(&ctx.out, store, bucket, key, None, &target).await?;
                 // The file is complete and verified: now the object goes, if it is
                 // still the version downloaded.
                 let etag = r.etag.as_deref();

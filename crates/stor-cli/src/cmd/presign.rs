@@ -2,7 +2,7 @@
 //! PUT an object for a while.
 
 use anyhow::{anyhow, Result};
-use stor::{PresignMethod, PresignOptions};
+use stor::{PostKey, PresignMethod, PresignOptions, PresignPostOptions};
 
 use crate::args::{Method, PresignArgs};
 use crate::context::Ctx;
@@ -15,17 +15,59 @@ fn presign_opts(a: &PresignArgs) -> Result<PresignOptions> {
             "--expires: must be 1 s to 7 days (e.g. 600, 10m, 12h, 7d)".into(),
         ));
     }
+    if a.max_size.is_some() {
+        return Err(usage("--max-size is for --method post".into()));
+    }
     Ok(PresignOptions {
         method: match a.method {
             Method::Get => PresignMethod::Get,
             Method::Put => PresignMethod::Put,
+            Method::Post => unreachable!("POST forms are made by `post`"),
         },
         expires_in: a.expires,
         content_type: a.content_type.clone(),
+        version_id: a.version_id.clone(),
     })
 }
 
+/// `--method post`: a browser form for one key, or for any key under a prefix
+/// (a URL ending in `/`), printed as `{"url": …, "fields": {…}}`.
+async fn post(ctx: &Ctx, a: &PresignArgs) -> Result<Exit> {
+    if a.stdin || a.version_id.is_some() {
+        return Err(usage(
+            "--method post signs one form: no --stdin or --version-id".into(),
+        ));
+    }
+    let url_arg = a
+        .url
+        .as_deref()
+        .ok_or_else(|| anyhow!("give s3://BUCKET/KEY, or s3://BUCKET/PREFIX/"))?;
+    let (scheme, bucket, key) = object(url_arg)?;
+    let target = if key.is_empty() || key.ends_with('/') {
+        PostKey::StartsWith(key)
+    } else {
+        PostKey::Exact(key)
+    };
+    let mut opts = PresignPostOptions::new(a.expires);
+    if let Some(n) = a.max_size {
+        opts = opts.max_size(n);
+    }
+    if let Some(ct) = &a.content_type {
+        opts = opts.content_type(ct);
+    }
+    let form = ctx
+        .store(scheme)
+        .await?
+        .presign_post(bucket.as_str(), target, opts)
+        .await?;
+    ctx.out.say(&serde_json::to_string(&form)?);
+    Ok(ctx.status())
+}
+
 pub async fn presign(ctx: &Ctx, a: &PresignArgs) -> Result<Exit> {
+    if a.method == Method::Post {
+        return post(ctx, a).await;
+    }
     let opts = presign_opts(a)?;
     if a.stdin {
         use tokio::io::AsyncBufReadExt;

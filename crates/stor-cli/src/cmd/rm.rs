@@ -14,6 +14,9 @@ use crate::urls::{object, tree_prefix, url};
 pub async fn rm(ctx: &Ctx, a: &RmArgs) -> Result<Exit> {
     let (scheme, bucket, key) = object(&a.url)?;
     let store = ctx.store(scheme).await?;
+    if a.version_id.is_some() || a.all_versions {
+        return rm_versions(ctx, a, store, scheme, &bucket, &key).await;
+    }
     let key = match resolve(store, &bucket, &key).await? {
         Selection::Pattern {
             prefix, pattern, ..
@@ -108,4 +111,89 @@ pub async fn delete_under(
         }
     }
     Ok(n)
+}
+
+/// `rm --version-id ID` (one version, for good) and `rm --all-versions` (every
+/// version and delete marker of the object, or with `-r` under the prefix: a
+/// purge).
+async fn rm_versions(
+    ctx: &Ctx,
+    a: &RmArgs,
+    store: &Storage,
+    scheme: Scheme,
+    bucket: &str,
+    key: &str,
+) -> Result<Exit> {
+    let shown = |k: &str, v: &str| format!("{} (version {v})", url(scheme, bucket, k));
+    if let Some(v) = &a.version_id {
+        if key.is_empty() || key.ends_with('/') {
+            return Err(usage(format!("{} names no object", a.url)));
+        }
+        if a.dry_run {
+            ctx.out.say(&format!("(dryrun) delete: {}", shown(key, v)));
+        } else {
+            store.delete_version(bucket, key, v).await?;
+            ctx.out.note(&format!("delete: {}", shown(key, v)));
+        }
+        return Ok(ctx.status());
+    }
+    if !a.recursive && (key.is_empty() || key.ends_with('/')) {
+        return Err(usage(format!(
+            "{} is a prefix; add --recursive to purge every version under it",
+            a.url
+        )));
+    }
+    // Under the prefix with -r; else the versions of exactly this key.
+    let prefix = if a.recursive {
+        tree_prefix(key)
+    } else {
+        key.to_owned()
+    };
+    let exact = (!a.recursive).then_some(key);
+    let mut listed = store.list_versions_stream(bucket, ListOptions::default().prefix(prefix));
+    let mut batch = Vec::new();
+    let mut n = 0u64;
+    loop {
+        let next = listed.try_next().await?;
+        if let Some(v) = &next {
+            if exact.is_some_and(|k| v.info.key != k) {
+                continue;
+            }
+            if let Some(id) = &v.info.version_id {
+                batch.push((v.info.key.clone(), id.clone()));
+            }
+        }
+        if batch.len() < stor::DELETE_BATCH && next.is_some() {
+            continue;
+        }
+        n += batch.len() as u64;
+        let chunk = std::mem::take(&mut batch);
+        if a.dry_run {
+            for (k, v) in &chunk {
+                ctx.out.say(&format!("(dryrun) delete: {}", shown(k, v)));
+            }
+        } else if !chunk.is_empty() {
+            for d in store.delete_versions(bucket, &chunk).await? {
+                match &d.error {
+                    None => ctx
+                        .out
+                        .note(&format!("delete: {}", shown(&d.key, &d.version_id))),
+                    Some(e) => ctx
+                        .out
+                        .fail(&format!("delete {}", shown(&d.key, &d.version_id)), e),
+                }
+            }
+        }
+        if next.is_none() {
+            break;
+        }
+    }
+    if n == 0 && !a.recursive {
+        return Err(stor::Error::new(
+            stor::ErrorKind::KeyNotFound,
+            format!("{} has no versions (nothing was deleted)", a.url),
+        )
+        .into());
+    }
+    Ok(ctx.status())
 }

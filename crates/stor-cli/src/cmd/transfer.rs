@@ -41,17 +41,20 @@ pub async fn upload_stdin(
     r
 }
 
-/// Downloads an object to a file; the library reports bytes as they arrive.
+/// Downloads an object (or `version` of it) to a file; the library reports bytes
+/// as they arrive.
 pub async fn download_file(
     out: &Output,
     store: &Storage,
     bucket: &str,
     key: &str,
+    version: Option<&str>,
     target: &Path,
 ) -> stor::Result<TransferResult> {
     let ui = Ui::one(out, None);
     let opts = DownloadOptions {
         progress: Some(ui.progress()),
+        version_id: version.map(str::to_owned),
         ..Default::default()
     };
     let r = store.download_file_with(bucket, key, target, opts).await;

@@ -9,7 +9,7 @@ use md5::{Digest, Md5};
 
 use super::Body;
 use crate::error::{Error, ErrorKind, Result};
-use crate::types::{ByteRange, ObjectInfo, UploadOptions};
+use crate::types::{ByteRange, ObjectInfo, UploadOptions, WriteCondition};
 
 pub(super) fn etag_of(data: &[u8]) -> String {
     hex::encode(Md5::digest(data))
@@ -47,7 +47,7 @@ pub(super) async fn collect_body(body: Body) -> Result<Bytes> {
             }
             Ok(buf.freeze())
         }
-        Body::Stream(mut s) => {
+        Body::Stream(mut s) | Body::Sized(mut s, _) => {
             let mut buf = BytesMut::new();
             while let Some(chunk) = s.next().await {
                 buf.extend_from_slice(&chunk?);
@@ -70,5 +70,30 @@ pub(super) fn slice_range(size: u64, range: Option<ByteRange>) -> Result<(u64, u
             ))
         }
         Some(r) => Ok((r.start, r.end.min(size))),
+    }
+}
+
+/// Checks a write's condition against the ETag of the object the key holds now
+/// (`None`: no object). The local and memory stores call it under the lock their
+/// write commits under, so the check and the write are one step.
+pub(super) fn check_condition(current: Option<&str>, cond: Option<&WriteCondition>) -> Result<()> {
+    match (cond, current) {
+        (None, _) | (Some(WriteCondition::IfAbsent), None) => Ok(()),
+        (Some(WriteCondition::IfAbsent), Some(_)) => Err(Error::new(
+            ErrorKind::AlreadyExists,
+            "the key already holds an object and the write was create-only; nothing was \
+             written",
+        )),
+        (Some(WriteCondition::IfMatch(want)), None) => Err(Error::new(
+            ErrorKind::PreconditionFailed,
+            format!("no object holds the key, so its ETag is not {want}; nothing was written"),
+        )),
+        (Some(WriteCondition::IfMatch(want)), Some(now)) if now != want.trim_matches('"') => {
+            Err(Error::new(
+                ErrorKind::PreconditionFailed,
+                format!("the object's ETag is {now}, not {want} (it changed); nothing was written"),
+            ))
+        }
+        (Some(WriteCondition::IfMatch(_)), Some(_)) => Ok(()),
     }
 }

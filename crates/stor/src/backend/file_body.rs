@@ -27,6 +27,7 @@ use std::time::SystemTime;
 use bytes::{Bytes, BytesMut};
 use futures::Stream;
 
+use crate::bandwidth::Limiter;
 use crate::checksum::{Checksum, Hasher};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::Progress;
@@ -46,6 +47,7 @@ pub struct FileRange {
     /// What the bytes must be when the last one is read.
     pub check: Option<SourceCheck>,
     progress: Option<Tap>,
+    pace: Option<Arc<Limiter>>,
 }
 
 impl FileRange {
@@ -57,6 +59,7 @@ impl FileRange {
             len,
             check: None,
             progress: None,
+            pace: None,
         }
     }
 
@@ -68,6 +71,12 @@ impl FileRange {
 
     pub(crate) fn with_progress(mut self, tap: Option<Tap>) -> FileRange {
         self.progress = tap;
+        self
+    }
+
+    /// The range read no faster than `limiter` allows (a bandwidth limit).
+    pub(crate) fn paced(mut self, limiter: Arc<Limiter>) -> FileRange {
+        self.pace = Some(limiter);
         self
     }
 
@@ -88,6 +97,9 @@ impl FileRange {
             progress: self.progress.clone(),
             pending: None,
             done: false,
+            pace: self.pace.clone(),
+            granted: None,
+            wait: None,
         }
     }
 
@@ -237,6 +249,11 @@ pub struct FileBody {
     progress: Option<Tap>,
     pending: Option<Read>,
     done: bool,
+    /// The bandwidth limit the reads wait for, the bytes the next read may take,
+    /// and the wait before it.
+    pace: Option<Arc<Limiter>>,
+    granted: Option<usize>,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl FileBody {
@@ -319,8 +336,30 @@ impl Stream for FileBody {
                 Err(e) => Poll::Ready(Some(Err(e))),
             };
         }
+        let mut want = CHUNK.min(this.end - this.pos) as usize;
+        if let Some(l) = &this.pace {
+            // Paced: the next read takes a piece of the limit, once its wait is over.
+            let granted = match this.granted {
+                Some(n) => n,
+                None => {
+                    let n = want.min(l.piece());
+                    let wait = l.reserve(n as u64);
+                    if !wait.is_zero() {
+                        this.wait = Some(Box::pin(tokio::time::sleep(wait)));
+                    }
+                    this.granted = Some(n);
+                    n
+                }
+            };
+            if let Some(w) = this.wait.as_mut() {
+                ready!(w.as_mut().poll(cx));
+                this.wait = None;
+            }
+            this.granted = None;
+            want = granted;
+        }
         let (file, path) = (this.file.clone(), this.path.clone());
-        let (at, want) = (this.pos, CHUNK.min(this.end - this.pos) as usize);
+        let at = this.pos;
         this.pending = Some(tokio::task::spawn_blocking(move || {
             let file = match file {
                 Some(f) => f,

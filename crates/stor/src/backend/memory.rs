@@ -10,19 +10,32 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use md5::{Digest, Md5};
 
-use super::common::{collect_body, etag_of, info_from_opts, slice_range};
+use super::common::{check_condition, collect_body, etag_of, info_from_opts, slice_range};
 use super::{
-    list_sorted, Backend, Body, ByteStream, Capabilities, CompletedPart, GetResponse, Multipart,
-    PartCopySource, PendingUpload,
+    list_sorted, Backend, Body, ByteStream, Capabilities, CompletedPart, CopySource, GetResponse,
+    Multipart, PartCopySource, PendingUpload, Tagging,
 };
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::{Error, ErrorKind, Result};
-use crate::types::{ByteRange, DeleteResult, ListOptions, ListPage, ObjectInfo, UploadOptions};
+use crate::types::{
+    ByteRange, DeleteResult, ListOptions, ListPage, ObjectInfo, UploadOptions, WriteCondition,
+};
+
+type Tags = BTreeMap<String, String>;
 
 #[derive(Clone)]
 struct Object {
     data: Bytes,
     info: ObjectInfo,
+    tags: Tags,
+}
+
+impl State {
+    /// The ETag of the object `key` holds now, for a write's condition.
+    fn current(&self, bucket: &str, key: &str) -> Option<&str> {
+        let objs = self.buckets.get(bucket)?;
+        objs.get(key.as_bytes())?.info.etag.as_deref()
+    }
 }
 
 struct Upload {
@@ -104,11 +117,17 @@ impl Backend for MemoryBackend {
             parallel_ranges: true,
             streaming_bodies: true,
             conditional_reads: true,
+            conditional_writes: true,
+            tags: true,
             ..Capabilities::default()
         }
     }
 
     fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+
+    fn tagging(&self) -> Option<&dyn Tagging> {
         Some(self)
     }
 
@@ -162,11 +181,17 @@ impl Backend for MemoryBackend {
         let etag = etag_of(&data);
         info.etag = Some(etag.clone());
         let mut st = self.lock();
+        if !st.buckets.contains_key(bucket) {
+            return Err(no_bucket(bucket));
+        }
+        // Checked and written under one lock: the condition holds at the write.
+        check_condition(st.current(bucket, key), opts.condition.as_ref())?;
         let objs = st
             .buckets
             .get_mut(bucket)
             .ok_or_else(|| no_bucket(bucket))?;
-        objs.insert(key.as_bytes().to_vec(), Object { data, info });
+        let tags = opts.tags.clone();
+        objs.insert(key.as_bytes().to_vec(), Object { data, info, tags });
         Ok(Some(etag))
     }
 
@@ -262,6 +287,30 @@ impl Backend for MemoryBackend {
         dst_key: &str,
         replace: Option<&UploadOptions>,
     ) -> Result<Option<String>> {
+        let src = CopySource {
+            bucket: src_bucket,
+            key: src_key,
+            version_id: None,
+        };
+        self.copy_object_with(&src, dst_bucket, dst_key, replace, None)
+            .await
+    }
+
+    async fn copy_object_with(
+        &self,
+        src: &CopySource<'_>,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<&UploadOptions>,
+        condition: Option<&WriteCondition>,
+    ) -> Result<Option<String>> {
+        if src.version_id.is_some() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "the memory store keeps no versions",
+            ));
+        }
+        let (src_bucket, src_key) = (src.bucket, src.key);
         let mut st = self.lock();
         let src = st
             .buckets
@@ -270,6 +319,10 @@ impl Backend for MemoryBackend {
             .get(src_key.as_bytes())
             .cloned()
             .ok_or_else(no_key)?;
+        if !st.buckets.contains_key(dst_bucket) {
+            return Err(no_bucket(dst_bucket));
+        }
+        check_condition(st.current(dst_bucket, dst_key), condition)?;
         let dst = st
             .buckets
             .get_mut(dst_bucket)
@@ -283,14 +336,48 @@ impl Backend for MemoryBackend {
         info.last_modified = Some(SystemTime::now());
         info.etag = src.info.etag.clone();
         let etag = info.etag.clone();
+        let tags = match replace {
+            Some(o) => o.tags.clone(),
+            None => src.tags,
+        };
         dst.insert(
             dst_key.as_bytes().to_vec(),
             Object {
                 data: src.data,
                 info,
+                tags,
             },
         );
         Ok(etag)
+    }
+}
+
+#[async_trait]
+impl Tagging for MemoryBackend {
+    async fn get_tags(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Tags> {
+        if version_id.is_some() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "the memory store keeps no versions",
+            ));
+        }
+        let st = self.lock();
+        let objs = st.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?;
+        Ok(objs.get(key.as_bytes()).ok_or_else(no_key)?.tags.clone())
+    }
+
+    async fn put_tags(&self, bucket: &str, key: &str, tags: &Tags) -> Result<()> {
+        let mut st = self.lock();
+        let objs = st
+            .buckets
+            .get_mut(bucket)
+            .ok_or_else(|| no_bucket(bucket))?;
+        objs.get_mut(key.as_bytes()).ok_or_else(no_key)?.tags = tags.clone();
+        Ok(())
+    }
+
+    async fn delete_tags(&self, bucket: &str, key: &str) -> Result<()> {
+        self.put_tags(bucket, key, &Tags::new()).await
     }
 }
 
@@ -350,6 +437,12 @@ impl Multipart for MemoryBackend {
         upload_id: &str,
         part_number: i32,
     ) -> Result<String> {
+        if src.version_id.is_some() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "the memory store keeps no versions",
+            ));
+        }
         let obj = {
             let st = self.lock();
             let objs = st
@@ -382,9 +475,28 @@ impl Multipart for MemoryBackend {
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        checksum: Option<&Checksum>,
+    ) -> Result<Option<String>> {
+        self.complete_multipart_if(bucket, key, upload_id, parts, checksum, None)
+            .await
+    }
+
+    async fn complete_multipart_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
         _checksum: Option<&Checksum>,
+        condition: Option<&WriteCondition>,
     ) -> Result<Option<String>> {
         let mut st = self.lock();
+        if !st.uploads.contains_key(upload_id) {
+            return Err(no_upload());
+        }
+        // A failed condition leaves the upload in place, as S3 does: its owner
+        // aborts it.
+        check_condition(st.current(bucket, key), condition)?;
         let up = st.uploads.remove(upload_id).ok_or_else(no_upload)?;
         let mut data = BytesMut::new();
         let mut md5s = Vec::new();
@@ -410,6 +522,7 @@ impl Multipart for MemoryBackend {
             Object {
                 data: data.freeze(),
                 info,
+                tags: up.opts.tags,
             },
         );
         Ok(Some(etag))

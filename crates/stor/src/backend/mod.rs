@@ -16,10 +16,12 @@ use bytes::Bytes;
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::config::{StorageConfig, StorageType};
 use crate::error::Result;
+use crate::post::{PostKey, PresignPostOptions, PresignedPost};
 use crate::types::{
     ByteRange, DeleteResult, ListOptions, ListPage, ObjectInfo, PresignOptions, SweepReport,
-    UploadOptions,
+    UploadOptions, WriteCondition,
 };
+use crate::versions::{DeletedVersion, VersionPage, Versioning};
 
 mod common;
 mod file_body;
@@ -44,6 +46,9 @@ pub enum Body {
     /// A stream of unknown length. Only for backends with
     /// [`Capabilities::streaming_bodies`]; never retried.
     Stream(ByteStream),
+    /// A stream of exactly this many bytes (how the engine sends bytes in memory
+    /// paced by a bandwidth limit). Every backend takes it; never retried.
+    Sized(ByteStream, u64),
 }
 
 impl Body {
@@ -53,6 +58,7 @@ impl Body {
             Body::Bytes(b) => Some(b.len() as u64),
             Body::File(r) => Some(r.len),
             Body::Stream(_) => None,
+            Body::Sized(_, n) => Some(*n),
         }
     }
 
@@ -67,7 +73,7 @@ impl Body {
         match self {
             Body::Bytes(b) => Ok(Replay::Bytes(b)),
             Body::File(r) => Ok(Replay::File(r)),
-            Body::Stream(s) => Err(s),
+            Body::Stream(s) | Body::Sized(s, _) => Err(s),
         }
     }
 }
@@ -102,6 +108,7 @@ impl fmt::Debug for Body {
             Body::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
             Body::File(r) => write!(f, "Body::{r:?}"),
             Body::Stream(_) => f.write_str("Body::Stream"),
+            Body::Sized(_, n) => write!(f, "Body::Sized({n} bytes)"),
         }
     }
 }
@@ -142,6 +149,19 @@ pub struct PartCopySource<'a> {
     pub etag: Option<&'a str>,
     /// Bytes to copy.
     pub range: ByteRange,
+    /// This version of the source (stores with [`Capabilities::versioning`]).
+    pub version_id: Option<&'a str>,
+}
+
+/// The source of a copy: an object, or one version of it.
+#[derive(Debug, Clone, Copy)]
+pub struct CopySource<'a> {
+    /// Source bucket.
+    pub bucket: &'a str,
+    /// Source key.
+    pub key: &'a str,
+    /// This version rather than the current one.
+    pub version_id: Option<&'a str>,
 }
 
 /// A multipart upload that was started and not completed or aborted.
@@ -185,6 +205,17 @@ pub struct Capabilities {
     pub native_checksums: bool,
     /// Reads honour If-Match (a download pins the version it started on).
     pub conditional_reads: bool,
+    /// Buckets can keep every version of an object ([`Backend::versions`]). The
+    /// local store does not.
+    pub versioning: bool,
+    /// Writes take a [`WriteCondition`] (create-only, If-Match) that the store
+    /// checks atomically with the write: single PUTs, multipart completions and
+    /// copies.
+    pub conditional_writes: bool,
+    /// Objects carry tags ([`Backend::tagging`]), set on upload and kept by copies.
+    pub tags: bool,
+    /// [`Backend::presign_post`] makes browser form uploads (a POST policy).
+    pub presign_post: bool,
 }
 
 /// The operations every store offers. One request per call; see the module docs.
@@ -310,6 +341,113 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn endpoint_url(&self) -> Option<String> {
         None
     }
+
+    /// A copy with what [`Backend::copy_object`] lacks: a version of the source, a
+    /// condition on the destination (stores with [`Capabilities::versioning`] or
+    /// [`Capabilities::conditional_writes`] implement it; the default takes plain
+    /// copies only).
+    async fn copy_object_with(
+        &self,
+        src: &CopySource<'_>,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<&UploadOptions>,
+        condition: Option<&WriteCondition>,
+    ) -> Result<Option<String>> {
+        match (src.version_id, condition) {
+            (None, None) => {
+                self.copy_object(src.bucket, src.key, dst_bucket, dst_key, replace)
+                    .await
+            }
+            _ => Err(crate::Error::new(
+                crate::ErrorKind::Unsupported,
+                format!(
+                    "the {} store copies neither versions nor on conditions",
+                    self.scheme()
+                ),
+            )),
+        }
+    }
+
+    /// Bucket versioning, for stores whose [`Capabilities::versioning`] is set.
+    fn versions(&self) -> Option<&dyn Versions> {
+        None
+    }
+
+    /// Object tags, for stores whose [`Capabilities::tags`] is set.
+    fn tagging(&self) -> Option<&dyn Tagging> {
+        None
+    }
+
+    /// A browser form upload (URL and form fields signed with a POST policy), for
+    /// stores whose [`Capabilities::presign_post`] is set.
+    async fn presign_post(
+        &self,
+        bucket: &str,
+        key: &PostKey,
+        opts: &PresignPostOptions,
+    ) -> Result<PresignedPost> {
+        let _ = (bucket, key, opts);
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!(
+                "the {} store has no HTTP endpoint for browser uploads; presigned POST \
+                 needs an s3:// URL",
+                self.scheme()
+            ),
+        ))
+    }
+}
+
+/// Bucket versioning: the requests of a store that keeps every version of an
+/// object. One request per call, like [`Backend`].
+#[async_trait]
+pub trait Versions: Send + Sync {
+    /// Turns versioning on (`true`) or suspends it (`false`).
+    async fn set_versioning(&self, bucket: &str, enabled: bool) -> Result<()>;
+    /// The bucket's versioning state.
+    async fn versioning(&self, bucket: &str) -> Result<Versioning>;
+    /// One page of versions and delete markers, newest first per key; paged by
+    /// `req.continuation_token` (opaque), at most `req.max_keys` (1..=1000).
+    async fn list_versions(&self, bucket: &str, req: &ListOptions) -> Result<VersionPage>;
+    /// One version's info (a delete marker is `KeyNotFound`).
+    async fn head_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<ObjectInfo>;
+    /// Reads one version or a range of it.
+    async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+        range: Option<ByteRange>,
+    ) -> Result<GetResponse>;
+    /// Removes up to 1000 versions (or delete markers) for good; per-version
+    /// results, in order. Absent versions are not an error.
+    async fn delete_versions(
+        &self,
+        bucket: &str,
+        versions: &[(String, String)],
+    ) -> Result<Vec<DeletedVersion>>;
+}
+
+/// Object tags. One request per call, like [`Backend`].
+#[async_trait]
+pub trait Tagging: Send + Sync {
+    /// An object's tags (of `version_id` when given).
+    async fn get_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<std::collections::BTreeMap<String, String>>;
+    /// Replaces an object's tags.
+    async fn put_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()>;
+    /// Removes an object's tags.
+    async fn delete_tags(&self, bucket: &str, key: &str) -> Result<()>;
 }
 
 /// Multipart uploads: the primitives the engine builds large uploads and copies
@@ -370,6 +508,29 @@ pub trait Multipart: Send + Sync {
         bucket: &str,
         prefix: &str,
     ) -> Result<Vec<PendingUpload>>;
+    /// [`Multipart::complete_multipart`] only if `condition` holds of the object
+    /// the key holds then, checked atomically with the completion (stores with
+    /// [`Capabilities::conditional_writes`]; the default takes no condition).
+    async fn complete_multipart_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        checksum: Option<&Checksum>,
+        condition: Option<&WriteCondition>,
+    ) -> Result<Option<String>> {
+        match condition {
+            None => {
+                self.complete_multipart(bucket, key, upload_id, parts, checksum)
+                    .await
+            }
+            Some(_) => Err(crate::Error::new(
+                crate::ErrorKind::Unsupported,
+                "this store completes multipart uploads on no condition",
+            )),
+        }
+    }
 }
 
 /// Opens the backend a config names: S3 (credentials and region from the config,

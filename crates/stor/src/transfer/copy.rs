@@ -4,13 +4,16 @@
 
 use std::time::Instant;
 
-use super::multipart::{MultipartUpload, PartBody};
+use super::multipart::{fails_now, MultipartUpload, PartBody};
 use super::parts::copy_ranges;
+use super::upload::{check_write_options, condition_error};
+use crate::backend::CopySource;
 use crate::checksum;
 use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reserved::MOVE_MARKER;
 use crate::types::{CopyOptions, ObjectInfo, TransferResult, UploadOptions};
+use crate::versions::versions_of;
 
 /// The headers and metadata a copy carries over when it cannot use S3's COPY
 /// directive (a multipart copy starts a new upload).
@@ -26,6 +29,33 @@ pub(crate) fn options_of(info: &ObjectInfo) -> UploadOptions {
         storage_class: info.storage_class.clone(),
         ..UploadOptions::default()
     }
+}
+
+/// What a copy that starts a new object carries over from its source: headers,
+/// metadata and, on stores with tags, the source's tags (of its version).
+async fn carried_options(core: &Core, src: &ObjectInfo) -> Result<UploadOptions> {
+    let mut o = options_of(src);
+    if let Some(t) = core.backend.tagging().filter(|_| core.caps.tags) {
+        let v = src.version_id.as_deref();
+        let (tags, _) = core
+            .request(|_| t.get_tags(&src.bucket, &src.key, v))
+            .await?;
+        o.tags = tags;
+    }
+    Ok(o)
+}
+
+/// The source's info: its current version, or the one asked for.
+async fn head(core: &Core, bucket: &str, key: &str, version: Option<&str>) -> Result<ObjectInfo> {
+    let be = &core.backend;
+    let (info, _) = match version {
+        None => core.request(|_| be.head_object(bucket, key)).await?,
+        Some(v) => {
+            let vs = versions_of(&**be)?;
+            core.request(|_| vs.head_version(bucket, key, v)).await?
+        }
+    };
+    Ok(info)
 }
 
 /// Server-side copy; the source's HEAD gives the size and a clear error (bucket or
@@ -44,7 +74,15 @@ pub(crate) async fn copy(
 ) -> Result<TransferResult> {
     let start = Instant::now();
     let be = &core.backend;
-    let (src, _) = core.request(|_| be.head_object(sb, sk)).await?;
+    if let Some(r) = &opts.replace {
+        check_write_options(core, r)?;
+    }
+    let cond = opts.condition.as_ref();
+    if cond.is_some() {
+        check_write_options(core, &UploadOptions::default().create_only())?;
+    }
+    let version = opts.version_id.as_deref();
+    let src = head(core, sb, sk, version).await?;
     core.ensure_bucket(db).await?;
     let sum = checksum::stored_in(&src.metadata);
     let mut replace = opts.replace.clone();
@@ -62,7 +100,11 @@ pub(crate) async fn copy(
                 .enumerate()
                 .map(|(i, r)| Ok((i as i32 + 1, PartBody::Copy(r), None))),
         );
-        let new_opts = replace.unwrap_or_else(|| options_of(&src));
+        let mut new_opts = match replace {
+            Some(r) => r,
+            None => carried_options(core, &src).await?,
+        };
+        new_opts.condition = opts.condition.clone();
         let (etag, attempts, _) = MultipartUpload {
             core,
             bucket: db,
@@ -77,8 +119,17 @@ pub(crate) async fn copy(
         .await?;
         (etag, attempts)
     } else {
-        core.request(|_| be.copy_object(sb, sk, db, dk, replace.as_ref()))
-            .await?
+        if let Some(c) = cond {
+            fails_now(core, db, dk, c).await?;
+        }
+        let from = CopySource {
+            bucket: sb,
+            key: sk,
+            version_id: version,
+        };
+        core.request(|_| be.copy_object_with(&from, db, dk, replace.as_ref(), cond))
+            .await
+            .map_err(|e| condition_error(e, cond))?
     };
     Ok(TransferResult {
         bucket: db.to_owned(),
@@ -104,6 +155,12 @@ pub(crate) async fn move_object(
     opts: &CopyOptions,
 ) -> Result<TransferResult> {
     let be = &core.backend;
+    if opts.version_id.is_some() {
+        return Err(Error::invalid(
+            "a move takes the current object; to move a version, copy it (with its \
+             version id) and delete that version",
+        ));
+    }
     if sb == db && sk == dk {
         // One key, new headers: replace them in place; nothing to delete.
         return copy(core, sb, sk, db, dk, opts).await;
@@ -119,10 +176,19 @@ pub(crate) async fn move_object(
         Err(e) if e.kind() == ErrorKind::KeyNotFound => None,
         Err(e) => return Err(e),
     };
+    // What the copy carries over when it must replace the headers to add the
+    // marker: the source's own (tags included, on stores with tags).
+    let own = match before {
+        Some(_) => Some(carried_options(core, &src).await?),
+        None => None,
+    };
     let marked = |m: &str, replace: Option<UploadOptions>| {
-        let mut r = replace.unwrap_or_else(|| options_of(&src));
+        let mut r = replace.or_else(|| own.clone()).unwrap_or_default();
         r.metadata.insert(MOVE_MARKER.to_owned(), m.to_owned());
-        CopyOptions { replace: Some(r) }
+        CopyOptions {
+            replace: Some(r),
+            ..opts.clone()
+        }
     };
     let same_object = || {
         Error::invalid(format!(
@@ -141,10 +207,11 @@ pub(crate) async fn move_object(
         let m = new_marker();
         copy(core, sb, sk, db, dk, &marked(&m, None)).await?;
         if carries(core, sb, sk, &m).await? {
-            let own = CopyOptions {
-                replace: Some(options_of(&src)),
+            let back = CopyOptions {
+                replace: own.clone(),
+                ..CopyOptions::default()
             };
-            if let Err(e) = copy(core, sb, sk, sb, sk, &own).await {
+            if let Err(e) = copy(core, sb, sk, sb, sk, &back).await {
                 tracing::warn!("could not remove the move marker from {from}: {e}");
             }
             return Err(same_object());

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::parts::{download_ranges, AUTO_PART_SIZE};
-use crate::backend::ByteStream;
+use crate::backend::{ByteStream, GetResponse};
 use crate::checksum::{self, Checksum, ChecksumAlgorithm, Hasher, Hashers, RangeChecksums};
 use crate::core::Core;
 use crate::destination::{Destination, Sweeps};
@@ -24,6 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::types::{
     ByteRange, DownloadOptions, Downloaded, ObjectInfo, ObjectStream, Progress, TransferResult,
 };
+use crate::versions::versions_of;
 
 /// Receives downloaded bytes at their offset in the object.
 type Sink<'a> = &'a (dyn Fn(u64, &[u8]) -> Result<()> + Sync);
@@ -37,13 +38,13 @@ async fn fetch_range(
     core: &Core,
     bucket: &str,
     key: &str,
+    version: Option<&str>,
     start: u64,
     end: u64,
     etag: Option<&str>,
     sink: Sink<'_>,
     sums: Option<(ChecksumAlgorithm, &RangeChecksums)>,
 ) -> Result<u32> {
-    let be = &core.backend;
     let pos = AtomicU64::new(start);
     let (_, attempts) = core
         .request(|_| async {
@@ -52,8 +53,7 @@ async fn fetch_range(
                 return Ok(());
             }
             let range = Some(ByteRange { start: p, end });
-            let resp = be
-                .get_object(bucket, key, range, etag)
+            let resp = get(core, bucket, key, version, range, etag)
                 .await
                 .map_err(changed)?;
             let mut body = resp.body;
@@ -122,6 +122,30 @@ async fn drain(
     Ok((written, hasher, broken))
 }
 
+/// One GET of the object, or of one version of it (which never changes, so needs
+/// no If-Match), its body read no faster than the download limit allows.
+async fn get(
+    core: &Core,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+    range: Option<ByteRange>,
+    etag: Option<&str>,
+) -> Result<GetResponse> {
+    let resp = match version {
+        None => core.backend.get_object(bucket, key, range, etag).await?,
+        Some(v) => {
+            versions_of(&*core.backend)?
+                .get_version(bucket, key, v, range)
+                .await?
+        }
+    };
+    Ok(GetResponse {
+        body: core.pace_down(resp.body),
+        ..resp
+    })
+}
+
 pub(super) fn changed(e: Error) -> Error {
     if e.kind() == ErrorKind::PreconditionFailed {
         Error::new(
@@ -148,9 +172,11 @@ struct First {
 /// that fits in a part then takes one plain GET); `sequential` reads in order, in
 /// one request resumed from its last byte (for a FIFO or device).
 #[derive(Default, Clone, Copy)]
-struct Fetch {
-    size_hint: Option<u64>,
-    sequential: bool,
+pub(crate) struct Fetch<'a> {
+    pub size_hint: Option<u64>,
+    pub sequential: bool,
+    /// This version rather than the current object.
+    pub version: Option<&'a str>,
 }
 
 /// What [`fetch_object`] got: the object's info, attempts, and the checksum it
@@ -177,11 +203,12 @@ async fn fetch_object(
     on_size: &(dyn Fn(u64) -> Result<()> + Sync),
     sink: Sink<'_>,
     progress: Option<&Progress>,
-    how: Fetch,
+    how: Fetch<'_>,
 ) -> Result<Fetched> {
     let Fetch {
         size_hint,
         sequential,
+        version,
     } = how;
     let be = &core.backend;
     // In order (a FIFO, a device) means one request, resumed from its last byte.
@@ -219,9 +246,9 @@ async fn fetch_object(
     let first = core.request(|_| async {
         let pin = pinned.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let pin = pin.as_deref();
-        let resp = match be.get_object(bucket, key, range, pin).await {
+        let resp = match get(core, bucket, key, version, range, pin).await {
             // A range of an empty object is "not satisfiable": read it whole.
-            Err(e) if e.status() == Some(416) => be.get_object(bucket, key, None, pin).await,
+            Err(e) if e.status() == Some(416) => get(core, bucket, key, version, None, pin).await,
             r => r,
         }
         .map_err(changed)?;
@@ -256,7 +283,9 @@ async fn fetch_object(
         let mut attempts = 0;
         let expected = match head.known {
             Some(k) => Some(k),
-            None if native => {
+            // (A version's native checksum would need a HEAD of that version: only
+            // its stor checksum is verified.)
+            None if native && version.is_none() => {
                 let (n, tries) = core
                     .request(|_| be.native_checksum(bucket, key, etag))
                     .await
@@ -272,7 +301,11 @@ async fn fetch_object(
             let conc = core.config.max_concurrency;
             let ranges = download_ranges(head.len, head.size, core.config.part_size, conc);
             let more: Vec<u32> = futures::stream::iter(ranges)
-                .map(|r| fetch_range(core, bucket, key, r.start, r.end, etag, sink, hashing))
+                .map(|r| {
+                    fetch_range(
+                        core, bucket, key, version, r.start, r.end, etag, sink, hashing,
+                    )
+                })
                 .buffer_unordered(conc.saturating_sub(1).max(1))
                 .try_collect()
                 .await?;
@@ -298,7 +331,10 @@ async fn fetch_object(
     }
     if got < first_len {
         // The connection broke: resume the rest of the first range, same version.
-        attempts += fetch_range(core, bucket, key, got, first_len, etag, sink, hashing).await?;
+        attempts += fetch_range(
+            core, bucket, key, version, got, first_len, etag, sink, hashing,
+        )
+        .await?;
     }
     let verified = match &expected {
         Some(exp) => {
@@ -350,6 +386,7 @@ pub(crate) async fn download_to_file(
     core: &Core,
     bucket: &str,
     key: &str,
+    version: Option<&str>,
     target: FileTarget<'_>,
     progress: Option<&Progress>,
     size_hint: Option<u64>,
@@ -378,7 +415,7 @@ pub(crate) async fn download_to_file(
             .await
             .map_err(|e| Error::new(ErrorKind::Other, e.to_string()))?
             .map_err(|e| Error::io(format!("opening {}", dev.display()), e))?;
-            return stream_into(core, bucket, key, &file, &dev, progress)
+            return stream_into(core, bucket, key, version, &file, &dev, progress)
                 .await
                 .map(|(info, got)| result(info, got));
         }
@@ -389,7 +426,7 @@ pub(crate) async fn download_to_file(
                 .try_clone_to_owned()
                 .map_err(|e| Error::io(format!("using {}", path.display()), e))?;
             let file = std::fs::File::from(owned);
-            return stream_into(core, bucket, key, &file, path, progress)
+            return stream_into(core, bucket, key, version, &file, path, progress)
                 .await
                 .map(|(info, got)| result(info, got));
         }
@@ -414,6 +451,7 @@ pub(crate) async fn download_to_file(
         Fetch {
             size_hint,
             sequential: false,
+            version,
         },
     )
     .await
@@ -456,6 +494,7 @@ async fn stream_into(
     core: &Core,
     bucket: &str,
     key: &str,
+    version: Option<&str>,
     file: &std::fs::File,
     path: &Path,
     progress: Option<&Progress>,
@@ -485,6 +524,7 @@ async fn stream_into(
         Fetch {
             size_hint: None,
             sequential: true,
+            version,
         },
     )
     .await
@@ -507,6 +547,7 @@ pub(crate) async fn download_to_memory(
     core: &Core,
     bucket: &str,
     key: &str,
+    version: Option<&str>,
     progress: Option<&Progress>,
 ) -> Result<Downloaded> {
     let start = Instant::now();
@@ -533,7 +574,10 @@ pub(crate) async fn download_to_memory(
         &on_size,
         &sink,
         progress,
-        Fetch::default(),
+        Fetch {
+            version,
+            ..Fetch::default()
+        },
     )
     .await
     .map_err(nothing_kept)?;
@@ -599,10 +643,22 @@ pub(crate) async fn open_stream(
     key: &str,
     opts: DownloadOptions,
 ) -> Result<ObjectStream> {
-    let be = &core.backend;
+    let version = opts.version_id.as_deref();
+    if version.is_some() && opts.if_match.is_some() {
+        return Err(Error::invalid(
+            "a version never changes: give a version id or if_match, not both",
+        ));
+    }
     let ((resp, permit), _) = core
         .request_holding_permit(|_| {
-            be.get_object(bucket, key, opts.range, opts.if_match.as_deref())
+            get(
+                core,
+                bucket,
+                key,
+                version,
+                opts.range,
+                opts.if_match.as_deref(),
+            )
         })
         .await?;
     let mut body: ByteStream = Box::pin(resp.body.map(move |c| {

@@ -9,11 +9,12 @@ use std::time::Instant;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::upload::condition_error;
 use crate::backend::{Backend, CompletedPart, Multipart, PartCopySource, Replay};
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
-use crate::types::{ByteRange, ObjectInfo, Progress, UploadOptions};
+use crate::types::{ByteRange, ObjectInfo, Progress, UploadOptions, WriteCondition};
 
 /// What a part is made of: bytes sent, or a range of another object copied
 /// server-side (UploadPartCopy).
@@ -58,6 +59,13 @@ impl MultipartUpload<'_> {
         let core = self.core;
         let (bucket, key, checksum) = (self.bucket, self.key, self.checksum);
         let mp = multipart_of(&*core.backend)?;
+        let cond = self.opts.condition.as_ref();
+        if let Some(c) = cond {
+            // Before any part is sent, so a large write that cannot succeed does not
+            // send its bytes first. Only a shortcut: the store checks the condition
+            // again, atomically, at the completion.
+            fails_now(core, bucket, key, c).await?;
+        }
         let (guard, _) = core
             .request(|_| create(core.backend.clone(), bucket, key, self.opts, checksum))
             .await?;
@@ -89,8 +97,9 @@ impl MultipartUpload<'_> {
             let whole = before_complete()?;
             done.sort_by_key(|p| p.part_number);
             let (etag, attempts) = core
-                .request(|_| mp.complete_multipart(bucket, key, id, &done, whole.as_ref()))
-                .await?;
+                .request(|_| mp.complete_multipart_if(bucket, key, id, &done, whole.as_ref(), cond))
+                .await
+                .map_err(|e| condition_error(e, cond))?;
             max_attempts.fetch_max(attempts, Ordering::Relaxed);
             Ok::<_, Error>(etag)
         };
@@ -119,8 +128,11 @@ impl MultipartUpload<'_> {
         let (core, bucket, key) = (self.core, self.bucket, self.key);
         let sent = match body {
             PartBody::Data(b) => {
-                core.request(|_| mp.upload_part(bucket, key, id, n, b.body(), self.checksum))
-                    .await
+                core.request(|_| {
+                    let body = core.pace_up(b.body());
+                    mp.upload_part(bucket, key, id, n, body, self.checksum)
+                })
+                .await
             }
             PartBody::Copy(range) => {
                 let src = self.copy_from.ok_or_else(|| {
@@ -131,6 +143,7 @@ impl MultipartUpload<'_> {
                     key: &src.key,
                     etag: src.etag.as_deref(),
                     range: *range,
+                    version_id: src.version_id.as_deref(),
                 };
                 core.request(|_| mp.upload_part_copy(&from, bucket, key, id, n))
                     .await
@@ -147,6 +160,47 @@ impl MultipartUpload<'_> {
         };
         sent.map_err(|e| e.prefixed(&format!("part {n}")))
     }
+}
+
+/// Fails when `cond` already fails for the object the key holds (one HEAD): a
+/// shortcut before a write that takes long, and a guard on engines that ignore the
+/// condition's header on some requests (moto on CopyObject and on an If-Match
+/// CompleteMultipartUpload). The store's own check at the write is what counts.
+pub(super) async fn fails_now(
+    core: &Core,
+    bucket: &str,
+    key: &str,
+    cond: &WriteCondition,
+) -> Result<()> {
+    let current = match core
+        .request(|_| core.backend.head_object(bucket, key))
+        .await
+    {
+        Ok((info, _)) => Some(info.etag.unwrap_or_default()),
+        Err(e) if e.kind() == ErrorKind::KeyNotFound => None,
+        // Cannot tell (a HEAD refused to write-only credentials): the completion will.
+        Err(_) => return Ok(()),
+    };
+    let failed = match (cond, &current) {
+        (WriteCondition::IfAbsent, Some(_)) => ErrorKind::AlreadyExists,
+        (WriteCondition::IfMatch(_), None) => ErrorKind::PreconditionFailed,
+        (WriteCondition::IfMatch(want), Some(now)) if now != want.trim_matches('"') => {
+            ErrorKind::PreconditionFailed
+        }
+        _ => return Ok(()),
+    };
+    let msg = match cond {
+        WriteCondition::IfAbsent => {
+            "the key already holds an object and the write was create-only; nothing was \
+             written"
+                .to_owned()
+        }
+        WriteCondition::IfMatch(t) => format!(
+            "the object is no longer the one with ETag {t} (it changed or is gone); nothing \
+             was written"
+        ),
+    };
+    Err(Error::new(failed, msg))
 }
 
 /// CreateMultipartUpload in a task of its own, answering with an armed

@@ -21,7 +21,7 @@ use crate::checksum::{Checksum, ChecksumAlgorithm, Hasher};
 use crate::config::{MAX_PARTS, MIB};
 use crate::core::{kib, Core};
 use crate::error::{Error, ErrorKind, Result};
-use crate::types::{Progress, TransferResult, UploadOptions};
+use crate::types::{Progress, TransferResult, UploadOptions, WriteCondition};
 
 /// Where an upload's bytes come from.
 pub(crate) enum Source {
@@ -63,6 +63,7 @@ pub(crate) async fn upload(
         }
         _ => None,
     };
+    check_write_options(core, opts)?;
     core.ensure_bucket(bucket).await?;
     let cfg = &core.config;
     let threshold = cfg.multipart_threshold;
@@ -553,10 +554,20 @@ async fn put_single(
     opts: &UploadOptions,
 ) -> Result<(Option<String>, u32)> {
     let be = &core.backend;
+    let cond = opts.condition.as_ref();
     match body.replay() {
         Ok(r) => {
-            core.request(|_| be.put_object(bucket, key, r.body(), opts))
+            let len = r.len();
+            let sent = core
+                .request(|_| be.put_object(bucket, key, core.pace_up(r.body()), opts))
                 .await
+                .map_err(|e| condition_error(e, cond));
+            match sent {
+                Err(e) if retried_into_itself(&e, cond) => {
+                    ours_after_all(core, bucket, key, len, opts).await?.ok_or(e)
+                }
+                r => r,
+            }
         }
         Err(stream) => {
             // A stream cannot be replayed: one attempt, holding one request permit.
@@ -566,13 +577,93 @@ async fn put_single(
                     "the storage service was shut down",
                 )
             })?;
-            Ok((
-                be.put_object(bucket, key, Body::Stream(stream), opts)
-                    .await?,
-                1,
-            ))
+            let body = core.pace_up(Body::Stream(stream));
+            let etag = be
+                .put_object(bucket, key, body, opts)
+                .await
+                .map_err(|e| condition_error(e, cond))?;
+            Ok((etag, 1))
         }
     }
+}
+
+/// Refuses what the store cannot do before anything is sent: tags on a store
+/// without them, a condition on a store that cannot check it atomically.
+pub(super) fn check_write_options(core: &Core, opts: &UploadOptions) -> Result<()> {
+    if !opts.tags.is_empty() && !core.caps.tags {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the {} store keeps no object tags", core.scheme()),
+        ));
+    }
+    if opts.condition.is_some() && !core.caps.conditional_writes {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "the {} store cannot check a write's condition atomically; nothing was \
+                 written",
+                core.scheme()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A failed write condition in stor's words and kinds: create-only is
+/// `AlreadyExists`, If-Match `PreconditionFailed` (also when the key holds nothing,
+/// which some engines answer with 404). S3 engines answer both with 412; the local
+/// and memory stores already say it this way.
+pub(crate) fn condition_error(e: Error, cond: Option<&WriteCondition>) -> Error {
+    let from_server = e.status().is_some() || e.code().is_some();
+    let (kind, msg) = match (cond, e.kind()) {
+        (Some(WriteCondition::IfAbsent), ErrorKind::PreconditionFailed) if from_server => (
+            ErrorKind::AlreadyExists,
+            "the key already holds an object and the write was create-only; nothing was \
+             written"
+                .to_owned(),
+        ),
+        (Some(WriteCondition::IfMatch(t)), ErrorKind::PreconditionFailed) if from_server => (
+            ErrorKind::PreconditionFailed,
+            format!(
+                "the object is no longer the one with ETag {t} (it changed or is gone); \
+                 nothing was written"
+            ),
+        ),
+        (Some(WriteCondition::IfMatch(t)), ErrorKind::KeyNotFound) if from_server => (
+            ErrorKind::PreconditionFailed,
+            format!("no object holds the key, so its ETag is not {t}; nothing was written"),
+        ),
+        _ => return e,
+    };
+    Error::new(kind, msg).with_attempts(e.attempts(), e.elapsed().unwrap_or_default())
+}
+
+/// A create-only PUT that failed as "exists" after a retry: the attempt that
+/// timed out may have been stored, and the retry then ran into it.
+fn retried_into_itself(e: &Error, cond: Option<&WriteCondition>) -> bool {
+    e.kind() == ErrorKind::AlreadyExists
+        && e.attempts() > 1
+        && cond == Some(&WriteCondition::IfAbsent)
+}
+
+/// Whether the object the key holds is the one this upload sent (its size and
+/// the stor checksum it carries are ours): then an earlier attempt of this very
+/// upload created it. `None` when it is someone else's, or cannot be told.
+async fn ours_after_all(
+    core: &Core,
+    bucket: &str,
+    key: &str,
+    len: u64,
+    opts: &UploadOptions,
+) -> Result<Option<(Option<String>, u32)>> {
+    let Some(ours) = crate::checksum::stored_in(&opts.metadata) else {
+        return Ok(None);
+    };
+    let (there, attempts) = core
+        .request(|_| core.backend.head_object(bucket, key))
+        .await?;
+    let same = there.size == len && crate::checksum::stored_in(&there.metadata) == Some(ours);
+    Ok(same.then_some((there.etag, attempts)))
 }
 
 /// Makes the body of [`Body::Stream`] from an `AsyncRead`.

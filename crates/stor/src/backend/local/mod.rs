@@ -39,11 +39,12 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use self::sweep::{Creating, InFlight};
-use super::common::{info_from_opts, slice_range};
-use super::{list_sorted, Backend, Body, Capabilities, GetResponse};
+use super::common::{check_condition, info_from_opts, slice_range};
+use super::{list_sorted, Backend, Body, Capabilities, CopySource, GetResponse, Tagging};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{
     ByteRange, DeleteResult, ListOptions, ListPage, ObjectInfo, SweepReport, UploadOptions,
+    WriteCondition,
 };
 
 mod sweep;
@@ -66,9 +67,16 @@ CREATE TABLE IF NOT EXISTS objects (
     storage_class       TEXT,
     metadata            TEXT NOT NULL,
     blob                TEXT NOT NULL,
+    tags                TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (bucket, key)
 ) WITHOUT ROWID;
 ";
+
+/// Columns added since the first schema, with their definitions: an index made by
+/// an older stor gets them at open (old rows take the default).
+const ADDED_COLUMNS: [(&str, &str); 1] = [("tags", "TEXT NOT NULL DEFAULT '{}'")];
+
+type Tags = std::collections::BTreeMap<String, String>;
 
 /// The local backend.
 pub struct LocalBackend {
@@ -153,6 +161,7 @@ fn ensure_real_dir(p: &Path) -> Result<()> {
 struct Row {
     info: ObjectInfo,
     blob: String,
+    tags: Tags,
 }
 
 fn row_to_info(bucket: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -169,14 +178,31 @@ fn row_to_info(bucket: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     info.storage_class = r.get("storage_class")?;
     let meta: String = r.get("metadata")?;
     info.metadata = serde_json::from_str(&meta).unwrap_or_default();
+    let tags: String = r.get("tags")?;
     Ok(Row {
         info,
         blob: r.get("blob")?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
     })
 }
 
 const SELECT_ROW: &str = "SELECT key, size, etag, modified_ms, content_type, cache_control, \
-    content_disposition, content_encoding, storage_class, metadata, blob FROM objects";
+    content_disposition, content_encoding, storage_class, metadata, blob, tags FROM objects";
+
+/// Adds the columns of [`ADDED_COLUMNS`] an older index lacks.
+fn add_missing_columns(conn: &Connection) -> Result<()> {
+    let have: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('objects')")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .map_err(db_err)?;
+    for (name, def) in ADDED_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE objects ADD COLUMN {name} {def}"))
+                .map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
 
 impl LocalBackend {
     /// Opens (creating when needed) a store rooted at `root`.
@@ -206,6 +232,7 @@ impl LocalBackend {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        add_missing_columns(&conn)?;
         // Temp files of writers that died: cheap, tmp/ holds only writes in progress
         // (blobs/ can be large, so orphan blobs wait for `sweep`). Never fatal: the
         // store works with them there.
@@ -332,7 +359,7 @@ impl LocalBackend {
                             .map_err(|e| Error::io("writing to the local store", e))?;
                     }
                 }
-                Body::Stream(mut s) => {
+                Body::Stream(mut s) | Body::Sized(mut s, _) => {
                     while let Some(chunk) = s.next().await {
                         let chunk = chunk?;
                         md5.update(&chunk);
@@ -377,7 +404,14 @@ impl LocalBackend {
 
     /// Points `(bucket, key)` at a stored blob and removes the blob it replaces.
     /// `in_flight` is let go only once the commit is done (or failed).
-    async fn commit(&self, info: ObjectInfo, blob: String, in_flight: InFlight) -> Result<()> {
+    async fn commit(
+        &self,
+        info: ObjectInfo,
+        tags: Tags,
+        blob: String,
+        in_flight: InFlight,
+        condition: Option<WriteCondition>,
+    ) -> Result<()> {
         let new_blob = blob.clone();
         let res = self
             .with_db(move |c| {
@@ -395,14 +429,21 @@ impl LocalBackend {
                 if exists.is_none() {
                     return Ok(Err(no_bucket(&info.bucket)));
                 }
-                let old: Option<String> = tx
+                let old: Option<(String, String)> = tx
                     .query_row(
-                        "SELECT blob FROM objects WHERE bucket = ?1 AND key = ?2",
+                        "SELECT blob, etag FROM objects WHERE bucket = ?1 AND key = ?2",
                         params![info.bucket, info.key.as_bytes()],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()
                     .map_err(db_err)?;
+                // Checked inside the write transaction: no other writer in any
+                // process can come between the check and the commit.
+                let current = old.as_ref().map(|(_, etag)| etag.as_str());
+                if let Err(e) = check_condition(current, condition.as_ref()) {
+                    return Ok(Err(e));
+                }
+                let old = old.map(|(blob, _)| blob);
                 let modified = info
                     .last_modified
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -411,8 +452,8 @@ impl LocalBackend {
                 tx.execute(
                     "INSERT OR REPLACE INTO objects (bucket, key, size, etag, modified_ms, \
                      content_type, cache_control, content_disposition, content_encoding, \
-                     storage_class, metadata, blob) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     storage_class, metadata, blob, tags) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     params![
                         info.bucket,
                         info.key.as_bytes(),
@@ -426,6 +467,7 @@ impl LocalBackend {
                         info.storage_class,
                         serde_json::to_string(&info.metadata).unwrap_or_else(|_| "{}".into()),
                         blob,
+                        serde_json::to_string(&tags).unwrap_or_else(|_| "{}".into()),
                     ],
                 )
                 .map_err(db_err)?;
@@ -460,8 +502,14 @@ impl Backend for LocalBackend {
         Capabilities {
             streaming_bodies: true,
             conditional_reads: true,
+            conditional_writes: true,
+            tags: true,
             ..Capabilities::default()
         }
+    }
+
+    fn tagging(&self) -> Option<&dyn Tagging> {
+        Some(self)
     }
 
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
@@ -552,7 +600,9 @@ impl Backend for LocalBackend {
         let (blob, size, md5, in_flight) = self.write_blob(body).await?;
         let mut info = info_from_opts(bucket, key, size, opts);
         info.etag = Some(md5.clone());
-        self.commit(info, blob, in_flight).await?;
+        let cond = opts.condition.clone();
+        self.commit(info, opts.tags.clone(), blob, in_flight, cond)
+            .await?;
         Ok(Some(md5))
     }
 
@@ -701,7 +751,30 @@ impl Backend for LocalBackend {
         dst_key: &str,
         replace: Option<&UploadOptions>,
     ) -> Result<Option<String>> {
-        let src = self.lookup(src_bucket, src_key).await?;
+        let src = CopySource {
+            bucket: src_bucket,
+            key: src_key,
+            version_id: None,
+        };
+        self.copy_object_with(&src, dst_bucket, dst_key, replace, None)
+            .await
+    }
+
+    async fn copy_object_with(
+        &self,
+        src: &CopySource<'_>,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<&UploadOptions>,
+        condition: Option<&WriteCondition>,
+    ) -> Result<Option<String>> {
+        if src.version_id.is_some() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "the local store keeps no versions",
+            ));
+        }
+        let src = self.lookup(src.bucket, src.key).await?;
         self.require_bucket(dst_bucket).await?;
         // Blobs are immutable, so a hard link is a safe, O(1) copy.
         let name = new_blob_name();
@@ -728,7 +801,12 @@ impl Backend for LocalBackend {
         info.etag = src.info.etag.clone();
         info.last_modified = Some(SystemTime::now());
         let etag = info.etag.clone();
-        self.commit(info, name, in_flight).await?;
+        let tags = match replace {
+            Some(o) => o.tags.clone(),
+            None => src.tags,
+        };
+        self.commit(info, tags, name, in_flight, condition.cloned())
+            .await?;
         Ok(etag)
     }
 
@@ -757,6 +835,42 @@ impl Backend for LocalBackend {
         report +=
             std::mem::take(&mut *self.swept_at_open.lock().unwrap_or_else(|p| p.into_inner()));
         Ok(report)
+    }
+}
+
+#[async_trait]
+impl Tagging for LocalBackend {
+    async fn get_tags(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<Tags> {
+        if version_id.is_some() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "the local store keeps no versions",
+            ));
+        }
+        Ok(self.lookup(bucket, key).await?.tags)
+    }
+
+    async fn put_tags(&self, bucket: &str, key: &str, tags: &Tags) -> Result<()> {
+        let (b, k) = (bucket.to_owned(), key.as_bytes().to_vec());
+        let json = serde_json::to_string(tags).unwrap_or_else(|_| "{}".into());
+        let updated = self
+            .with_db(move |c| {
+                c.execute(
+                    "UPDATE objects SET tags = ?3 WHERE bucket = ?1 AND key = ?2",
+                    params![b, k, json],
+                )
+                .map_err(db_err)
+            })
+            .await?;
+        if updated == 0 {
+            // Which one is missing: the bucket or the key.
+            self.lookup(bucket, key).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_tags(&self, bucket: &str, key: &str) -> Result<()> {
+        self.put_tags(bucket, key, &Tags::new()).await
     }
 }
 
@@ -812,6 +926,46 @@ mod tests {
         std::fs::write(outside.path().join("secret"), b"outside data").unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), &blob).unwrap();
         assert!(b.get_object("bkt", "k", None, None).await.is_err());
+    }
+
+    /// An index made before tags existed opens: the column is added, old objects
+    /// read back with no tags, and take tags from then on.
+    #[tokio::test]
+    async fn an_index_from_before_tags_gets_the_column() {
+        let root = tempfile::tempdir().unwrap();
+        let b = LocalBackend::open(root.path()).unwrap();
+        b.create_bucket("bkt").await.unwrap();
+        put(&b, "old", b"kept").await.unwrap();
+        drop(b);
+        // Rebuild the table as the first schema had it.
+        let c = Connection::open(root.path().join("stor.sqlite3")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE o AS SELECT bucket, key, size, etag, modified_ms, content_type, \
+             cache_control, content_disposition, content_encoding, storage_class, metadata, \
+             blob FROM objects; DROP TABLE objects;",
+        )
+        .unwrap();
+        c.execute_batch(
+            &SCHEMA.replace("    tags                TEXT NOT NULL DEFAULT '{}',\n", ""),
+        )
+        .unwrap();
+        c.execute_batch("INSERT INTO objects SELECT * FROM o; DROP TABLE o;")
+            .unwrap();
+        let cols: Vec<String> = c
+            .prepare("SELECT name FROM pragma_table_info('objects')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(!cols.contains(&"tags".to_string()), "{cols:?}");
+        drop(c);
+        let b = LocalBackend::open(root.path()).unwrap();
+        assert_eq!(read(&b, "old").await, b"kept");
+        assert!(b.get_tags("bkt", "old", None).await.unwrap().is_empty());
+        let t = Tags::from([("k".to_string(), "v".to_string())]);
+        b.put_tags("bkt", "old", &t).await.unwrap();
+        assert_eq!(b.get_tags("bkt", "old", None).await.unwrap(), t);
     }
 
     #[tokio::test]

@@ -27,19 +27,23 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 mod client;
 mod errors;
 mod http;
+mod post;
 mod presign;
+mod tags;
+mod versions;
 
 use super::{
-    Backend, Body, Capabilities, CompletedPart, FileRange, GetResponse, Multipart, PartCopySource,
-    PendingUpload,
+    Backend, Body, Capabilities, CompletedPart, CopySource, FileRange, GetResponse, Multipart,
+    PartCopySource, PendingUpload, Tagging, Versions,
 };
 use crate::checksum::{Checksum, ChecksumAlgorithm as StorAlgo};
 use crate::config::{StorageConfig, DEFAULT_REGION};
 use crate::credentials;
 use crate::error::{Error, ErrorKind, Result, Wire};
+use crate::post::{PostKey, PresignPostOptions, PresignedPost};
 use crate::types::{
     ByteRange, DeleteResult, Encryption, ListOptions, ListPage, ObjectInfo, PresignMethod,
-    PresignOptions, UploadOptions,
+    PresignOptions, UploadOptions, WriteCondition,
 };
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::types::{ChecksumAlgorithm as SdkAlgo, ChecksumMode, ChecksumType};
@@ -155,6 +159,98 @@ fn copy_source(bucket: &str, key: &str) -> String {
     format!("{}/{}", bucket, utf8_percent_encode(key, COPY_SOURCE))
 }
 
+/// A key as a listing sent it: decoded when the server says it URL-encoded keys
+/// (form encoding, as S3 writes it: `+` is a space, `%2B` a plus).
+fn listed_key(encoded: bool, k: Option<&str>) -> Result<String> {
+    let k = k.unwrap_or_default();
+    if !encoded {
+        return Ok(k.to_owned());
+    }
+    percent_encoding::percent_decode_str(&k.replace('+', " "))
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Other,
+                format!("the server listed a key that is not UTF-8: {k:?}"),
+            )
+        })
+}
+
+/// `x-amz-copy-source` of an object, or of one version of it.
+fn copy_source_of(bucket: &str, key: &str, version_id: Option<&str>) -> String {
+    match version_id {
+        None => copy_source(bucket, key),
+        Some(v) => format!(
+            "{}?versionId={}",
+            copy_source(bucket, key),
+            utf8_percent_encode(v, NON_ALPHANUMERIC)
+        ),
+    }
+}
+
+/// Tags as `x-amz-tagging` carries them: a URL query, every byte but unreserved
+/// ones escaped (spaces as `%20`, which every engine reads; `+` is ambiguous).
+fn encode_tags(tags: &BTreeMap<String, String>) -> String {
+    const ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    tags.iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, ESCAPE),
+                utf8_percent_encode(v, ESCAPE)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The S3 header value of a write condition: `If-None-Match: *` or `If-Match: "etag"`.
+fn condition_header(c: &WriteCondition) -> (bool, String) {
+    match c {
+        WriteCondition::IfAbsent => (false, "*".to_owned()),
+        WriteCondition::IfMatch(e) => (true, format!("\"{}\"", e.trim_matches('"'))),
+    }
+}
+
+/// An HTTP body over a stream of known length ([`Body::Sized`]). The SDK wants a
+/// `Sync` body; the stream is only `Send`, so it sits in a mutex that is never
+/// contended (polling has `&mut self`).
+struct SizedBody {
+    stream: std::sync::Mutex<super::ByteStream>,
+    left: u64,
+}
+
+impl http_body::Body for SizedBody {
+    type Data = bytes::Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<bytes::Bytes>, Error>>> {
+        use futures::StreamExt;
+        let this = self.get_mut();
+        let stream = this.stream.get_mut().unwrap_or_else(|p| p.into_inner());
+        match std::task::ready!(stream.poll_next_unpin(cx)) {
+            Some(Ok(b)) => {
+                this.left = this.left.saturating_sub(b.len() as u64);
+                std::task::Poll::Ready(Some(Ok(http_body::Frame::data(b))))
+            }
+            Some(Err(e)) => std::task::Poll::Ready(Some(Err(e))),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
+
 /// The failure a file body's checks ended it with, if any: the SDK reports it as a
 /// dispatch failure (retryable), but a source that changed must not be retried.
 fn body_failure(body: &Body) -> impl Fn() -> Option<Error> {
@@ -171,6 +267,10 @@ async fn to_sdk_stream(body: Body) -> Result<SdkStream> {
         // Checked before its last byte (see FileRange): a source that changed
         // ends the body with an error, so the server never gets the whole of it.
         Body::File(r) => Ok(SdkStream::from_body_1_x(r.body())),
+        Body::Sized(stream, left) => Ok(SdkStream::from_body_1_x(SizedBody {
+            stream: std::sync::Mutex::new(stream),
+            left,
+        })),
         Body::Stream(_) => Err(Error::new(
             ErrorKind::Unsupported,
             "S3 needs a known length per request; stream bodies go through multipart",
@@ -213,8 +313,151 @@ macro_rules! apply_upload_opts {
             }
             None => {}
         }
+        if !o.tags.is_empty() {
+            r = r.tagging(encode_tags(&o.tags));
+        }
         r
     }};
+}
+
+impl S3Backend {
+    /// A GET of the object, or of one version of it.
+    pub(super) async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        range: Option<ByteRange>,
+        if_match: Option<&str>,
+    ) -> Result<GetResponse> {
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_owned));
+        if let Some(r) = range {
+            if r.end <= r.start {
+                return Err(Error::invalid(format!(
+                    "empty range {}..{}",
+                    r.start, r.end
+                )));
+            }
+            req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        if let Some(m) = if_match {
+            req = req.if_match(format!("\"{m}\""));
+        }
+        let out = if self.native && range.is_none() {
+            // Ask for the stored checksum by header rather than the `checksum_mode`
+            // field: the field also makes the SDK validate the body, a second CRC of
+            // every byte whose mismatch surfaces as an untyped body error; stor
+            // verifies it itself (transfer.rs: fetch_object, verified_stream).
+            req.customize()
+                .mutate_request(|r| {
+                    r.headers_mut().insert("x-amz-checksum-mode", "ENABLED");
+                })
+                .send()
+                .await
+        } else {
+            req.send().await
+        }
+        .map_err(sdk_err)?;
+        let checksum = if self.native && range.is_none() {
+            full_object_checksum(
+                out.checksum_type(),
+                [
+                    (StorAlgo::Crc64nvme, out.checksum_crc64_nvme()),
+                    (StorAlgo::Crc32c, out.checksum_crc32_c()),
+                    (StorAlgo::Crc32, out.checksum_crc32()),
+                ],
+            )
+        } else {
+            None
+        };
+        let content_length = out.content_length().unwrap_or(0).max(0) as u64;
+        // The whole object's size: from Content-Range on ranged reads.
+        let size = out
+            .content_range()
+            .and_then(|cr| cr.rsplit('/').next())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(content_length);
+        let mut info = ObjectInfo::new(bucket, key, size);
+        info.etag = out.e_tag().map(unquote);
+        info.version_id = out.version_id().map(str::to_owned);
+        info.last_modified = to_time(out.last_modified());
+        info.content_type = out.content_type().map(str::to_owned);
+        info.metadata = decode_metadata(out.metadata());
+        info.storage_class = out.storage_class().map(|s| s.as_str().to_owned());
+        info.cache_control = out.cache_control().map(str::to_owned);
+        info.content_disposition = out.content_disposition().map(str::to_owned);
+        info.content_encoding = out.content_encoding().map(str::to_owned);
+        let body = out.body;
+        let stream = futures::stream::unfold(body, |mut body| async move {
+            match body.next().await {
+                None => None,
+                Some(Ok(b)) => Some((Ok(b), body)),
+                Some(Err(e)) => Some((
+                    Err(Error::new(
+                        ErrorKind::Transient,
+                        format!("the download was interrupted: {}", chain(&e)),
+                    )
+                    .with_wire(Wire::Broken)),
+                    body,
+                )),
+            }
+        });
+        Ok(GetResponse {
+            info,
+            checksum,
+            content_length,
+            body: Box::pin(stream),
+        })
+    }
+
+    /// A HEAD of the object, or of one version of it.
+    pub(super) async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<ObjectInfo> {
+        let out = match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_owned))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let e = sdk_err(e);
+                // HEAD answers carry no body: tell a missing bucket from a missing key.
+                if e.status() == Some(404) && !self.bucket_exists(bucket).await.unwrap_or(true) {
+                    return Err(e.with_kind(ErrorKind::BucketNotFound));
+                }
+                return Err(e);
+            }
+        };
+        let mut info =
+            ObjectInfo::new(bucket, key, out.content_length().unwrap_or(0).max(0) as u64);
+        info.etag = out.e_tag().map(unquote);
+        info.version_id = out.version_id().map(str::to_owned);
+        info.last_modified = to_time(out.last_modified());
+        info.content_type = out.content_type().map(str::to_owned);
+        info.metadata = decode_metadata(out.metadata());
+        info.storage_class = Some(
+            out.storage_class()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_else(|| "STANDARD".into()),
+        );
+        info.cache_control = out.cache_control().map(str::to_owned);
+        info.content_disposition = out.content_disposition().map(str::to_owned);
+        info.content_encoding = out.content_encoding().map(str::to_owned);
+        Ok(info)
+    }
 }
 
 #[async_trait]
@@ -240,11 +483,33 @@ impl Backend for S3Backend {
             presign: true,
             native_checksums: self.native,
             conditional_reads: true,
+            versioning: true,
+            conditional_writes: true,
+            tags: true,
+            presign_post: self.presigner.is_some(),
         }
     }
 
     fn multipart(&self) -> Option<&dyn Multipart> {
         Some(self)
+    }
+
+    fn versions(&self) -> Option<&dyn Versions> {
+        Some(self)
+    }
+
+    fn tagging(&self) -> Option<&dyn Tagging> {
+        Some(self)
+    }
+
+    async fn presign_post(
+        &self,
+        bucket: &str,
+        key: &PostKey,
+        opts: &PresignPostOptions,
+    ) -> Result<PresignedPost> {
+        self.presign_post_at(bucket, key, opts, SystemTime::now())
+            .await
     }
 
     async fn credentials(&self) -> Result<Option<String>> {
@@ -331,6 +596,11 @@ impl Backend for S3Backend {
             req = req.content_length(len as i64);
         }
         let mut req = apply_upload_opts!(req, opts);
+        req = match opts.condition.as_ref().map(condition_header) {
+            Some((true, etag)) => req.if_match(etag),
+            Some((false, any)) => req.if_none_match(any),
+            None => req,
+        };
         if self.native {
             if let Some((algo, value)) = crate::checksum::stored_in(&opts.metadata) {
                 req = match algo {
@@ -363,83 +633,7 @@ impl Backend for S3Backend {
         range: Option<ByteRange>,
         if_match: Option<&str>,
     ) -> Result<GetResponse> {
-        let mut req = self.client.get_object().bucket(bucket).key(key);
-        if let Some(r) = range {
-            if r.end <= r.start {
-                return Err(Error::invalid(format!(
-                    "empty range {}..{}",
-                    r.start, r.end
-                )));
-            }
-            req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
-        }
-        if let Some(m) = if_match {
-            req = req.if_match(format!("\"{m}\""));
-        }
-        let out = if self.native && range.is_none() {
-            // Ask for the stored checksum by header rather than the `checksum_mode`
-            // field: the field also makes the SDK validate the body, a second CRC of
-            // every byte whose mismatch surfaces as an untyped body error; stor
-            // verifies it itself (transfer.rs: fetch_object, verified_stream).
-            req.customize()
-                .mutate_request(|r| {
-                    r.headers_mut().insert("x-amz-checksum-mode", "ENABLED");
-                })
-                .send()
-                .await
-        } else {
-            req.send().await
-        }
-        .map_err(sdk_err)?;
-        let checksum = if self.native && range.is_none() {
-            full_object_checksum(
-                out.checksum_type(),
-                [
-                    (StorAlgo::Crc64nvme, out.checksum_crc64_nvme()),
-                    (StorAlgo::Crc32c, out.checksum_crc32_c()),
-                    (StorAlgo::Crc32, out.checksum_crc32()),
-                ],
-            )
-        } else {
-            None
-        };
-        let content_length = out.content_length().unwrap_or(0).max(0) as u64;
-        // The whole object's size: from Content-Range on ranged reads.
-        let size = out
-            .content_range()
-            .and_then(|cr| cr.rsplit('/').next())
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(content_length);
-        let mut info = ObjectInfo::new(bucket, key, size);
-        info.etag = out.e_tag().map(unquote);
-        info.last_modified = to_time(out.last_modified());
-        info.content_type = out.content_type().map(str::to_owned);
-        info.metadata = decode_metadata(out.metadata());
-        info.storage_class = out.storage_class().map(|s| s.as_str().to_owned());
-        info.cache_control = out.cache_control().map(str::to_owned);
-        info.content_disposition = out.content_disposition().map(str::to_owned);
-        info.content_encoding = out.content_encoding().map(str::to_owned);
-        let body = out.body;
-        let stream = futures::stream::unfold(body, |mut body| async move {
-            match body.next().await {
-                None => None,
-                Some(Ok(b)) => Some((Ok(b), body)),
-                Some(Err(e)) => Some((
-                    Err(Error::new(
-                        ErrorKind::Transient,
-                        format!("the download was interrupted: {}", chain(&e)),
-                    )
-                    .with_wire(Wire::Broken)),
-                    body,
-                )),
-            }
-        });
-        Ok(GetResponse {
-            info,
-            checksum,
-            content_length,
-            body: Box::pin(stream),
-        })
+        self.get(bucket, key, None, range, if_match).await
     }
 
     async fn native_checksum(
@@ -472,39 +666,7 @@ impl Backend for S3Backend {
     }
 
     async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
-        let out = match self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) => {
-                let e = sdk_err(e);
-                // HEAD answers carry no body: tell a missing bucket from a missing key.
-                if e.status() == Some(404) && !self.bucket_exists(bucket).await.unwrap_or(true) {
-                    return Err(e.with_kind(ErrorKind::BucketNotFound));
-                }
-                return Err(e);
-            }
-        };
-        let mut info =
-            ObjectInfo::new(bucket, key, out.content_length().unwrap_or(0).max(0) as u64);
-        info.etag = out.e_tag().map(unquote);
-        info.last_modified = to_time(out.last_modified());
-        info.content_type = out.content_type().map(str::to_owned);
-        info.metadata = decode_metadata(out.metadata());
-        info.storage_class = Some(
-            out.storage_class()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_else(|| "STANDARD".into()),
-        );
-        info.cache_control = out.cache_control().map(str::to_owned);
-        info.content_disposition = out.content_disposition().map(str::to_owned);
-        info.content_encoding = out.content_encoding().map(str::to_owned);
-        Ok(info)
+        self.head(bucket, key, None).await
     }
 
     async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
@@ -609,22 +771,7 @@ impl Backend for S3Backend {
         // Decoded only when the server says it encoded (an engine that ignores the
         // request sends keys as they are, `%` included).
         let encoded = out.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
-        let key = |k: Option<&str>| -> Result<String> {
-            let k = k.unwrap_or_default();
-            if !encoded {
-                return Ok(k.to_owned());
-            }
-            // Form encoding, as S3 writes it: `+` is a space, `%2B` a plus.
-            percent_encoding::percent_decode_str(&k.replace('+', " "))
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| {
-                    Error::new(
-                        ErrorKind::Other,
-                        format!("the server listed a key that is not UTF-8: {k:?}"),
-                    )
-                })
-        };
+        let key = |k: Option<&str>| listed_key(encoded, k);
         let objects = out
             .contents()
             .iter()
@@ -663,16 +810,41 @@ impl Backend for S3Backend {
         dst_key: &str,
         replace: Option<&UploadOptions>,
     ) -> Result<Option<String>> {
+        let src = CopySource {
+            bucket: src_bucket,
+            key: src_key,
+            version_id: None,
+        };
+        self.copy_object_with(&src, dst_bucket, dst_key, replace, None)
+            .await
+    }
+
+    async fn copy_object_with(
+        &self,
+        src: &CopySource<'_>,
+        dst_bucket: &str,
+        dst_key: &str,
+        replace: Option<&UploadOptions>,
+        condition: Option<&WriteCondition>,
+    ) -> Result<Option<String>> {
         let mut req = self
             .client
             .copy_object()
-            .copy_source(copy_source(src_bucket, src_key))
+            .copy_source(copy_source_of(src.bucket, src.key, src.version_id))
             .bucket(dst_bucket)
             .key(dst_key);
         if let Some(opts) = replace {
-            req = req.metadata_directive(MetadataDirective::Replace);
+            // Headers, metadata and tags are replaced together, like metadata.
+            req = req
+                .metadata_directive(MetadataDirective::Replace)
+                .tagging_directive(aws_sdk_s3::types::TaggingDirective::Replace);
             req = apply_upload_opts!(req, opts);
         }
+        req = match condition.map(condition_header) {
+            Some((true, etag)) => req.if_match(etag),
+            Some((false, any)) => req.if_none_match(any),
+            None => req,
+        };
         let out = req.send().await.map_err(sdk_err)?;
         Ok(out
             .copy_object_result()
@@ -775,7 +947,7 @@ impl Multipart for S3Backend {
         let mut req = self
             .client
             .upload_part_copy()
-            .copy_source(copy_source(src.bucket, src.key))
+            .copy_source(copy_source_of(src.bucket, src.key, src.version_id))
             .copy_source_range(format!("bytes={}-{}", src.range.start, src.range.end - 1))
             .bucket(bucket)
             .key(key)
@@ -798,6 +970,19 @@ impl Multipart for S3Backend {
         upload_id: &str,
         parts: &[CompletedPart],
         checksum: Option<&Checksum>,
+    ) -> Result<Option<String>> {
+        self.complete_multipart_if(bucket, key, upload_id, parts, checksum, None)
+            .await
+    }
+
+    async fn complete_multipart_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        checksum: Option<&Checksum>,
+        condition: Option<&WriteCondition>,
     ) -> Result<Option<String>> {
         let native = self.native_algo(checksum.map(|c| c.algorithm));
         let parts = parts
@@ -833,6 +1018,11 @@ impl Multipart for S3Backend {
                 _ => req.checksum_crc32_c(c.encoded()),
             };
         }
+        req = match condition.map(condition_header) {
+            Some((true, etag)) => req.if_match(etag),
+            Some((false, any)) => req.if_none_match(any),
+            None => req,
+        };
         let out = req.send().await.map_err(sdk_err)?;
         Ok(out.e_tag().map(unquote))
     }

@@ -154,7 +154,7 @@ pub(crate) struct Request<'a> {
     pub now: SystemTime,
 }
 
-fn amz_dates(t: SystemTime) -> (String, String) {
+pub(super) fn amz_dates(t: SystemTime) -> (String, String) {
     let dt = time::OffsetDateTime::from(t);
     let date = format!("{:04}{:02}{:02}", dt.year(), dt.month() as u8, dt.day());
     let stamp = format!(
@@ -167,7 +167,7 @@ fn amz_dates(t: SystemTime) -> (String, String) {
 }
 
 /// The SigV4 signing key of `date` (`YYYYMMDD`), derived by aws-sigv4.
-fn derive_key(secret: &str, date: &str, region: &str) -> [u8; 32] {
+pub(super) fn derive_key(secret: &str, date: &str, region: &str) -> [u8; 32] {
     // Derived at noon of that day: only the date enters the key.
     let day = time::Date::parse(
         date,
@@ -187,6 +187,17 @@ impl Presigner {
             endpoint,
             region: region.to_owned(),
             prepared: Mutex::new(None),
+        }
+    }
+
+    /// Where a browser form for `bucket` is posted: the bucket's URL, path style
+    /// (`host/bucket`) or virtual-hosted (`bucket.host/`; path style for dotted
+    /// buckets, which cannot be a TLS host name).
+    pub fn form_url(&self, bucket: &str) -> String {
+        let ep = &self.endpoint;
+        match self.handles(bucket) && !ep.path_style {
+            true => format!("{}://{bucket}.{}/", ep.scheme, ep.host),
+            false => format!("{}://{}/{bucket}", ep.scheme, ep.host),
         }
     }
 
@@ -359,7 +370,7 @@ use super::*;
 
 impl S3Backend {
     /// Credentials for presigning, refreshed five minutes before they expire.
-    async fn presign_creds(&self) -> Result<Option<std::sync::Arc<Creds>>> {
+    pub(super) async fn presign_creds(&self) -> Result<Option<std::sync::Arc<Creds>>> {
         let fresh = |c: &Creds| {
             c.expiry
                 .map(|e| e > SystemTime::now() + Duration::from_secs(300))
@@ -405,6 +416,9 @@ impl S3Backend {
         now: SystemTime,
         sdk: bool,
     ) -> Result<String> {
+        // A version's URL goes through the SDK (a query parameter the fast path
+        // does not lay out; rare enough not to need its speed).
+        let sdk = sdk || opts.version_id.is_some();
         if let (Some(p), false) = (&self.presigner, sdk) {
             if p.handles(bucket) {
                 if let Some(creds) = self.presign_creds().await? {
@@ -437,6 +451,7 @@ impl S3Backend {
                 .get_object()
                 .bucket(bucket)
                 .key(key)
+                .set_version_id(opts.version_id.clone())
                 .presigned(cfg)
                 .await
                 .map_err(sdk_err)?,
