@@ -152,10 +152,12 @@ start_servers() {
   S3_PORT=$(pick_port); S3_TLS_PORT=$(pick_port); MASTER_PORT=$(pick_port); VOLUME_PORT=$(pick_port)
   FILER_PORT=$(pick_port); MOTO_PORT=$(pick_port)
   rm -rf "$STOR_TEST_WORK/weed"; mkdir -p "$STOR_TEST_WORK/weed"
-  # Every bucket is a SeaweedFS collection that grows 7 volumes at its first write,
-  # and the suites make dozens of buckets: 200 volume slots ran out ("No writable
-  # volumes", 500 InternalError). Empty volumes cost little.
-  "$WEED" server -dir="$STOR_TEST_WORK/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+  # Every bucket is a SeaweedFS collection that grows 7 volumes at its first write
+  # (master.toml's volume_growth.copy_1), and the suites make dozens of buckets:
+  # volume slots ran out ("No writable volumes", 500 InternalError) after a few
+  # runs on one server. One volume per collection is plenty for tests; the slots
+  # stay generous. Empty volumes cost little.
+  WEED_MASTER_VOLUME_GROWTH_COPY_1=1 "$WEED" server -dir="$STOR_TEST_WORK/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3 -s3.port="$S3_PORT" -s3.config="$STOR_TEST_WORK/s3.json" \
     -s3.port.https="$S3_TLS_PORT" -s3.cert.file="$STOR_TEST_WORK/tls.crt" \
     -s3.key.file="$STOR_TEST_WORK/tls.key" -s3.port.iceberg=0 -s3.port.lance=0 \
