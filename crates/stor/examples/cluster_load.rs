@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
-use stor::{ByteRange, CopyOptions, DownloadOptions, ListOptions, Storage, StorageConfig, UploadOptions};
+use stor::{
+    ByteRange, CopyOptions, DownloadOptions, ListOptions, Storage, StorageConfig, UploadOptions,
+};
 
 const MIB: usize = 1 << 20;
 const SMALL: usize = 64 * 1024;
@@ -120,7 +122,8 @@ async fn load(bucket: &str, seconds: u64, manifest_path: &str) {
     let seq = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..6u64)
         .map(|w| {
-            let (s, manifest, samples, seq) = (s.clone(), manifest.clone(), samples.clone(), seq.clone());
+            let (s, manifest, samples, seq) =
+                (s.clone(), manifest.clone(), samples.clone(), seq.clone());
             let bucket = bucket.to_owned();
             tokio::spawn(async move {
                 let mut i = w;
@@ -205,64 +208,119 @@ async fn one(
         manifest.lock().unwrap().insert(key, (len, seed));
     };
     match kind {
-        0 => ("put small", async {
-            let key = format!("lib/small/{n}");
-            let r = s.upload_bytes(b, &key, payload(SMALL, n), UploadOptions::default()).await?;
-            record(key, SMALL, n);
-            Ok(r.attempts)
-        }.await),
-        1 => ("put multipart", async {
-            let key = format!("lib/big/{n}");
-            let r = s.upload_bytes(b, &key, payload(BIG, n), UploadOptions::default()).await?;
-            record(key, BIG, n);
-            Ok(r.attempts)
-        }.await),
-        2 => ("get whole", async {
-            let Some((key, (len, seed))) = some_big() else { return Ok(1) };
-            let got = s.download_bytes(b, &key).await?;
-            if got.data.as_ref() != payload(len, seed).as_slice() {
-                return Err(stor::Error::new(stor::ErrorKind::Integrity, format!("{key}: bytes differ")));
+        0 => (
+            "put small",
+            async {
+                let key = format!("lib/small/{n}");
+                let r = s
+                    .upload_bytes(b, &key, payload(SMALL, n), UploadOptions::default())
+                    .await?;
+                record(key, SMALL, n);
+                Ok(r.attempts)
             }
-            Ok(got.result.attempts)
-        }.await),
-        3 => ("get range", async {
-            let Some((key, (len, seed))) = some_big() else { return Ok(1) };
-            let start = (n * 7919) % (len as u64 - MIB as u64);
-            let range = ByteRange { start, end: start + MIB as u64 };
-            let o = DownloadOptions { range: Some(range), ..Default::default() };
-            let got = s.download_stream(b, &key, o).await?.collect().await?;
-            let want = &payload(len, seed)[start as usize..start as usize + MIB];
-            if got.as_ref() != want {
-                return Err(stor::Error::new(stor::ErrorKind::Integrity, format!("{key}: range differs")));
+            .await,
+        ),
+        1 => (
+            "put multipart",
+            async {
+                let key = format!("lib/big/{n}");
+                let r = s
+                    .upload_bytes(b, &key, payload(BIG, n), UploadOptions::default())
+                    .await?;
+                record(key, BIG, n);
+                Ok(r.attempts)
             }
-            Ok(1)
-        }.await),
-        4 => ("list", async {
-            let before: Vec<String> = manifest.lock().unwrap().keys().cloned().collect();
-            let listed: Vec<String> = s
-                .list_stream(b, ListOptions::default().prefix("lib/"))
-                .map_ok(|o| o.key)
-                .try_collect()
-                .await?;
-            if let Some(k) = before.iter().find(|k| listed.binary_search(k).is_err()) {
-                return Err(stor::Error::new(stor::ErrorKind::Integrity, format!("listing lacks {k}")));
+            .await,
+        ),
+        2 => (
+            "get whole",
+            async {
+                let Some((key, (len, seed))) = some_big() else {
+                    return Ok(1);
+                };
+                let got = s.download_bytes(b, &key).await?;
+                if got.data.as_ref() != payload(len, seed).as_slice() {
+                    return Err(stor::Error::new(
+                        stor::ErrorKind::Integrity,
+                        format!("{key}: bytes differ"),
+                    ));
+                }
+                Ok(got.result.attempts)
             }
-            Ok(1)
-        }.await),
-        5 => ("copy by parts", async {
-            let Some((key, (len, seed))) = some_big() else { return Ok(1) };
-            let to = format!("lib/copy/{n}");
-            let r = s.copy_object(b, &key, b, &to, CopyOptions::default()).await?;
-            record(to, len, seed);
-            Ok(r.attempts)
-        }.await),
-        _ => ("put create-only", async {
-            let key = format!("lib/once/{n}");
-            let opts = UploadOptions::default().create_only();
-            let r = s.upload_bytes(b, &key, payload(SMALL, n), opts).await?;
-            record(key, SMALL, n);
-            Ok(r.attempts)
-        }.await),
+            .await,
+        ),
+        3 => (
+            "get range",
+            async {
+                let Some((key, (len, seed))) = some_big() else {
+                    return Ok(1);
+                };
+                let start = (n * 7919) % (len as u64 - MIB as u64);
+                let range = ByteRange {
+                    start,
+                    end: start + MIB as u64,
+                };
+                let o = DownloadOptions {
+                    range: Some(range),
+                    ..Default::default()
+                };
+                let got = s.download_stream(b, &key, o).await?.collect().await?;
+                let want = &payload(len, seed)[start as usize..start as usize + MIB];
+                if got.as_ref() != want {
+                    return Err(stor::Error::new(
+                        stor::ErrorKind::Integrity,
+                        format!("{key}: range differs"),
+                    ));
+                }
+                Ok(1)
+            }
+            .await,
+        ),
+        4 => (
+            "list",
+            async {
+                let before: Vec<String> = manifest.lock().unwrap().keys().cloned().collect();
+                let listed: Vec<String> = s
+                    .list_stream(b, ListOptions::default().prefix("lib/"))
+                    .map_ok(|o| o.key)
+                    .try_collect()
+                    .await?;
+                if let Some(k) = before.iter().find(|k| listed.binary_search(k).is_err()) {
+                    return Err(stor::Error::new(
+                        stor::ErrorKind::Integrity,
+                        format!("listing lacks {k}"),
+                    ));
+                }
+                Ok(1)
+            }
+            .await,
+        ),
+        5 => (
+            "copy by parts",
+            async {
+                let Some((key, (len, seed))) = some_big() else {
+                    return Ok(1);
+                };
+                let to = format!("lib/copy/{n}");
+                let r = s
+                    .copy_object(b, &key, b, &to, CopyOptions::default())
+                    .await?;
+                record(to, len, seed);
+                Ok(r.attempts)
+            }
+            .await,
+        ),
+        _ => (
+            "put create-only",
+            async {
+                let key = format!("lib/once/{n}");
+                let opts = UploadOptions::default().create_only();
+                let r = s.upload_bytes(b, &key, payload(SMALL, n), opts).await?;
+                record(key, SMALL, n);
+                Ok(r.attempts)
+            }
+            .await,
+        ),
     }
 }
 

@@ -1,5 +1,10 @@
 //! The original service's main job: a news crawler stores a batch of JSON documents
-//! with metadata, then lists what it stored and reads one back.
+//! with metadata, each upload starts the knowledge-base ingestion (here a stub that
+//! prints), then it lists what it stored and reads one back.
+//!
+//! The ingestion is one subscriber to the store's completed writes
+//! ([`stor::Storage::subscribe`]), not code after every upload call: it hears of an
+//! object only once it is stored, never of a failed upload.
 //!
 //! Runs on the embedded local store with no AWS at all:
 //!
@@ -13,7 +18,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::TryStreamExt;
-use stor::{ListOptions, StorageConfig, StorageService, UploadOptions};
+use stor::{ListOptions, StorageConfig, StorageService, UploadOptions, WriteEvent, WriteKind};
 
 #[tokio::main]
 async fn main() -> Result<(), stor::Error> {
@@ -36,18 +41,30 @@ async fn main() -> Result<(), stor::Error> {
         storage.create_bucket(&bucket).await?;
     }
 
+    // Upload, then ingest: the subscriber sees every completed put, with its
+    // metadata. (The platform's ingestion would call the knowledge-base API here.)
+    let mut events = storage.subscribe();
+    let ingestion = tokio::spawn(async move {
+        let mut started = 0;
+        while let Some(e) = events.next().await {
+            if e.kind == WriteKind::Put && e.key.ends_with(".json") {
+                start_ingestion(&e);
+                started += 1;
+                if started == ARTICLES.len() {
+                    break;
+                }
+            }
+        }
+        started
+    });
+
     // One crawl: a batch of articles, each a JSON document with metadata.
     let run = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let prefix = format!("crawl/{run}/");
-    let articles = [
-        ("kospi-rally", "KOSPI closes higher on chip rally", "ko"),
-        ("fed-minutes", "Fed minutes signal patience", "en"),
-        ("won-dollar", "원/달러 환율 하락", "ko"),
-    ];
-    for (slug, title, lang) in articles {
+    for (slug, title, lang) in ARTICLES {
         let doc = format!(r#"{{"slug":"{slug}","title":"{title}","lang":"{lang}"}}"#);
         let opts = UploadOptions::default()
             .metadata("source", "crawler")
@@ -62,7 +79,10 @@ async fn main() -> Result<(), stor::Error> {
         );
     }
 
-    // What did this crawl store? (Here the knowledge-base ingestion would start.)
+    let ingested = ingestion.await.expect("the ingestion task");
+    println!("ingestion started for {ingested} documents");
+
+    // What did this crawl store?
     let stored: Vec<_> = storage
         .list_stream(None, ListOptions::default().prefix(prefix.clone()))
         .try_collect()
@@ -88,4 +108,24 @@ async fn main() -> Result<(), stor::Error> {
     );
     StorageService::shutdown().await;
     Ok(())
+}
+
+/// Today's crawl: slug, title, language.
+const ARTICLES: [(&str, &str, &str); 3] = [
+    ("kospi-rally", "KOSPI closes higher on chip rally", "ko"),
+    ("fed-minutes", "Fed minutes signal patience", "en"),
+    ("won-dollar", "원/달러 환율 하락", "ko"),
+];
+
+/// The stub of the knowledge-base ingestion: the original started it right after a
+/// successful upload (`if result.get('success'): start_ingestion(...)`).
+fn start_ingestion(e: &WriteEvent) {
+    println!(
+        "ingestion: start for {}/{} ({} bytes, etag {}, source {})",
+        e.bucket,
+        e.key,
+        e.size.unwrap_or(0),
+        e.etag.as_deref().unwrap_or("-"),
+        e.metadata.get("source").map_or("-", String::as_str)
+    );
 }
