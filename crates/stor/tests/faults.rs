@@ -1204,10 +1204,12 @@ async fn server_killed_mid_multipart_and_restarted_leaves_nothing_after_cleanup(
     let (res, ()) = tokio::join!(upload, killer);
     let e = res.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    // Why: the endpoint's outage (refused connections; on a loaded machine a
+    // connect may hit its 1 s timeout first).
+    let text = e.to_string();
     assert!(
-        e.to_string()
-            .contains(&format!("; {} has been unavailable for", weed.url()))
-            && e.to_string().contains("(connection refused)"),
+        text.contains(&format!("; {} has been unavailable for", weed.url()))
+            && (text.contains("(connection refused)") || text.contains("(connect timed out)")),
         "the timeout says why: {e}"
     );
     // Restarted on the same data: no object appeared; the upload the abort could
