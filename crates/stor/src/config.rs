@@ -175,6 +175,10 @@ pub struct StorageConfig {
     /// errors such as "no credentials found"; never read from or written to JSON.
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+    /// Where the transfer journal lives (interrupted uploads and downloads, so that
+    /// running them again resumes them); else `$STOR_STATE_DIR`, else
+    /// `<state dir>/stor` (e.g. `~/.local/state/stor`). See [`crate::journal`].
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -205,6 +209,7 @@ impl Default for StorageConfig {
             native_checksums: None,
             ca_bundle: None,
             config_file: None,
+            state_dir: None,
         }
     }
 }
@@ -247,6 +252,7 @@ impl fmt::Debug for StorageConfig {
             .field("ca_bundle", &self.ca_bundle)
             .field("native_checksums", &self.native_checksums)
             .field("config_file", &self.config_file)
+            .field("state_dir", &self.state_dir)
             .finish()
     }
 }
@@ -490,6 +496,7 @@ impl StorageConfig {
         let paths = [
             ("local_root", self.local_root.as_deref()),
             ("ca_bundle", self.ca_bundle.as_deref()),
+            ("state_dir", self.state_dir.as_deref()),
         ];
         let empty = texts
             .into_iter()
@@ -518,6 +525,24 @@ impl StorageConfig {
             return PathBuf::from(r);
         }
         default_data_dir().join("stor")
+    }
+
+    /// The directory of the transfer journal: `state_dir`, else `$STOR_STATE_DIR`,
+    /// else `$XDG_STATE_HOME/stor`, else `~/.local/state/stor`.
+    pub fn resolved_state_dir(&self) -> PathBuf {
+        if let Some(d) = &self.state_dir {
+            return d.clone();
+        }
+        if let Some(d) = std::env::var_os("STOR_STATE_DIR").filter(|v| !v.is_empty()) {
+            return PathBuf::from(d);
+        }
+        if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(d).join("stor");
+        }
+        if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(h).join(".local").join("state").join("stor");
+        }
+        std::env::temp_dir().join("stor-state")
     }
 
     pub(crate) fn upload_timeout(&self) -> Duration {

@@ -288,6 +288,8 @@ async fn up(
                 Source::File(m) => Some(m.size),
                 Source::Skipped => None,
             },
+            // Sync decides what to copy itself (no batch journal to skip by).
+            etag: None,
         })
         .collect();
     let ui = new_ui(out, &items);
@@ -520,6 +522,8 @@ async fn down(
                 Source::File(m) => Some(m.size),
                 Source::Skipped => None,
             },
+            // Sync decides what to copy itself (no batch journal to skip by).
+            etag: None,
         })
         .collect();
     let ui = new_ui(out, &items);

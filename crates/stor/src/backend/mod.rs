@@ -131,6 +131,17 @@ pub struct CompletedPart {
     pub checksum: Option<String>,
 }
 
+/// A part a multipart upload holds on the server (ListParts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    /// 1-based part number.
+    pub part_number: i32,
+    /// The part's ETag as the server lists it.
+    pub etag: String,
+    /// Bytes in the part.
+    pub size: u64,
+}
+
 /// The source of an UploadPartCopy: a range of an object, pinned to its ETag.
 #[derive(Debug, Clone, Copy)]
 pub struct PartCopySource<'a> {
@@ -363,6 +374,22 @@ pub trait Multipart: Send + Sync {
         bucket: &str,
         prefix: &str,
     ) -> Result<Vec<PendingUpload>>;
+    /// The parts an upload holds so far, in order (ListParts): what a resumed upload
+    /// checks against its journal. An upload the server no longer has fails with
+    /// S3's `NoSuchUpload`. Stores that cannot list parts answer `Unsupported` (a
+    /// resumed upload then starts over).
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<StoredPart>> {
+        let _ = (bucket, key, upload_id);
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            "this backend cannot list the parts of an upload",
+        ))
+    }
 }
 
 /// Opens the backend a config names: S3 (credentials and region from the config,

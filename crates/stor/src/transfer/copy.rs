@@ -72,6 +72,7 @@ pub(crate) async fn copy(
             progress: None,
             total: None,
             checksum: None,
+            journal: None,
         }
         .run(parts, || Ok(None))
         .await?;
@@ -89,6 +90,7 @@ pub(crate) async fn copy(
         elapsed: start.elapsed(),
         multipart: multipart_copy,
         checksum: sum.map(|(a, v)| format!("{}:{v}", a.name())),
+        resumed: 0,
     })
 }
 
