@@ -1,4 +1,4 @@
-//! Command-line flags (clap derive). Parsing only; `commands.rs` does the work.
+//! Command-line flags (clap derive). Parsing only; `cmd/` does the work.
 
 use std::path::PathBuf;
 
@@ -9,10 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Locations: s3://BUCKET/KEY is an object in S3 (or --endpoint-url), local://BUCKET/KEY
 /// an object in the embedded local store, `-` is stdin/stdout, anything else a file path.
-///
-/// Exit status: 0 ok, 1 an operation failed, 2 bad usage or bad input, 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "stor", version, max_term_width = 100)]
+#[command(name = "stor", version, max_term_width = 100, after_long_help = crate::exit::HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -20,7 +18,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Flags every command takes, listed under their own heading in each command's
+/// help (apart from its own options).
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// S3 endpoint (MinIO, Ceph, SeaweedFS, R2, …) [env: AWS_ENDPOINT_URL]
     #[arg(long, global = true, value_name = "URL")]

@@ -1,24 +1,24 @@
 //! The `stor` command line. Thin over the library: parse flags, build the context,
-//! run one command, map the outcome to an exit status.
+//! run one command, map how it ended to an exit status (`exit.rs`).
 
 mod args;
-mod commands;
-mod doctor;
-mod sync;
-mod ui;
+mod cmd;
+mod context;
+mod exit;
+mod filter;
+mod output;
+mod progress;
+mod urls;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 
-use args::{Cli, Command};
-use commands::Ctx;
-
-/// Exit status for bad usage or bad input.
-const EXIT_USAGE: u8 = 2;
-/// Exit status after Ctrl-C.
-const EXIT_INTERRUPTED: u8 = 130;
+use args::Cli;
+use exit::Exit;
+use output::{Lost, OnClose, Output};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,83 +30,45 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stor: cannot start the async runtime: {e}");
-            return ExitCode::from(commands::EXIT_FAILED);
+            return Exit::Failed.into();
         }
     };
-    let code = rt.block_on(async {
-        tokio::select! {
-            res = run(&cli) => match res {
-                Ok(code) => code,
-                Err(e) => report(&e),
-            },
-            _ = tokio::signal::ctrl_c() => {
-                // The command's future is dropped here: temp files are removed and
-                // multipart uploads aborted; wait for those aborts to reach the server.
-                eprintln!("stor: interrupted; cleaning up");
-                stor::transfer::wait_for_pending_aborts(Duration::from_secs(10)).await;
-                EXIT_INTERRUPTED
+    let (json, on_close) = cmd::output_mode(&cli.command);
+    let out = Arc::new(Output::new(cli.global.quiet, json, on_close));
+    rt.block_on(run(&cli, &out)).into()
+}
+
+/// Runs the command to its end, or until Ctrl-C — or, for a command that only
+/// reads, until its stdout is lost (see `output.rs`).
+async fn run(cli: &Cli, out: &Arc<Output>) -> Exit {
+    let quits = out.on_close() == OnClose::Quit;
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => {
+            // The command's future is dropped here: temp files are removed and
+            // multipart uploads aborted; wait for those aborts to reach the server.
+            eprintln!("stor: interrupted; cleaning up");
+            stor::transfer::wait_for_pending_aborts(Duration::from_secs(10)).await;
+            Exit::Interrupted
+        }
+        lost = out.until_lost(), if quits => match lost {
+            Lost::Closed => Exit::Ok,
+            Lost::Failed => Exit::Failed,
+        },
+        res = cmd::run(cli, out) => {
+            out.flush();
+            match res {
+                Err(e) => {
+                    output::error(&e);
+                    Exit::of_error(&e)
+                }
+                // Lines that could not be written are a failure; a reader that
+                // went away is not (it asked for no more).
+                Ok(Exit::Ok) if out.lost() == Some(Lost::Failed) => Exit::Failed,
+                Ok(exit) => exit,
             }
         }
-    });
-    ExitCode::from(code)
-}
-
-async fn run(cli: &Cli) -> anyhow::Result<u8> {
-    if let Command::Version = &cli.command {
-        println!("stor {}", env!("CARGO_PKG_VERSION"));
-        return Ok(0);
     }
-    if let Command::Completions(a) = &cli.command {
-        use clap::CommandFactory;
-        let mut cmd = Cli::command();
-        clap_complete::generate(a.shell, &mut cmd, "stor", &mut std::io::stdout());
-        return Ok(0);
-    }
-    if let Command::Man = &cli.command {
-        use clap::CommandFactory;
-        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
-        return Ok(0);
-    }
-    let ctx = Ctx::new(&cli.global).await?;
-    let code = match &cli.command {
-        Command::Cp(a) => commands::cp(&ctx, a).await?,
-        Command::Mv(a) => commands::mv(&ctx, a).await?,
-        Command::Sync(a) => sync::sync(&ctx, a).await?,
-        Command::Ls(a) => commands::ls(&ctx, a).await?,
-        Command::Stat(a) => commands::stat(&ctx, a).await?,
-        Command::Rm(a) => commands::rm(&ctx, a).await?,
-        Command::Presign(a) => commands::presign(&ctx, a).await?,
-        Command::Mb(a) => commands::mb(&ctx, a).await?,
-        Command::Rb(a) => commands::rb(&ctx, a).await?,
-        Command::Cleanup(a) => commands::cleanup(&ctx, a).await?,
-        Command::Cat(a) => commands::cat(&ctx, a).await?,
-        Command::Du(a) => commands::du(&ctx, a).await?,
-        Command::Config(_) => commands::config_show(&ctx).await?,
-        Command::Doctor(a) => doctor::doctor(&ctx, a).await?,
-        Command::Completions(_) | Command::Version | Command::Man => {
-            unreachable!("handled above")
-        }
-    };
-    ctx.flush();
-    Ok(code)
-}
-
-/// One line on stderr saying what failed and why; the status says what kind.
-fn report(e: &anyhow::Error) -> u8 {
-    let code = match e.downcast_ref::<stor::Error>() {
-        Some(se)
-            if matches!(
-                se.kind(),
-                stor::ErrorKind::InvalidInput | stor::ErrorKind::Config
-            ) =>
-        {
-            EXIT_USAGE
-        }
-        _ => commands::EXIT_FAILED,
-    };
-    let msg = format!("{e:#}");
-    eprintln!("stor: error: {}", ui::printable(&msg));
-    code
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

@@ -839,6 +839,58 @@ fn progress_bar_on_a_terminal_and_none_in_a_pipe() {
     assert_eq!(lines[4]["summary"]["failures"], 0);
 }
 
+/// The sizes a progress bar drew just before `marker` (`/64.00 MiB`, ` read,`).
+fn sizes_before(tty: &str, marker: &str) -> Vec<String> {
+    tty.split(['\r', '\n'])
+        .flat_map(|frame| frame.match_indices(marker).map(|(i, _)| &frame[..i]))
+        .map(|before| {
+            let t: Vec<&str> = before.split_whitespace().rev().take(2).collect();
+            format!("{} {}", t.get(1).unwrap_or(&""), t.first().unwrap_or(&""))
+        })
+        .collect()
+}
+
+/// Regression: `cp FILE URL` and `cp URL FILE` showed no bar; batch bars moved only
+/// at their 200 ms ticks. Each progress update now draws (at most 20 a second,
+/// the first ones at once), so even a fast transfer shows sizes between none and
+/// all.
+#[test]
+fn single_transfers_show_a_bar_that_moves_with_the_bytes() {
+    let env = Env::new();
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(env.path("big.bin"), &data).unwrap();
+    assert_eq!(code(&env.run(&["mb", "local://one"])), 0);
+    let bin = env!("CARGO_BIN_EXE_stor");
+    for (line, marker) in [
+        (
+            format!("{bin} cp big.bin local://one/big.bin"),
+            "/64.00 MiB",
+        ),
+        (
+            format!("{bin} cp local://one/big.bin back.bin"),
+            "/64.00 MiB",
+        ),
+        // stdin: the bytes read so far, its length unknown.
+        (
+            format!("cat big.bin | {bin} cp - local://one/stdin.bin"),
+            " read,",
+        ),
+    ] {
+        let out = on_pty(&env, &line);
+        let tty = stdout(&out);
+        assert!(out.status.success(), "{line}: {tty}");
+        let shown = sizes_before(&tty, marker);
+        assert!(
+            shown.iter().any(|s| s != "0 B" && s != "64.00 MiB"),
+            "{line}: no size between 0 and 64 MiB drawn: {shown:?} {tty:?}"
+        );
+    }
+    assert!(std::fs::read(env.path("back.bin")).unwrap() == data);
+    assert!(env.run(&["cat", "local://one/stdin.bin"]).stdout == data);
+}
+
 #[test]
 fn sync_copies_only_what_changed_and_deletes_extras() {
     let env = Env::new();
@@ -2848,6 +2900,205 @@ fn presign_stdin_keeps_keys_whole() {
     assert_eq!(lines.len(), 2, "{urls}");
     assert!(lines[0].contains("/trailing%20?"), "{}", lines[0]);
     assert!(lines[0].contains("X-Amz-Expires=600"), "{}", lines[0]);
+}
+
+// ------------------------------------------------------------------ a closed stdout
+// (`stor … | head`: see crates/stor-cli/src/output.rs for the policy)
+
+/// Runs `stor ARGS` with stdout into a pipe whose reader takes one line and closes
+/// it, as `stor … | head -1` does; returns that line and how the command ended.
+fn piped_into_head_1(env: &Env, args: &[&str]) -> (String, Output) {
+    use std::io::BufRead;
+    let mut child = env
+        .cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone: the pipe is closed.
+    (first, child.wait_with_output().unwrap())
+}
+
+/// Regression: `stor cp -r` of 3,003 files piped into `head` stopped after 1,852
+/// objects and exited 0, leaving what was in flight to chance. A copy now runs to
+/// its end whatever happens to its stdout, and its status is the copy's.
+#[test]
+fn a_closed_stdout_never_leaves_a_half_done_copy() {
+    on_each_store(|env, base| {
+        // 600 lines of ~450 bytes overflow stdout's 64 KiB buffer four times over,
+        // so the reader has closed the pipe long before the copy ends; the three
+        // big files go up in parts (5 MiB threshold below), last.
+        let deep = format!("{}/{}", "a".repeat(100), "b".repeat(100));
+        let mut want: Vec<(String, Vec<u8>)> = (0..600)
+            .map(|i| {
+                let data = format!("file {i}\n").repeat(i % 7 + 1).into_bytes();
+                (format!("{deep}/f{i:03}.txt"), data)
+            })
+            .collect();
+        for i in 0..3u8 {
+            let data: Vec<u8> = (0..6u32 << 20).map(|j| (j % 251) as u8 ^ i).collect();
+            want.push((format!("z-big-{i}.bin"), data));
+        }
+        for (rel, data) in &want {
+            write_tree(&env.path("d"), &[(rel.as_str(), data.as_slice())]);
+        }
+        std::fs::write(
+            env.path("cfg.json"),
+            r#"{"storageConfig": {"multipart_threshold": 5242880}}"#,
+        )
+        .unwrap();
+        let up = format!("{base}/up");
+        let cfg = ["--config", "cfg.json", "--part-size", "5MiB"];
+
+        let args = [&cfg[..], &["cp", "-r", "d", &up]].concat();
+        let (first, out) = piped_into_head_1(env, &args);
+        assert!(first.starts_with("upload: "), "{first:?}");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Done: 603 objects") && stderr(&out).contains(" 0 failures"),
+            "{}",
+            stderr(&out)
+        );
+        let mut names: Vec<String> = want.iter().map(|(r, _)| r.clone()).collect();
+        names.sort();
+        assert_eq!(keys_under(env, &up), names);
+        // No multipart upload left pending (none is older than now).
+        let pending = env.ok(&["cleanup", "--dry-run", "--older-than", "0", base]);
+        assert_eq!(pending, "", "pending multipart uploads");
+        if env.s3.is_none() {
+            let tmp = files_under(&env.path("store/tmp"));
+            assert!(tmp.is_empty(), "local store temp files: {tmp:?}");
+        }
+
+        // Down the same way: every file whole, no temp file left.
+        let args = [&cfg[..], &["cp", "-r", &up, "down"]].concat();
+        let (first, out) = piped_into_head_1(env, &args);
+        assert!(first.starts_with("download: "), "{first:?}");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Done: 603 objects"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(files_under(&env.path("down")), names);
+        for (rel, data) in &want {
+            let got = std::fs::read(env.path("down").join(rel)).unwrap();
+            assert!(&got == data, "{rel} differs");
+        }
+    });
+}
+
+/// Reading commands end at once on a closed stdout, quietly, with status 0:
+/// nothing they do is left half-done.
+#[test]
+fn reading_commands_end_quietly_on_a_closed_stdout() {
+    let e = Env::new();
+    e.ok(&["mb", "local://reads"]);
+    let text: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(e.path("big.txt"), &text).unwrap();
+    e.ok(&["cp", "big.txt", "local://reads/big.txt"]);
+    std::fs::create_dir(e.path("many")).unwrap();
+    for i in 0..3000 {
+        std::fs::write(e.path(&format!("many/{i:04}")), b"x").unwrap();
+    }
+    e.ok(&["cp", "-r", "-q", "many", "local://reads/many"]);
+    for args in [
+        &["cat", "local://reads/big.txt"][..],
+        &["cp", "local://reads/big.txt", "-"],
+        &["ls", "-r", "local://reads/many"],
+        &["ls", "-r", "--json", "local://reads/many"],
+        &["cp", "-r", "--dry-run", "local://reads/many", "back"],
+    ] {
+        let (first, out) = piped_into_head_1(&e, args);
+        assert!(!first.is_empty(), "{args:?}");
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+    assert!(!e.path("back").exists(), "a dry run wrote nothing");
+}
+
+#[test]
+fn help_lists_the_global_options_under_their_own_heading() {
+    let e = Env::new();
+    let help = e.ok(&["cp", "--help"]);
+    let (own, globals) = help
+        .split_once("\nGlobal options:\n")
+        .unwrap_or_else(|| panic!("no Global options heading: {help}"));
+    for flag in [
+        "--endpoint-url",
+        "--region",
+        "--profile",
+        "--config",
+        "--local-root",
+        "--concurrency",
+        "--part-size",
+        "--quiet",
+        "--verbose",
+    ] {
+        assert!(
+            globals.contains(flag) && !own.contains(flag),
+            "{flag}: {help}"
+        );
+    }
+    for flag in [
+        "--recursive",
+        "--dry-run",
+        "--include",
+        "--json",
+        "--expected-size",
+        "--metadata",
+        "--sse",
+    ] {
+        assert!(
+            own.contains(flag) && !globals.contains(flag),
+            "{flag}: {help}"
+        );
+    }
+}
+
+/// Any other write error (a full disk behind `> file`) is said once and makes the
+/// status 1: a reading command stops there, a changing one still finishes its work.
+#[test]
+fn a_stdout_that_fails_is_said_once_and_fails_the_command() {
+    let e = Env::new();
+    e.ok(&["mb", "local://full"]);
+    std::fs::create_dir(e.path("many")).unwrap();
+    for i in 0..2000 {
+        std::fs::write(e.path(&format!("many/{i:04}")), b"x").unwrap();
+    }
+    let to_dev_full = |args: &[&str]| {
+        let full = std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        e.cmd(args).stdout(full).output().unwrap()
+    };
+    let out = to_dev_full(&["cp", "-r", "many", "local://full/many"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(
+        count(&stderr(&out), "writing to stdout failed"),
+        1,
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("Done: 2000 objects"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(keys_under(&e, "local://full/many").len(), 2000);
+    let out = to_dev_full(&["ls", "-r", "local://full/many"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(
+        count(&stderr(&out), "writing to stdout failed"),
+        1,
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `/dev/stdout` (and `/dev/fd/N`) is written through the open descriptor: a

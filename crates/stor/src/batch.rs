@@ -24,11 +24,11 @@
 //! # Ok::<(), stor::Error>(()) }).unwrap();
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -37,6 +37,7 @@ use crate::core::BucketArg;
 use crate::destination::Sweeps;
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{file_identity, Journal};
+use crate::reserved::{format_mtime, MTIME_KEY};
 use crate::storage::Storage;
 use crate::transfer::FileTarget;
 use crate::types::{
@@ -86,7 +87,7 @@ pub struct BatchOptions {
     /// [`Storage::download_prefix`] sets it to its target directory.
     pub root: Option<PathBuf>,
     /// Uploads: store each file's modification time with its object, under
-    /// [`MTIME_KEY`] (read just before the file is, so a file that changes while it
+    /// [`MTIME_KEY`](crate::MTIME_KEY) (read just before the file is, so a file that changes while it
     /// uploads is never recorded as its newer self). A later sync compares it
     /// exactly, where the object's Last-Modified is only the upload's second.
     pub keep_mtime: bool,
@@ -101,38 +102,6 @@ pub struct BatchOptions {
     /// Every object starts fresh: no interrupted upload or download is resumed and
     /// none is journaled (see [`UploadOptions::no_resume`]).
     pub no_resume: bool,
-}
-
-/// The metadata key holding the modification time of the file an object was
-/// uploaded from ([`BatchOptions::keep_mtime`]): seconds since the Unix epoch with
-/// nine decimals, `1732612345.123456789` (rclone's `mtime` takes the same form).
-pub const MTIME_KEY: &str = "stor-mtime";
-
-/// `t` as stored under [`MTIME_KEY`]; `None` before 1970.
-pub fn format_mtime(t: SystemTime) -> Option<String> {
-    let d = t.duration_since(UNIX_EPOCH).ok()?;
-    Some(format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))
-}
-
-/// The file modification time an object's metadata records ([`MTIME_KEY`]), if
-/// it records one that parses.
-pub fn stored_mtime(metadata: &BTreeMap<String, String>) -> Option<SystemTime> {
-    let v = metadata
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(MTIME_KEY))?
-        .1
-        .trim();
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let (secs, frac) = match v.split_once('.') {
-        Some((s, f)) if digits(f) && f.len() <= 9 => (s, f),
-        Some(_) => return None,
-        None => (v, ""),
-    };
-    if !digits(secs) {
-        return None;
-    }
-    let nanos: u32 = format!("{frac:0<9}").parse().ok()?;
-    UNIX_EPOCH.checked_add(Duration::new(secs.parse().ok()?, nanos))
 }
 
 /// A key's relative part as a path below `dir`, refusing anything that would land
@@ -922,6 +891,9 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reserved::stored_mtime;
+    use std::collections::BTreeMap;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn keys_never_escape_the_target_directory() {
@@ -1068,9 +1040,10 @@ mod tests {
                 assert!(out[0].result.is_ok());
             }
             let kept = s.info("bkt", "kept").await.unwrap();
-            assert_eq!(stored_mtime(&kept.metadata), Some(t));
+            assert_eq!(kept.source_mtime, Some(t));
+            assert!(kept.metadata.is_empty(), "{:?}", kept.metadata);
             let plain = s.info("bkt", "plain").await.unwrap();
-            assert_eq!(stored_mtime(&plain.metadata), None);
+            assert_eq!(plain.source_mtime, None);
         });
     }
 

@@ -6,6 +6,7 @@
 //! The transfer engines (`transfer/`) take a `&Core`; nothing below the façade
 //! imports it.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,9 +18,11 @@ use tracing::Instrument;
 use crate::backend::{Backend, Capabilities};
 use crate::config::StorageConfig;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{Events, WriteEvent, WriteKind};
 use crate::journal::Journal;
 use crate::metrics::{Direction, Metrics};
 use crate::retry::{endpoint_label, with_retry, EndpointGate, RetryBudget, RetryPolicy};
+use crate::types::TransferResult;
 use crate::validate::validate_bucket;
 
 /// The bucket argument of operations: a name, or `None` for the configured default.
@@ -43,6 +46,8 @@ pub(crate) struct Core {
     /// Permits `buffers` started with.
     pub buffer_permits: u32,
     pub metrics: Metrics,
+    /// Completed writes, for subscribers (`events.rs`).
+    pub events: Events,
     closed: AtomicBool,
     /// Buckets seen to exist; writes check their bucket once (see `ensure_bucket`).
     known_buckets: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -79,6 +84,7 @@ impl Core {
             buffers: Arc::new(Semaphore::new(buffer_permits as usize)),
             buffer_permits,
             metrics: Metrics::default(),
+            events: Events::default(),
             closed: AtomicBool::new(false),
             known_buckets: Default::default(),
             journal: Default::default(),
@@ -275,6 +281,30 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Tells subscribers a write completed (built only when someone listens).
+    pub fn announce(
+        &self,
+        kind: WriteKind,
+        bucket: &str,
+        key: &str,
+        done: Option<&TransferResult>,
+        metadata: BTreeMap<String, String>,
+        source: Option<(&str, &str)>,
+    ) {
+        if !self.events.wanted() {
+            return;
+        }
+        self.events.send(WriteEvent {
+            kind,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            size: done.map(|r| r.bytes),
+            etag: done.and_then(|r| r.etag.clone()),
+            metadata,
+            source: source.map(|(b, k)| (b.to_owned(), k.to_owned())),
+        });
     }
 
     /// Forgets that a bucket exists (it was deleted).

@@ -64,10 +64,12 @@ mod core;
 pub mod credentials;
 mod destination;
 pub mod error;
+pub mod events;
 pub mod journal;
 mod location;
 pub mod metrics;
 mod probe;
+mod reserved;
 mod retry;
 mod service;
 mod storage;
@@ -77,19 +79,21 @@ mod validate;
 
 pub use crate::core::BucketArg;
 pub use batch::{
-    dir_prefix, download_paths, format_mtime, path_under, plan_upload, stored_mtime, BatchItem,
-    BatchOptions, BatchOutcome, Skipped, UploadPlan, MTIME_KEY,
+    dir_prefix, download_paths, path_under, plan_upload, BatchItem, BatchOptions, BatchOutcome,
+    Skipped, UploadPlan,
 };
 pub use checksum::ChecksumAlgorithm;
 pub use config::{Secret, StorageConfig, StorageType};
 pub use destination::{is_download_temp, TEMP_SUFFIX};
 pub use error::{Error, ErrorKind, Result};
+pub use events::{WriteEvent, WriteEvents, WriteKind};
 pub use journal::{Interrupted, TransferKind};
 pub use location::{Location, Scheme};
 pub use metrics::{HealthReport, MetricsSnapshot};
 pub use probe::{ProbeCheck, ProbeOutcome};
+pub use reserved::{format_mtime, is_reserved, stored_mtime, MOVE_MARKER, MTIME_KEY};
 pub use service::StorageService;
-pub use storage::{guess_content_type, Storage, DELETE_BATCH, MOVE_MARKER};
+pub use storage::{guess_content_type, Storage, DELETE_BATCH};
 pub use types::{
     format_time, ByteRange, CopyOptions, DeleteResult, DownloadOptions, Downloaded, Encryption,
     ListOptions, ListPage, ObjectInfo, ObjectStream, PresignMethod, PresignOptions, Progress,

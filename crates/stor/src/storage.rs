@@ -18,8 +18,10 @@ use crate::config::StorageConfig;
 use crate::core::{BucketArg, Core};
 use crate::destination::Sweeps;
 use crate::error::{Error, ErrorKind, Result};
+use crate::events::{WriteEvents, WriteKind};
 use crate::journal::Interrupted;
 use crate::metrics::{HealthReport, MetricsSnapshot};
+use crate::reserved;
 use crate::transfer::{self, FileTarget, Source};
 use crate::types::{
     CopyOptions, DeleteResult, DownloadOptions, Downloaded, ListOptions, ListPage, ObjectInfo,
@@ -29,11 +31,6 @@ use crate::validate::{validate_expiry, validate_header_value, validate_key, vali
 
 /// Most keys S3 deletes in one request.
 pub const DELETE_BATCH: usize = 1000;
-
-/// The metadata key of the marker a move writes into a copy that lands on an
-/// existing key, to prove the source is another object before deleting it (see
-/// [`Storage::move_object`]). Never shown by [`Storage::info`] nor carried by copies.
-pub const MOVE_MARKER: &str = "stor-move";
 
 /// A handle to one store. Clone it freely: clones share the client, its
 /// connection pool, request budget and metrics.
@@ -128,6 +125,12 @@ impl Storage {
     /// Whether [`Storage::shutdown`] has been called.
     pub fn is_shut_down(&self) -> bool {
         self.core.is_shut_down()
+    }
+
+    /// Subscribes to this store's completed writes (puts, copies, moves, deletes),
+    /// from this handle and all its clones: see [`crate::events`].
+    pub fn subscribe(&self) -> WriteEvents {
+        self.core.events.subscribe()
     }
 
     /// Where the credentials in use came from (`"profile prod (~/.aws/credentials)"`,
@@ -247,7 +250,11 @@ impl Storage {
                 |r: &TransferResult| r.bytes,
                 |b| async move {
                     check_upload(key, &mut opts, name_hint)?;
-                    transfer::upload(core, &b, key, source, &opts).await
+                    let r = transfer::upload(core, &b, key, source, &opts).await?;
+                    let mut metadata = opts.metadata;
+                    metadata.retain(|k, _| !reserved::is_reserved(k));
+                    core.announce(WriteKind::Put, &b, key, Some(&r), metadata, None);
+                    Ok(r)
                 },
             )
             .await
@@ -328,7 +335,9 @@ impl Storage {
                 |r: &Downloaded| r.result.bytes,
                 |b| async move {
                     validate_key(key)?;
-                    transfer::download_to_memory(core, &b, key, None).await
+                    let mut got = transfer::download_to_memory(core, &b, key, None).await?;
+                    reserved::split(&mut got.info);
+                    Ok(got)
                 },
             )
             .await
@@ -348,7 +357,9 @@ impl Storage {
         core.op("download", bucket.into(), key)
             .run(none, |b| async move {
                 validate_key(key)?;
-                transfer::open_stream(core, &b, key, opts).await
+                let mut stream = transfer::open_stream(core, &b, key, opts).await?;
+                reserved::split(&mut stream.info);
+                Ok(stream)
             })
             .await
     }
@@ -366,7 +377,7 @@ impl Storage {
             .run(none, |b| async move {
                 validate_key(key)?;
                 let (mut info, _) = core.request(|_| core.backend.head_object(&b, key)).await?;
-                info.metadata.remove(MOVE_MARKER);
+                reserved::split(&mut info);
                 Ok(info)
             })
             .await
@@ -411,6 +422,7 @@ impl Storage {
                 validate_key(key)?;
                 core.request(|_| core.backend.delete_object(&b, key))
                     .await?;
+                core.announce(WriteKind::Delete, &b, key, None, Default::default(), None);
                 Ok(())
             })
             .await
@@ -450,7 +462,11 @@ impl Storage {
                     .buffered(core.config.max_concurrency.min(4))
                     .try_collect::<Vec<_>>()
                     .await?;
-                Ok(batches.into_iter().flatten().collect())
+                let results: Vec<DeleteResult> = batches.into_iter().flatten().collect();
+                for r in results.iter().filter(|r| r.error.is_none()) {
+                    core.announce(WriteKind::Delete, b, &r.key, None, Default::default(), None);
+                }
+                Ok(results)
             })
             .await
     }
@@ -507,7 +523,11 @@ impl Storage {
             .run(none, |sb| async move {
                 let db = core.bucket(dst_bucket)?;
                 check_copy(core, &sb, src_key, &db, dst_key, &opts)?;
-                transfer::copy(core, &sb, src_key, &db, dst_key, &opts).await
+                let r = transfer::copy(core, &sb, src_key, &db, dst_key, &opts).await?;
+                let metadata = user_metadata(&opts);
+                let from = Some((sb.as_str(), src_key));
+                core.announce(WriteKind::Copy, &db, dst_key, Some(&r), metadata, from);
+                Ok(r)
             })
             .await
     }
@@ -558,7 +578,11 @@ impl Storage {
                     )));
                 }
                 check_copy(core, &sb, src_key, &db, dst_key, &opts)?;
-                transfer::move_object(core, &sb, src_key, &db, dst_key, &opts).await
+                let r = transfer::move_object(core, &sb, src_key, &db, dst_key, &opts).await?;
+                let metadata = user_metadata(&opts);
+                let from = Some((sb.as_str(), src_key));
+                core.announce(WriteKind::Move, &db, dst_key, Some(&r), metadata, from);
+                Ok(r)
             })
             .await
     }
@@ -814,10 +838,13 @@ async fn list_page(core: &Core, bucket: BucketArg<'_>, opts: ListOptions) -> Res
                 max_keys: Some(max),
                 ..opts
             };
-            let (v, _) = core
+            let (mut page, _) = core
                 .request(|_| core.backend.list_objects(&b, &req))
                 .await?;
-            Ok(v)
+            // Listings that carry metadata (the local store's) keep stor's own keys
+            // apart as `info` does.
+            page.objects.iter_mut().for_each(reserved::split);
+            Ok(page)
         })
         .await
 }
@@ -842,6 +869,18 @@ fn check_upload(key: &str, opts: &mut UploadOptions, name_hint: &str) -> Result<
         opts.content_type = Some(guess_content_type(name_hint));
     }
     Ok(())
+}
+
+/// The user metadata a copy or move wrote: the new metadata it replaced, else
+/// none (the source's was kept).
+fn user_metadata(opts: &CopyOptions) -> std::collections::BTreeMap<String, String> {
+    let mut m = opts
+        .replace
+        .as_ref()
+        .map(|r| r.metadata.clone())
+        .unwrap_or_default();
+    m.retain(|k, _| !reserved::is_reserved(k));
+    m
 }
 
 /// A copy's keys and new headers, checked before any I/O.

@@ -40,6 +40,25 @@ pub struct ObjectInfo {
     pub content_disposition: Option<String>,
     /// Content-Encoding, when set.
     pub content_encoding: Option<String>,
+    /// The end-to-end checksum stor stored with the object (algorithm and base64
+    /// value, shown as `crc64nvme:…`); kept out of `metadata`, where other tools see
+    /// it as `stor-crc64nvme`.
+    #[serde(serialize_with = "ser_checksum")]
+    pub checksum: Option<(crate::ChecksumAlgorithm, String)>,
+    /// The modification time of the file the object was uploaded from, when the
+    /// upload recorded it (`stor sync` does).
+    #[serde(serialize_with = "ser_time")]
+    pub source_mtime: Option<SystemTime>,
+}
+
+fn ser_checksum<S: serde::Serializer>(
+    c: &Option<(crate::ChecksumAlgorithm, String)>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match c {
+        Some((a, v)) => s.serialize_some(&format!("{}:{v}", a.name())),
+        None => s.serialize_none(),
+    }
 }
 
 impl ObjectInfo {
@@ -56,6 +75,8 @@ impl ObjectInfo {
             cache_control: None,
             content_disposition: None,
             content_encoding: None,
+            checksum: None,
+            source_mtime: None,
         }
     }
 }

@@ -39,6 +39,7 @@ contract!(
     a_move_never_deletes_the_only_copy_whatever_the_engine_does_to_keys,
     an_upload_aborted_by_someone_else_says_so,
     keys_with_control_characters_list_and_read_back,
+    completed_writes_are_announced_and_failed_ones_never,
 );
 
 mod cases {
@@ -125,6 +126,23 @@ mod cases {
             Some("attachment; filename=\"doc.json\"")
         );
         assert!(info.last_modified.is_some());
+        // The user's metadata only: stor's checksum is a field of its own, in
+        // `info` and in listings that carry metadata (the local store's).
+        assert_eq!(info.metadata.len(), 2, "{:?}", info.metadata);
+        assert!(info.checksum.is_some(), "{info:?}");
+        let page = s
+            .list(
+                f.bucket.as_str(),
+                ListOptions::default().prefix(key.clone()),
+            )
+            .await
+            .unwrap();
+        let listed = page.objects.iter().find(|o| o.key == key).unwrap();
+        assert!(
+            listed.metadata.keys().all(|k| !stor::is_reserved(k)),
+            "{listed:?}"
+        );
+        assert!(listed.metadata.is_empty() || listed.checksum.is_some());
 
         let got = s.download_bytes(f.bucket.as_str(), &key).await.unwrap();
         assert_eq!(got.data.as_ref(), body.as_slice());
@@ -1173,11 +1191,16 @@ mod cases {
             let want = format!("crc64nvme:{}", crc(data));
             assert_eq!(r.checksum.as_deref(), Some(want.as_str()), "{key}");
             let info = s.info(b, &f.key(key)).await.unwrap();
+            // Kept apart from the user's metadata, which other tools iterate.
             assert_eq!(
-                info.metadata.get("stor-crc64nvme").map(String::as_str),
-                Some(crc(data).as_str()),
+                info.checksum,
+                Some((stor::ChecksumAlgorithm::Crc64nvme, crc(data))),
                 "{key}: {:?}",
-                info.metadata
+                info
+            );
+            assert!(
+                !info.metadata.keys().any(|k| k.starts_with("stor-")),
+                "{info:?}"
             );
             // Every way down verifies it.
             let out = dir.path().join(format!("{key}.out"));
@@ -1209,8 +1232,11 @@ mod cases {
             .of(&small)
             .unwrap()
             .encoded();
-        assert_eq!(info.metadata.get("stor-crc32c"), Some(&want));
-        assert!(!info.metadata.contains_key("stor-crc64nvme"));
+        assert_eq!(
+            info.checksum,
+            Some((stor::ChecksumAlgorithm::Crc32c, want.clone()))
+        );
+        assert!(info.metadata.is_empty(), "{:?}", info.metadata);
         let d = s32.download_bytes(b, &f.key("c")).await.unwrap();
         assert_eq!(d.result.checksum, Some(format!("crc32c:{want}")));
     }
@@ -1295,7 +1321,10 @@ mod cases {
             info.metadata.get("origin").map(String::as_str),
             Some("camera-7")
         );
-        assert_eq!(info.metadata.get("stor-crc64nvme"), Some(&crc(&data)));
+        assert_eq!(
+            info.checksum,
+            Some((stor::ChecksumAlgorithm::Crc64nvme, crc(&data)))
+        );
         let got = s.download_bytes(b, &f.key("dst.mp4")).await.unwrap();
         assert!(got.data.as_ref() == data.as_slice());
         assert!(got.result.checksum.is_some(), "verified after the copy");
@@ -1317,7 +1346,10 @@ mod cases {
             info.metadata.get("origin").map(String::as_str),
             Some("edited")
         );
-        assert_eq!(info.metadata.get("stor-crc64nvme"), Some(&crc(&data)));
+        assert_eq!(
+            info.checksum,
+            Some((stor::ChecksumAlgorithm::Crc64nvme, crc(&data)))
+        );
         // A missing source writes nothing.
         let e = s
             .copy_object(b, &f.key("nope"), b, &f.key("dst3"), CopyOptions::default())
@@ -1607,9 +1639,9 @@ mod cases {
         for (key, data) in [(&k1, &streamed), (&k2, &foreign)] {
             let info = s.info(b, key).await.unwrap();
             assert!(
-                stor::checksum::stored_in(&info.metadata).is_none(),
+                info.checksum.is_none(),
                 "{key}: no stor checksum: {:?}",
-                info.metadata
+                info
             );
             // What the server keeps, asked directly.
             let head = head_with_checksums(&raw, b, key).await;
@@ -1954,5 +1986,81 @@ mod cases {
             .unwrap()
             .objects
             .is_empty());
+    }
+
+    /// Subscribers hear of every completed put, copy, move and delete, after it
+    /// completed, with size, ETag and user metadata — and never of a failed write;
+    /// one that falls behind loses the oldest events, counted, and blocks nothing.
+    pub async fn completed_writes_are_announced_and_failed_ones_never(f: Fixture) {
+        use stor::WriteKind;
+        let s = &f.storage;
+        let b = f.bucket.as_str();
+        let mut events = s.subscribe();
+        let (k, k2, k3) = (f.key("ev/a.json"), f.key("ev/b.json"), f.key("ev/c.json"));
+        let opts = UploadOptions::default().metadata("source", "crawler");
+        let put = s.upload_bytes(b, &k, "{}", opts).await.unwrap();
+        s.copy_object(b, &k, b, &k2, CopyOptions::default())
+            .await
+            .unwrap();
+        s.move_object(b, &k2, b, &k3, CopyOptions::default())
+            .await
+            .unwrap();
+        // A failed write: no event.
+        let missing = unique("stor-nobucket");
+        s.upload_bytes(missing.as_str(), "x", "x", UploadOptions::default())
+            .await
+            .unwrap_err();
+        s.delete(b, &k).await.unwrap();
+        s.delete_many(b, std::slice::from_ref(&k3)).await.unwrap();
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+                Ok(Some(e)) => got.push(e),
+                other => panic!("after {got:?}: {other:?}"),
+            }
+        }
+        let kinds: Vec<_> = got.iter().map(|e| (e.kind, e.key.clone())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (WriteKind::Put, k.clone()),
+                (WriteKind::Copy, k2.clone()),
+                (WriteKind::Move, k3.clone()),
+                (WriteKind::Delete, k.clone()),
+                (WriteKind::Delete, k3.clone()),
+            ]
+        );
+        assert_eq!(got[0].size, Some(2));
+        assert_eq!(got[0].etag, put.etag);
+        assert_eq!(
+            got[0].metadata.get("source").map(String::as_str),
+            Some("crawler")
+        );
+        assert!(got[0].metadata.keys().all(|k| !k.starts_with("stor-")));
+        assert_eq!(got[2].source, Some((f.bucket.clone(), k2.clone())));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), events.next())
+                .await
+                .is_err(),
+            "the failed upload was never announced"
+        );
+        if f.kind.is_s3() {
+            return; // the overflow below is thousands of requests: embedded stores only
+        }
+        // A subscriber that never reads: writes go on; the oldest events are dropped.
+        let mut idle = s.subscribe();
+        let n = stor::events::QUEUE + 100;
+        for i in 0..n {
+            s.upload_bytes(
+                b,
+                &f.key(&format!("ev/many/{i}")),
+                "x",
+                UploadOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let first = idle.next().await.unwrap();
+        assert_eq!(idle.dropped(), 100, "{first:?}");
     }
 }

@@ -187,3 +187,36 @@ async fn large_copies_go_by_parts_and_keep_the_checksum() {
         "the checksum travelled with it"
     );
 }
+
+/// A transfer dropped while its CreateMultipartUpload is still in flight leaves no
+/// upload: the upload the server makes is aborted when the answer comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_dropped_while_its_upload_is_being_created_leaves_none() {
+    let (s, be) = rig(2).await;
+    *be.create_delay.lock().unwrap() = Some(Duration::from_millis(500));
+    let data = payload(12 * MIB, 6);
+    let task = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.upload_bytes("eng", "mid-create", data, UploadOptions::default())
+                .await
+        })
+    };
+    for _ in 0..200 {
+        if be.creates_started.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(be.creates_started.load(Ordering::SeqCst), 1);
+    // The server already has the upload; the answer has not come yet.
+    assert_eq!(s.list_uploads("eng", "").await.unwrap().len(), 1);
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(stor::transfer::wait_for_pending_aborts(Duration::from_secs(10)).await);
+    assert!(
+        s.list_uploads("eng", "").await.unwrap().is_empty(),
+        "aborted when the answer came"
+    );
+    assert!(be.aborts.load(Ordering::SeqCst) >= 1);
+}

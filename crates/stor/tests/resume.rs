@@ -197,7 +197,7 @@ async fn an_interrupted_upload_sends_only_the_missing_parts() {
     assert_eq!(r.checksum.as_deref(), Some(crc(&data).as_str()));
     let info = s.info("eng", "up/big.bin").await.unwrap();
     assert_eq!(
-        stor::checksum::stored_in(&info.metadata).map(|(_, v)| v),
+        info.checksum.map(|(_, v)| v),
         Some(ChecksumAlgorithm::Crc64nvme.of(&data).unwrap().encoded()),
         "the object carries the whole file's CRC, combined from the journaled parts'"
     );

@@ -9,7 +9,7 @@ use super::parts::copy_ranges;
 use crate::checksum;
 use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
-use crate::storage::MOVE_MARKER;
+use crate::reserved::MOVE_MARKER;
 use crate::types::{CopyOptions, ObjectInfo, TransferResult, UploadOptions};
 
 /// The headers and metadata a copy carries over when it cannot use S3's COPY

@@ -66,27 +66,32 @@ impl MultipartUpload<'_> {
         let (bucket, key, checksum) = (self.bucket, self.key, self.checksum);
         let mp = multipart_of(&*core.backend)?;
         let journal = self.journal;
-        let (upload_id, before) = match journal.and_then(UploadJournal::resumed) {
-            Some(resumed) => resumed,
+        let (mut guard, before) = match journal.and_then(UploadJournal::resumed) {
+            Some((upload_id, before)) => {
+                let guard = AbortGuard {
+                    backend: core.backend.clone(),
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    upload_id,
+                    armed: true,
+                };
+                (guard, before)
+            }
             None => {
-                let (id, _) = core
-                    .request(|_| mp.create_multipart(bucket, key, self.opts, checksum))
+                let (guard, _) = core
+                    .request(|_| create(core.backend.clone(), bucket, key, self.opts, checksum))
                     .await?;
                 if let Some(j) = journal {
-                    j.created(&id);
+                    j.created(&guard.upload_id);
                 }
-                (id, Vec::new())
+                (guard, Vec::new())
             }
         };
-        // A journaled upload is kept for resuming when it stops, not aborted.
+        // A journaled upload (recording once created or resumed) is kept for
+        // resuming when it stops, not aborted.
         let kept = journal.is_some_and(UploadJournal::is_recording);
-        let guard = AbortGuard {
-            backend: core.backend.clone(),
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            upload_id: upload_id.clone(),
-            armed: !kept,
-        };
+        guard.armed = !kept;
+        let upload_id = guard.upload_id.clone();
         let max_attempts = AtomicU32::new(1);
         let sent = AtomicU64::new(0);
         let work = async {
@@ -195,6 +200,45 @@ impl MultipartUpload<'_> {
     }
 }
 
+/// CreateMultipartUpload in a task of its own, answering with an armed
+/// [`AbortGuard`]: if the caller is gone by the time the server answers (the
+/// transfer was dropped or timed out mid-request), the guard is dropped unread —
+/// in the task or in the channel — and aborts the upload, so a cancellation never
+/// leaves one behind, however late it comes.
+async fn create(
+    backend: Arc<dyn Backend>,
+    bucket: &str,
+    key: &str,
+    opts: &UploadOptions,
+    checksum: Option<ChecksumAlgorithm>,
+) -> Result<AbortGuard> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (b, k, o) = (bucket.to_owned(), key.to_owned(), opts.clone());
+    PENDING_ABORTS.fetch_add(1, Ordering::SeqCst);
+    tokio::spawn(async move {
+        let created = async {
+            let id = multipart_of(&*backend)?
+                .create_multipart(&b, &k, &o, checksum)
+                .await?;
+            Ok(AbortGuard {
+                backend: backend.clone(),
+                bucket: b,
+                key: k,
+                upload_id: id,
+                armed: true,
+            })
+        };
+        let _ = tx.send(created.await);
+        PENDING_ABORTS.fetch_sub(1, Ordering::SeqCst);
+    });
+    rx.await.unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::Cancelled,
+            "the runtime went away while the upload was being created",
+        ))
+    })
+}
+
 /// The multipart primitives of a backend whose capabilities promise them.
 pub(crate) fn multipart_of(be: &dyn Backend) -> Result<&dyn Multipart> {
     be.multipart().ok_or_else(|| {
@@ -219,7 +263,8 @@ fn aborted_by_others(e: Error) -> Error {
     .with_attempts(e.attempts(), e.elapsed().unwrap_or_default())
 }
 
-/// Aborts started by dropped transfers that have not finished yet.
+/// Aborts started by dropped transfers (and creations that may still need one)
+/// that have not finished yet.
 static PENDING_ABORTS: AtomicU64 = AtomicU64::new(0);
 
 /// Waits (up to `timeout`) for the multipart aborts that cancelled transfers started

@@ -31,6 +31,9 @@ pub struct Faulty {
     pub fail_part_always: Mutex<Option<i32>>,
     /// Hold every part this long (to cancel mid-upload).
     pub part_delay: Mutex<Option<Duration>>,
+    /// Hold CreateMultipartUpload this long after the upload exists.
+    pub create_delay: Mutex<Option<Duration>>,
+    pub creates_started: AtomicUsize,
     pub parts_sent: AtomicU32,
     pub part_copies: AtomicUsize,
     pub aborts: AtomicUsize,
@@ -156,7 +159,13 @@ impl Multipart for Faulty {
         o: &UploadOptions,
         c: Option<stor::ChecksumAlgorithm>,
     ) -> Result<String> {
-        self.mp().create_multipart(b, k, o, c).await
+        self.creates_started.fetch_add(1, Ordering::SeqCst);
+        let id = self.mp().create_multipart(b, k, o, c).await?;
+        let delay = *self.create_delay.lock().unwrap();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        Ok(id)
     }
     async fn upload_part(
         &self,

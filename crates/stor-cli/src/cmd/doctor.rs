@@ -6,7 +6,8 @@ use anyhow::Result;
 use stor::{ErrorKind, Location, ProbeOutcome, Scheme};
 
 use crate::args::DoctorArgs;
-use crate::commands::{usage, Ctx, EXIT_FAILED};
+use crate::context::Ctx;
+use crate::exit::{usage, Exit};
 
 struct Report<'a> {
     ctx: &'a Ctx,
@@ -15,16 +16,21 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn ok(&self, what: &str) {
-        self.ctx.say(&format!("ok    {what}"));
+        self.ctx.out.say(&format!("ok    {what}"));
     }
     fn warn(&self, what: &str, fix: &str) {
-        self.ctx.say(&format!("warn  {what}"));
-        self.ctx.say(&format!("      fix: {fix}"));
+        self.ctx.out.say(&format!("warn  {what}"));
+        self.ctx.out.say(&format!("      fix: {fix}"));
+    }
+    /// An optional feature the store lacks: the probe's text already says what
+    /// that means and what to do.
+    fn lacks(&self, what: &str) {
+        self.ctx.out.say(&format!("warn  {what}"));
     }
     fn fail(&mut self, what: &str, fix: &str) {
         self.failed = true;
-        self.ctx.say(&format!("FAIL  {what}"));
-        self.ctx.say(&format!("      fix: {fix}"));
+        self.ctx.out.say(&format!("FAIL  {what}"));
+        self.ctx.out.say(&format!("      fix: {fix}"));
     }
 }
 
@@ -43,7 +49,7 @@ fn fix_for(kind: ErrorKind) -> &'static str {
     }
 }
 
-pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<u8> {
+pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<Exit> {
     let (scheme, bucket) = match a.url.as_deref().map(str::parse::<Location>).transpose()? {
         None => (Scheme::S3, None),
         Some(Location::Object { scheme, bucket, .. }) if bucket.is_empty() => (scheme, None),
@@ -65,8 +71,8 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<u8> {
                 &format!("opening the {} store: {e:#}", scheme.as_str()),
                 fix,
             );
-            ctx.flush();
-            return Ok(EXIT_FAILED);
+            ctx.out.flush();
+            return Ok(Exit::Failed);
         }
     };
     let cfg = store.config();
@@ -116,8 +122,8 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<u8> {
     }
 
     let Some(bucket) = bucket else {
-        ctx.flush();
-        return Ok(if r.failed { EXIT_FAILED } else { 0 });
+        ctx.out.flush();
+        return Ok(Exit::failed_if(r.failed));
     };
     let b = bucket.as_str();
     match store.bucket_exists(b).await {
@@ -137,10 +143,10 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<u8> {
         match check.outcome {
             ProbeOutcome::Works(how) if how.is_empty() => r.ok(&name),
             ProbeOutcome::Works(how) => r.ok(&format!("{name} ({how})")),
-            ProbeOutcome::Missing(what) => r.warn(&format!("{name}: {what}"), "see above"),
+            ProbeOutcome::Missing(what) => r.lacks(&format!("{name}: {what}")),
             ProbeOutcome::Failed(e) => r.fail(&format!("{name}: {e}"), fix_for(e.kind())),
         }
     }
-    ctx.flush();
-    Ok(if r.failed { EXIT_FAILED } else { 0 })
+    ctx.out.flush();
+    Ok(Exit::failed_if(r.failed))
 }

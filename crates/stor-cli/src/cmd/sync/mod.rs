@@ -27,12 +27,15 @@ use stor::{
 };
 
 use crate::args::SyncArgs;
-use crate::commands::{tree_prefix, url, usage, Ctx};
-use crate::ui::{Filter, Ui};
+use crate::context::Ctx;
+use crate::exit::{usage, Exit};
+use crate::filter::Filter;
+use crate::progress::Ui;
+use crate::urls::{tree_prefix, url};
 use out::Out;
 use plan::{plan, Dest, Direction, Meta, Plan, Rules, Source};
 
-pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<u8> {
+pub async fn sync(ctx: &Ctx, a: &SyncArgs) -> Result<Exit> {
     let src: Location = a.src.parse()?;
     let dst: Location = a.dst.parse()?;
     let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
@@ -127,10 +130,20 @@ impl<'a> Remote<'a> {
 fn object_meta(o: &ObjectInfo) -> Meta {
     Meta {
         size: o.size,
-        mtime: stor::stored_mtime(&o.metadata),
+        mtime: o.source_mtime,
         modified: o.last_modified,
-        checksum: stor::checksum::stored_in(&o.metadata),
+        checksum: o.checksum.clone(),
     }
+}
+
+/// Whether an object's info came from a listing that carries no metadata (S3's):
+/// its recorded time and checksum need a HEAD. (The local store's listings carry
+/// them.)
+fn listing_only(o: &ObjectInfo) -> bool {
+    o.content_type.is_none()
+        && o.metadata.is_empty()
+        && o.checksum.is_none()
+        && o.source_mtime.is_none()
 }
 
 fn file_meta(m: &std::fs::Metadata) -> Meta {
@@ -432,7 +445,7 @@ async fn down(
     // compare, and to give a downloaded file.
     let todo: Vec<Detail> = listed
         .iter()
-        .filter(|(rel, o)| filter.allows(rel) && (o.metadata.is_empty() || a.checksum))
+        .filter(|(rel, o)| filter.allows(rel) && (listing_only(o) || a.checksum))
         .map(|(rel, o)| Detail {
             rel: rel.clone(),
             object: (*o).clone(),
@@ -707,9 +720,9 @@ fn refuse(out: &Out<'_>, a: &SyncArgs, gone: Vec<(String, Value)>) -> anyhow::Er
     for (shown, mut obj) in gone {
         if out.json {
             obj["refused"] = true.into();
-            out.ctx.say(&obj.to_string());
+            out.ctx.out.say(&obj.to_string());
         } else {
-            out.ctx.say(&format!("(refused) delete: {shown}"));
+            out.ctx.out.say(&format!("(refused) delete: {shown}"));
         }
     }
     let filtered = if a.filter.include.is_empty() && a.filter.exclude.is_empty() {
@@ -727,7 +740,7 @@ fn refuse(out: &Out<'_>, a: &SyncArgs, gone: Vec<(String, Value)>) -> anyhow::Er
 
 fn new_ui(out: &Out<'_>, items: &[BatchItem]) -> std::sync::Arc<Ui> {
     let bytes = items.iter().filter_map(|i| i.size).sum();
-    Ui::new(out.ctx.quiet, out.json, bytes, items.len() as u64)
+    Ui::new(out.ctx.out.quiet(), out.json, bytes, items.len() as u64)
 }
 
 /// One object a plan needs to know more of.
@@ -756,7 +769,7 @@ async fn details(
 ) -> Vec<(String, Result<Detailed>)> {
     let one = |d: Detail| async move {
         let r = async {
-            let info = if d.object.metadata.is_empty() {
+            let info = if listing_only(&d.object) {
                 at.store.info(at.bucket.as_str(), &d.object.key).await?
             } else {
                 d.object
@@ -849,10 +862,10 @@ async fn transfer(
             Err(e) => {
                 // Counted by the Ui for the summary; ctx.fail for the exit status.
                 ui.finished(None);
-                out.ctx.fail(&text, e);
+                out.ctx.out.fail(&text, e);
                 if out.json {
                     obj["error"] = e.to_string().into();
-                    out.ctx.say(&obj.to_string());
+                    out.ctx.out.say(&obj.to_string());
                 }
             }
         }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Value};
 
-use crate::commands::Ctx;
-use crate::ui::Ui;
+use crate::context::Ctx;
+use crate::progress::Ui;
 
 /// The event printer of one sync.
 pub struct Out<'a> {
@@ -34,9 +34,9 @@ impl<'a> Out<'a> {
     /// when there is one), `obj` with --json.
     pub fn event(&self, ui: Option<&Ui>, text: &str, obj: Value) {
         if self.json {
-            self.ctx.say(&obj.to_string());
-        } else if !self.ctx.quiet && !ui.is_some_and(|u| u.println(text)) {
-            self.ctx.say(text);
+            self.ctx.out.say(&obj.to_string());
+        } else if !self.ctx.out.quiet() && !ui.is_some_and(|u| u.println(text)) {
+            self.ctx.out.say(text);
         }
     }
 
@@ -44,19 +44,19 @@ impl<'a> Out<'a> {
     pub fn planned(&self, text: &str, mut obj: Value) {
         if self.json {
             obj["dry_run"] = true.into();
-            self.ctx.say(&obj.to_string());
+            self.ctx.out.say(&obj.to_string());
         } else {
-            self.ctx.say(&format!("(dryrun) {text}"));
+            self.ctx.out.say(&format!("(dryrun) {text}"));
         }
     }
 
     /// A failure: one line on stderr, and the event with its error under --json.
     pub fn fail(&self, what: &str, err: &dyn std::fmt::Display, mut obj: Value) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        self.ctx.fail(what, err);
+        self.ctx.out.fail(what, err);
         if self.json {
             obj["error"] = err.to_string().into();
-            self.ctx.say(&obj.to_string());
+            self.ctx.out.say(&obj.to_string());
         }
     }
 
@@ -65,11 +65,11 @@ impl<'a> Out<'a> {
         self.skipped.fetch_add(1, Ordering::Relaxed);
         if self.json {
             let obj = json!({ "op": "skip", "path": path, "key": key, "reason": reason });
-            self.ctx.say(&obj.to_string());
-        } else if !self.ctx.quiet {
-            self.ctx.flush();
+            self.ctx.out.say(&obj.to_string());
+        } else if !self.ctx.out.quiet() {
+            self.ctx.out.flush();
             let line = format!("skipped {path}: {reason}");
-            eprintln!("stor: {}", crate::ui::printable(&line));
+            eprintln!("stor: {}", crate::output::printable(&line));
         }
     }
 
@@ -82,7 +82,7 @@ impl<'a> Out<'a> {
             self.failures.load(Ordering::Relaxed),
         );
         if self.json {
-            self.ctx.say(&json!({ "summary": s }).to_string());
+            self.ctx.out.say(&json!({ "summary": s }).to_string());
         }
     }
 }

@@ -1,0 +1,60 @@
+//! One transfer (`cp` or `mv` of one file, stdin), with a progress bar on a
+//! terminal that counts bytes as they are sent or received.
+
+use std::path::Path;
+
+use stor::{DownloadOptions, Storage, TransferResult, UploadOptions};
+
+use crate::output::Output;
+use crate::progress::Ui;
+
+/// Uploads a file; the library reports its bytes as they are read to be sent.
+pub async fn upload_file(
+    out: &Output,
+    store: &Storage,
+    bucket: &str,
+    key: &str,
+    path: &Path,
+    opts: UploadOptions,
+) -> stor::Result<TransferResult> {
+    let ui = Ui::one(out, std::fs::metadata(path).ok().map(|m| m.len()));
+    let r = store
+        .upload_file(bucket, key, path, opts.progress(ui.progress()))
+        .await;
+    ui.clear();
+    r
+}
+
+/// Uploads stdin. The library reports a stream's parts only once stored: the bar
+/// counts the bytes read instead (of `--expected-size`, when given).
+pub async fn upload_stdin(
+    out: &Output,
+    store: &Storage,
+    bucket: &str,
+    key: &str,
+    opts: UploadOptions,
+) -> stor::Result<TransferResult> {
+    let ui = Ui::one(out, opts.expected_size);
+    let stdin = ui.reading(tokio::io::stdin());
+    let r = store.upload_reader(bucket, key, stdin, opts).await;
+    ui.clear();
+    r
+}
+
+/// Downloads an object to a file; the library reports bytes as they arrive.
+pub async fn download_file(
+    out: &Output,
+    store: &Storage,
+    bucket: &str,
+    key: &str,
+    target: &Path,
+) -> stor::Result<TransferResult> {
+    let ui = Ui::one(out, None);
+    let opts = DownloadOptions {
+        progress: Some(ui.progress()),
+        ..Default::default()
+    };
+    let r = store.download_file_with(bucket, key, target, opts).await;
+    ui.clear();
+    r
+}
