@@ -3150,3 +3150,351 @@ fn dev_stdout_is_the_open_descriptor_not_the_file_behind_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"OBJ\n");
 }
+
+// ------------------------------------------------------------------ resume after kill -9
+
+/// A TCP relay in front of the S3 server that counts the bytes going each way and,
+/// once the counted direction has carried `stall_at` bytes, stops relaying it (the
+/// process on the other side hangs mid-transfer until the test kills it). Every
+/// byte stor sends or receives passes here, headers included.
+struct Relay {
+    url: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    down: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Stall uploads (true) or downloads (false) at this many bytes; 0: never.
+    stall_at: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Relay {
+    fn new(upstream: &str, stall_up: bool) -> Relay {
+        use std::sync::atomic::AtomicU64;
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = upstream.trim_start_matches("http://").trim_end_matches('/');
+        let target = target.to_owned();
+        let (up, down, stall_at) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let counters = (up.clone(), down.clone(), stall_at.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let (up, down, stall) = counters.clone();
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (stall_up, stall_down) = if stall_up {
+                    (Some(stall.clone()), None)
+                } else {
+                    (None, Some(stall.clone()))
+                };
+                std::thread::spawn(move || pump(client, server, up, stall_up));
+                std::thread::spawn(move || pump(s2, c2, down, stall_down));
+            }
+        });
+        Relay {
+            url,
+            up,
+            down,
+            stall_at,
+        }
+    }
+
+    fn up(&self) -> u64 {
+        self.up.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn down(&self) -> u64 {
+        self.down.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn stall_at(&self, n: u64) {
+        self.stall_at.store(n, std::sync::atomic::Ordering::SeqCst)
+    }
+    fn reset(&self) {
+        self.up.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.down.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.stall_at(0);
+    }
+}
+
+/// Copies `from` to `to`, counting; with `stall`, holds (never relays) the bytes
+/// past that count while it is set.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stall: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+) {
+    use std::io::Read;
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut chunk = &buf[..n];
+        while !chunk.is_empty() {
+            let limit = stall.as_ref().map_or(0, |s| s.load(SeqCst));
+            let now = count.load(SeqCst);
+            if limit > 0 && now >= limit {
+                // Held: the transfer hangs here until the process is killed.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                continue;
+            }
+            let take = if limit > 0 {
+                chunk.len().min((limit - now) as usize)
+            } else {
+                chunk.len()
+            };
+            if to.write_all(&chunk[..take]).is_err() {
+                let _ = from.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            count.fetch_add(take as u64, SeqCst);
+            chunk = &chunk[take..];
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// Pseudo-random bytes (no two parts alike).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+const MIB: u64 = 1024 * 1024;
+/// The object of the kill tests: 8 parts of 5 MiB.
+const OBJECT: u64 = 40 * MIB;
+const PART: u64 = 5 * MIB;
+/// What a transfer costs besides the object's bytes: request and response heads,
+/// ListParts, CompleteMultipartUpload, the HEAD — a few KiB; bounded loosely.
+const OVERHEAD: u64 = 256 * 1024;
+
+impl Env {
+    /// `stor` through the relay, one part at a time (so at most one part is in
+    /// flight when it is killed), journaling under this env's state dir.
+    fn via(&self, relay: &Relay, args: &[&str]) -> Command {
+        // Multipart from 5 MiB (the default threshold is 100 MiB).
+        let cfg = self.path("resume-cfg.json");
+        std::fs::write(
+            &cfg,
+            r#"{"storageConfig": {"multipart_threshold": 5242880}}"#,
+        )
+        .unwrap();
+        let cfg = cfg.display().to_string();
+        let mut full = vec![
+            "--config",
+            &cfg,
+            "--concurrency",
+            "1",
+            "--part-size",
+            "5MiB",
+        ];
+        full.extend_from_slice(args);
+        let mut c = self.cmd(&full);
+        c.env("AWS_ENDPOINT_URL", &relay.url)
+            .env("STOR_STATE_DIR", self.path("state"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs `args` through the relay, stalling the counted direction at `at`
+    /// bytes, and kills the process (SIGKILL) once it stalled there.
+    fn killed_at(&self, relay: &Relay, at: u64, up: bool, args: &[&str]) {
+        relay.reset();
+        relay.stall_at(at);
+        let mut child = self.via(relay, args).spawn().unwrap();
+        let count = || if up { relay.up() } else { relay.down() };
+        let mut waited = 0;
+        while count() < at {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("stor ended ({status}) before the kill at {at} bytes");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            waited += 1;
+            assert!(waited < 60_000, "stor never reached {at} bytes");
+        }
+        child.kill().unwrap(); // SIGKILL: nothing runs after it.
+        child.wait().unwrap();
+    }
+}
+
+#[test]
+fn s3_upload_killed_midway_resumes_sending_only_what_is_missing() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let data = noise(OBJECT as usize, 7);
+    std::fs::write(e.path("big.bin"), &data).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+
+    // Killed with a bit more than half the object sent.
+    e.killed_at(&relay, OBJECT / 2 + MIB, true, &["cp", "big.bin", &dst]);
+    assert!(
+        e.run(&["stat", &dst]).status.code() != Some(0),
+        "nothing stored yet"
+    );
+
+    relay.reset();
+    let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sent = relay.up();
+    eprintln!("upload resumed: second run sent {sent} bytes of a {OBJECT}-byte object");
+    assert!(
+        sent <= OBJECT / 2 + PART + OVERHEAD,
+        "the rerun sent {sent} bytes: more than half the object plus one part; {}",
+        stderr(&out)
+    );
+    assert!(sent >= OBJECT / 4, "it did send the missing parts ({sent})");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("resumed:"),
+        "{out:?}"
+    );
+
+    // End to end: the stored object is the file (read back without the journal).
+    e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+    assert!(std::fs::read(e.path("back.bin")).unwrap() == data);
+    // Nothing left to resume or clean up.
+    let left = e.ok(&[
+        "cleanup",
+        &format!("s3://{b}"),
+        "--older-than",
+        "0s",
+        "--dry-run",
+    ]);
+    assert!(left.trim().is_empty(), "{left}");
+}
+
+#[test]
+fn s3_download_killed_midway_resumes_fetching_only_what_is_missing() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), false);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let data = noise(OBJECT as usize, 11);
+    std::fs::write(e.path("src.bin"), &data).unwrap();
+    let src = format!("s3://{b}/big.bin");
+    e.ok(&["cp", "src.bin", &src]);
+
+    e.killed_at(&relay, OBJECT / 2 + MIB, false, &["cp", &src, "got.bin"]);
+    assert!(!e.path("got.bin").exists(), "no target before it verified");
+
+    relay.reset();
+    let out = e.via(&relay, &["cp", &src, "got.bin"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let received = relay.down();
+    eprintln!("download resumed: second run received {received} bytes of a {OBJECT}-byte object");
+    assert!(
+        received <= OBJECT / 2 + PART + OVERHEAD,
+        "the rerun received {received} bytes: more than half the object plus one part"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("resumed:"),
+        "{out:?}"
+    );
+    assert!(std::fs::read(e.path("got.bin")).unwrap() == data);
+    let leftovers: Vec<_> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(stor::TEMP_SUFFIX))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn s3_upload_killed_then_source_changed_starts_over_and_stores_the_new_bytes() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    std::fs::write(e.path("big.bin"), noise(OBJECT as usize, 3)).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+    e.killed_at(&relay, OBJECT / 2 + MIB, true, &["cp", "big.bin", &dst]);
+
+    // Same size, other bytes, a later mtime: the journaled parts must not be used.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let data = noise(OBJECT as usize, 4);
+    std::fs::write(e.path("big.bin"), &data).unwrap();
+    relay.reset();
+    let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        relay.up() >= OBJECT,
+        "every part sent again ({})",
+        relay.up()
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("resumed:"),
+        "{out:?}"
+    );
+    assert!(stderr(&out).contains("starts over"), "said so: {out:?}");
+    e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+    assert!(std::fs::read(e.path("back.bin")).unwrap() == data);
+    // The interrupted upload was aborted, not left behind.
+    let left = e.ok(&[
+        "cleanup",
+        &format!("s3://{b}"),
+        "--older-than",
+        "0s",
+        "--dry-run",
+    ]);
+    assert!(left.trim().is_empty(), "{left}");
+}
+
+#[test]
+fn s3_batch_killed_midway_skips_what_it_finished() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let files: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("f{i}.bin"), noise(3 * MIB as usize, 20 + i)))
+        .collect();
+    std::fs::create_dir(e.path("tree")).unwrap();
+    for (n, d) in &files {
+        std::fs::write(e.path("tree").join(n), d).unwrap();
+    }
+    let dst = format!("s3://{b}/t/");
+    let total = 8 * 3 * MIB;
+    e.killed_at(&relay, total / 2 + MIB, true, &["cp", "-r", "tree", &dst]);
+
+    relay.reset();
+    let out = e
+        .via(&relay, &["cp", "-r", "tree", &dst, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sent = relay.up();
+    eprintln!("batch resumed: second run sent {sent} bytes of {total}");
+    assert!(
+        sent <= total / 2 + 3 * MIB + OVERHEAD,
+        "the rerun sent {sent} bytes: the finished files went again"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let summary = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v.get("summary").cloned())
+        .expect("a summary line");
+    assert!(summary["resumed"].as_u64().unwrap() > 0, "{summary}");
+    for (n, d) in &files {
+        e.ok(&["cp", &format!("{dst}{n}"), "back.bin", "--no-resume"]);
+        assert!(std::fs::read(e.path("back.bin")).unwrap() == *d, "{n}");
+    }
+}
+

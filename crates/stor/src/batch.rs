@@ -28,7 +28,7 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -457,8 +457,6 @@ struct BatchJournal {
     up: bool,
     /// What the interrupted run finished: (key, path) → what it was then.
     done: crate::journal::Finished,
-    pending: Mutex<Vec<(String, PathBuf, String)>>,
-    last_flush: Mutex<Instant>,
     failed: AtomicBool,
 }
 
@@ -506,21 +504,14 @@ impl BatchJournal {
         })
     }
 
-    /// Records an item done.
+    /// Records an item done, at once: a kill -9 right after must not send it again
+    /// (one small transaction in WAL mode, without fsync — cheap next to an
+    /// object's requests; batching them lost the last fraction of a second).
     fn done(&self, item: &BatchItem, r: &TransferResult) {
         let Some(now) = self.identity(item, r.etag.as_deref()) else {
             return;
         };
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.push((item.key.clone(), item.path.clone(), now));
-        let mut last = self.last_flush.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.len() >= 64 || last.elapsed() >= Duration::from_millis(200) {
-            let items = std::mem::take(&mut *pending);
-            drop(pending);
-            *last = Instant::now();
-            drop(last);
-            self.write(&items);
-        }
+        self.write(&[(item.key.clone(), item.path.clone(), now)]);
     }
 
     fn write(&self, items: &[(String, PathBuf, String)]) {
@@ -529,32 +520,14 @@ impl BatchJournal {
         }
     }
 
-    fn flush(&self) {
-        let items = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        self.write(&items);
-    }
-
     /// The batch ran to its end: over when every object was done, else kept (a
     /// re-run skips what this one finished).
     fn end(&self) {
-        if self.failed.load(Ordering::SeqCst) {
-            self.flush();
-        } else {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
+        if !self.failed.load(Ordering::SeqCst) {
             if let Err(e) = self.journal.batch_end(self.id) {
                 tracing::warn!("could not remove a finished batch from the transfer journal: {e}");
             }
         }
-    }
-}
-
-impl Drop for BatchJournal {
-    /// Stopped before its end (Ctrl-C, a dropped stream): what it finished is kept.
-    fn drop(&mut self) {
-        self.flush();
     }
 }
 
@@ -626,8 +599,6 @@ impl Storage {
                     id,
                     up,
                     done,
-                    pending: Mutex::default(),
-                    last_flush: Mutex::new(Instant::now()),
                     failed: AtomicBool::new(false),
                 }))
             }

@@ -51,7 +51,8 @@ pub async fn upload_dir(
         }
         return Ok(());
     }
-    run_batch(ctx, store, bucket, items, Way::Up(opts), &describe).await;
+    let way = Way::Up(opts);
+    run_batch(ctx, store, bucket, items, way, opts.no_resume, &describe).await;
     Ok(())
 }
 
@@ -68,6 +69,7 @@ pub async fn download_prefix(
     dry_run: bool,
     filter: &Filter,
     pattern: Option<&str>,
+    no_resume: bool,
 ) -> Result<()> {
     let mut items = Vec::new();
     let mut refused = 0;
@@ -98,7 +100,16 @@ pub async fn download_prefix(
         }
         return Ok(());
     }
-    run_batch(ctx, store, bucket, items, Way::Down(dir), &describe).await;
+    run_batch(
+        ctx,
+        store,
+        bucket,
+        items,
+        Way::Down(dir),
+        no_resume,
+        &describe,
+    )
+    .await;
     Ok(())
 }
 
@@ -110,13 +121,16 @@ enum Way<'a> {
 }
 
 /// Runs a batch through the library (one budget for all objects), printing one
-/// line per object and the summary.
+/// line per object and the summary. The batch is journaled unless `no_resume`: a
+/// rerun after a crash skips the objects the crashed run finished (unchanged since)
+/// and resumes the partial ones.
 async fn run_batch(
     ctx: &Ctx,
     store: &Storage,
     bucket: &str,
     items: Vec<BatchItem>,
     way: Way<'_>,
+    no_resume: bool,
     describe: &(dyn Fn(&BatchItem) -> String + Sync),
 ) {
     let (up, root) = match way {
@@ -131,6 +145,8 @@ async fn run_batch(
         concurrency: Some(ctx.concurrency()),
         progress: Some(ui.progress()),
         root,
+        journal: !no_resume,
+        no_resume,
         ..Default::default()
     };
     let before = store.metrics().retries;
@@ -140,7 +156,10 @@ async fn run_batch(
         Some(_) => store.upload_many(bucket, items, opts),
         None => store.download_many(bucket, items, opts),
     };
+    // Bytes interrupted runs had already moved (not sent or received again).
+    let mut resumed = 0;
     while let Some(o) = outcomes.next().await {
+        resumed += o.result.as_ref().map_or(0, |r| r.resumed);
         if json {
             // One JSON object per line, failures included (and counted for the status).
             let line = serde_json::json!({
@@ -148,6 +167,7 @@ async fn run_batch(
                 "path": o.item.path.display().to_string(),
                 "key": o.item.key,
                 "bytes": o.result.as_ref().ok().map(|r| r.bytes),
+                "resumed": o.result.as_ref().ok().map(|r| r.resumed),
                 "etag": o.result.as_ref().ok().and_then(|r| r.etag.clone()),
                 "checksum": o.result.as_ref().ok().and_then(|r| r.checksum.clone()),
                 "error": o.result.as_ref().err().map(|e| e.to_string()),
@@ -174,8 +194,16 @@ async fn run_batch(
     let skipped = ctx.out.skipped();
     let summary = ui.finish(store.metrics().retries - before, skipped, earlier);
     if json {
+        let mut summary = serde_json::json!(summary);
+        summary["resumed"] = resumed.into();
         ctx.out
             .say(&serde_json::json!({ "summary": summary }).to_string());
+    } else if resumed > 0 {
+        ctx.out.note(&format!(
+            "resumed: {resumed} of {} bytes were done by an interrupted run; {} moved now",
+            summary.bytes,
+            summary.bytes.saturating_sub(resumed)
+        ));
     }
 }
 

@@ -17,6 +17,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
     let dst = parse(&a.dst)?;
     let mut opts = copy::upload_opts(&a.upload)?;
     opts.expected_size = a.expected_size;
+    opts.no_resume = a.no_resume;
     if a.expected_size.is_some() && (a.recursive || !dst.is_object() || src.is_object()) {
         return Err(usage(
             "--expected-size applies to one upload (a file or - to an object URL)".into(),
@@ -103,14 +104,32 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                 let filter = Filter::glob(pattern)?;
                 let url = Some(a.src.as_str());
                 batch::download_prefix(
-                    ctx, store, *scheme, bucket, prefix, p, a.dry_run, &filter, url,
+                    ctx,
+                    store,
+                    *scheme,
+                    bucket,
+                    prefix,
+                    p,
+                    a.dry_run,
+                    &filter,
+                    url,
+                    a.no_resume,
                 )
                 .await?;
             } else if a.recursive {
                 let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
                 let prefix = tree_prefix(&selected.key());
                 batch::download_prefix(
-                    ctx, store, *scheme, bucket, &prefix, p, a.dry_run, &filter, None,
+                    ctx,
+                    store,
+                    *scheme,
+                    bucket,
+                    &prefix,
+                    p,
+                    a.dry_run,
+                    &filter,
+                    None,
+                    a.no_resume,
                 )
                 .await?;
             } else {
@@ -131,7 +150,8 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                         target.display()
                     ));
                 } else {
-                    transfer::download_file(&ctx.out, store, bucket, key, &target).await?;
+                    transfer::download_file(&ctx.out, store, bucket, key, &target, a.no_resume)
+                        .await?;
                     ctx.out.note(&format!(
                         "download: {} to {}",
                         url(*scheme, bucket, key),

@@ -65,7 +65,7 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
                 }
             }
             let store = ctx.store(*scheme).await?;
-            transfer::download_file(&ctx.out, store, bucket, key, &target).await?;
+            transfer::download_file(&ctx.out, store, bucket, key, &target, false).await?;
             store.delete(bucket.as_str(), key).await?;
             ctx.out.note(&format!(
                 "move: {} to {}",

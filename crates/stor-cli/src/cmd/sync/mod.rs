@@ -314,6 +314,7 @@ async fn up(
         concurrency: Some(to.concurrency()),
         progress: Some(ui.progress()),
         keep_mtime: true,
+        no_resume: a.no_resume,
         ..Default::default()
     };
     let outcomes = to.store.upload_many(to.bucket.as_str(), items, opts);
@@ -546,6 +547,7 @@ async fn down(
         concurrency: Some(from.concurrency()),
         progress: Some(ui.progress()),
         root: Some(dir.to_path_buf()),
+        no_resume: a.no_resume,
         ..Default::default()
     };
     let outcomes = from.store.download_many(from.bucket.as_str(), items, opts);
