@@ -3498,3 +3498,98 @@ fn s3_batch_killed_midway_skips_what_it_finished() {
     }
 }
 
+#[test]
+fn s3_upload_interrupted_by_ctrl_c_says_how_to_resume_and_resumes() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let data = noise(OBJECT as usize, 5);
+    std::fs::write(e.path("big.bin"), &data).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+
+    let at = OBJECT / 2 + MIB;
+    relay.stall_at(at);
+    let child = e.via(&relay, &["cp", "big.bin", &dst]).spawn().unwrap();
+    let mut waited = 0;
+    while relay.up() < at {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+        assert!(waited < 60_000, "stor never reached {at} bytes");
+    }
+    let int = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("kept 1 interrupted transfer(s)")
+            && err.contains("run the same command again"),
+        "{err}"
+    );
+    // The journal lists it for cleanup (of the same store: the journal knows a
+    // store by its endpoint, here the relay's).
+    relay.reset();
+    let bucket_url = format!("s3://{b}");
+    let args = ["cleanup", &bucket_url, "--older-than", "0s", "--dry-run"];
+    let listed = e.via(&relay, &args).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("(dryrun) discard: upload"), "{listed}");
+
+    relay.reset();
+    let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        relay.up() <= OBJECT / 2 + PART + OVERHEAD,
+        "the rerun sent {} bytes",
+        relay.up()
+    );
+    e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+    assert!(std::fs::read(e.path("back.bin")).unwrap() == data);
+}
+
+#[test]
+fn s3_cleanup_discards_an_interrupted_upload_and_its_journal_record() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    std::fs::write(e.path("big.bin"), noise(OBJECT as usize, 9)).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+    e.killed_at(&relay, OBJECT / 2 + MIB, true, &["cp", "big.bin", &dst]);
+
+    relay.reset();
+    let cleanup = |older: &str| {
+        let out = e
+            .via(
+                &relay,
+                &["cleanup", &format!("s3://{b}"), "--older-than", older],
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let young = cleanup("1h");
+    assert!(
+        young.contains("aborted 0 stale"),
+        "kept while young: {young}"
+    );
+    let gone = cleanup("0s");
+    assert!(
+        gone.contains("discarded 1 interrupted transfer(s)"),
+        "{gone}"
+    );
+    assert!(
+        gone.contains("aborted 0 stale"),
+        "its upload went with it: {gone}"
+    );
+    // Nothing left to resume: the next run sends everything.
+    relay.reset();
+    let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(relay.up() >= OBJECT, "{}", relay.up());
+}
