@@ -3163,6 +3163,10 @@ struct Relay {
     down: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Stall uploads (true) or downloads (false) at this many bytes; 0: never.
     stall_at: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Connections accepted so far, and (when not 0) the last one a stall holds:
+    /// those opened later pass.
+    conns: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    held_upto: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Relay {
@@ -3178,7 +3182,9 @@ impl Relay {
             Arc::new(AtomicU64::new(0)),
             Arc::new(AtomicU64::new(0)),
         );
+        let (conns, held_upto) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let counters = (up.clone(), down.clone(), stall_at.clone());
+        let (n, held) = (conns.clone(), held_upto.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -3186,14 +3192,20 @@ impl Relay {
                     continue;
                 };
                 let (up, down, stall) = counters.clone();
+                let id = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let hold = Hold {
+                    id,
+                    upto: held.clone(),
+                };
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (stall_up, stall_down) = if stall_up {
                     (Some(stall.clone()), None)
                 } else {
                     (None, Some(stall.clone()))
                 };
-                std::thread::spawn(move || pump(client, server, up, stall_up));
-                std::thread::spawn(move || pump(s2, c2, down, stall_down));
+                let hold2 = hold.clone();
+                std::thread::spawn(move || pump(client, server, up, stall_up, hold));
+                std::thread::spawn(move || pump(s2, c2, down, stall_down, hold2));
             }
         });
         Relay {
@@ -3201,7 +3213,16 @@ impl Relay {
             up,
             down,
             stall_at,
+            conns,
+            held_upto,
         }
+    }
+
+    /// From now on the stall holds only the connections already open: a new
+    /// process gets through.
+    fn hold_only_open(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.held_upto.store(self.conns.load(SeqCst), SeqCst);
     }
 
     fn up(&self) -> u64 {
@@ -3216,8 +3237,16 @@ impl Relay {
     fn reset(&self) {
         self.up.store(0, std::sync::atomic::Ordering::SeqCst);
         self.down.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.held_upto.store(0, std::sync::atomic::Ordering::SeqCst);
         self.stall_at(0);
     }
+}
+
+/// Which connection a pump relays, and the last one a stall holds (0: all).
+#[derive(Clone)]
+struct Hold {
+    id: u64,
+    upto: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Copies `from` to `to`, counting; with `stall`, holds (never relays) the bytes
@@ -3227,6 +3256,7 @@ fn pump(
     mut to: std::net::TcpStream,
     count: std::sync::Arc<std::sync::atomic::AtomicU64>,
     stall: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    hold: Hold,
 ) {
     use std::io::Read;
     use std::sync::atomic::Ordering::SeqCst;
@@ -3238,7 +3268,12 @@ fn pump(
         };
         let mut chunk = &buf[..n];
         while !chunk.is_empty() {
-            let limit = stall.as_ref().map_or(0, |s| s.load(SeqCst));
+            let upto = hold.upto.load(SeqCst);
+            let held = upto == 0 || hold.id <= upto;
+            let limit = match &stall {
+                Some(s) if held => s.load(SeqCst),
+                _ => 0,
+            };
             let now = count.load(SeqCst);
             if limit > 0 && now >= limit {
                 // Held: the transfer hangs here until the process is killed.
@@ -3592,4 +3627,77 @@ fn s3_cleanup_discards_an_interrupted_upload_and_its_journal_record() {
     let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(relay.up() >= OBJECT, "{}", relay.up());
+}
+
+#[test]
+fn s3_a_second_process_running_the_same_upload_is_refused() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let data = noise(OBJECT as usize, 13);
+    std::fs::write(e.path("big.bin"), &data).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+
+    // The first one holds at ~50 % (alive, its lock held).
+    let at = OBJECT / 2 + MIB;
+    relay.stall_at(at);
+    let mut first = e.via(&relay, &["cp", "big.bin", &dst]).spawn().unwrap();
+    while relay.up() < at {
+        assert!(first.try_wait().unwrap().is_none(), "the first one ended");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The second gets through the relay (the first stays held), and is refused.
+    relay.hold_only_open();
+    let mut second = e.via(&relay, &["cp", "big.bin", &dst]).spawn().unwrap();
+    let mut waited = 0;
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        waited += 1;
+        if waited > 3000 {
+            second.kill().unwrap();
+            first.kill().unwrap();
+            panic!("the second runner was not refused");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).contains("already transferring"), "{out:?}");
+
+    // The first goes on alone, once the relay lets it.
+    relay.stall_at(0);
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+    assert!(std::fs::read(e.path("back.bin")).unwrap() == data);
+}
+
+#[test]
+fn s3_download_killed_then_object_replaced_starts_over_with_the_new_object() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), false);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    std::fs::write(e.path("v1.bin"), noise(OBJECT as usize, 21)).unwrap();
+    let src = format!("s3://{b}/big.bin");
+    e.ok(&["cp", "v1.bin", &src]);
+    e.killed_at(&relay, OBJECT / 2 + MIB, false, &["cp", &src, "got.bin"]);
+
+    // Replaced between the runs: same size, other bytes.
+    let v2 = noise(OBJECT as usize, 22);
+    std::fs::write(e.path("v2.bin"), &v2).unwrap();
+    e.ok(&["cp", "v2.bin", &src]);
+    relay.reset();
+    let out = e.via(&relay, &["cp", &src, "got.bin"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        relay.down() >= OBJECT,
+        "all of it fetched ({})",
+        relay.down()
+    );
+    assert!(stderr(&out).contains("starts over"), "said so: {out:?}");
+    assert!(std::fs::read(e.path("got.bin")).unwrap() == v2);
 }
