@@ -715,7 +715,8 @@ impl Journal {
         self.with(|c| {
             let tx = c.transaction()?;
             {
-                let mut st = tx.prepare(
+                // Cached: a batch of small files commits one of these per file.
+                let mut st = tx.prepare_cached(
                     "INSERT OR REPLACE INTO batch_done (batch, key, path, source)
                      SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM batches WHERE id = ?1)",
                 )?;
@@ -723,10 +724,8 @@ impl Journal {
                     st.execute(params![id, k, p.as_os_str().as_bytes(), s])?;
                 }
             }
-            tx.execute(
-                "UPDATE batches SET updated = ?2 WHERE id = ?1",
-                params![id, now_ms()],
-            )?;
+            tx.prepare_cached("UPDATE batches SET updated = ?2 WHERE id = ?1")?
+                .execute(params![id, now_ms()])?;
             tx.commit()
         })
     }
