@@ -3701,3 +3701,48 @@ fn s3_download_killed_then_object_replaced_starts_over_with_the_new_object() {
     assert!(stderr(&out).contains("starts over"), "said so: {out:?}");
     assert!(std::fs::read(e.path("got.bin")).unwrap() == v2);
 }
+
+#[test]
+fn s3_upload_killed_then_journal_deleted_or_damaged_starts_over_never_wrong() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let journal = e.path("state").join(stor::journal::JOURNAL_FILE);
+    let wal = |suffix: &str| PathBuf::from(format!("{}{suffix}", journal.display()));
+    for (case, seed) in [("deleted", 31), ("damaged", 32)] {
+        let data = noise(OBJECT as usize, seed);
+        std::fs::write(e.path("big.bin"), &data).unwrap();
+        let dst = format!("s3://{b}/{case}.bin");
+        e.killed_at(&relay, OBJECT / 2 + MIB, true, &["cp", "big.bin", &dst]);
+        assert!(journal.exists(), "{case}: journaled");
+        let _ = std::fs::remove_file(wal("-wal"));
+        let _ = std::fs::remove_file(wal("-shm"));
+        match case {
+            "deleted" => std::fs::remove_file(&journal).unwrap(),
+            _ => std::fs::write(&journal, vec![0x5a; 64 * 1024]).unwrap(),
+        }
+        relay.reset();
+        let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+        assert!(out.status.success(), "{case}: {out:?}");
+        assert!(
+            relay.up() >= OBJECT,
+            "{case}: all sent again ({})",
+            relay.up()
+        );
+        e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+        assert!(
+            std::fs::read(e.path("back.bin")).unwrap() == data,
+            "{case}: the stored object is the file"
+        );
+    }
+    // The damaged journal was set aside, not reused.
+    let aside = std::fs::read_dir(e.path("state"))
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .any(|d| d.file_name().to_string_lossy().contains(".damaged-"));
+    assert!(aside, "the damaged journal kept aside");
+    // The uploads those journals named are orphans only until the usual sweep.
+    let left = e.ok(&["cleanup", &format!("s3://{b}"), "--older-than", "0s"]);
+    assert!(left.contains("aborted 2 stale"), "{left}");
+}
