@@ -3746,3 +3746,26 @@ fn s3_upload_killed_then_journal_deleted_or_damaged_starts_over_never_wrong() {
     let left = e.ok(&["cleanup", &format!("s3://{b}"), "--older-than", "0s"]);
     assert!(left.contains("aborted 2 stale"), "{left}");
 }
+
+#[test]
+fn s3_upload_killed_then_its_upload_lost_on_the_server_starts_over() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let data = noise(OBJECT as usize, 41);
+    std::fs::write(e.path("big.bin"), &data).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+    e.killed_at(&relay, OBJECT / 2 + MIB, true, &["cp", "big.bin", &dst]);
+    // Someone else aborts it (a cleanup on the server side, not through this journal).
+    let swept = e.ok(&["cleanup", &format!("s3://{b}"), "--older-than", "0s"]);
+    assert!(swept.contains("aborted 1 stale"), "{swept}");
+
+    relay.reset();
+    let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(stderr(&out).contains("starts over"), "said so: {out:?}");
+    assert!(relay.up() >= OBJECT, "all sent again ({})", relay.up());
+    e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+    assert!(std::fs::read(e.path("back.bin")).unwrap() == data);
+}
