@@ -3318,6 +3318,19 @@ const PART: u64 = 5 * MIB;
 const OVERHEAD: u64 = 256 * 1024;
 
 impl Env {
+    /// With moto's server, or `None` (skip) when it is not configured.
+    fn with_moto() -> Option<Env> {
+        let url = std::env::var("STOR_TEST_MOTO")
+            .ok()
+            .filter(|v| !v.is_empty());
+        if url.is_none() && std::env::var("STOR_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") {
+            panic!("STOR_TEST_MOTO not set but STOR_TEST_REQUIRE_SERVERS=1");
+        }
+        let mut env = Env::new();
+        env.s3 = Some(url?);
+        Some(env)
+    }
+
     /// `stor` through the relay, one part at a time (so at most one part is in
     /// flight when it is killed), journaling under this env's state dir.
     fn via(&self, relay: &Relay, args: &[&str]) -> Command {
@@ -3370,6 +3383,16 @@ impl Env {
 #[test]
 fn s3_upload_killed_midway_resumes_sending_only_what_is_missing() {
     let Some(e) = Env::with_s3() else { return };
+    upload_killed_midway_resumes(e);
+}
+
+#[test]
+fn moto_upload_killed_midway_resumes_sending_only_what_is_missing() {
+    let Some(e) = Env::with_moto() else { return };
+    upload_killed_midway_resumes(e);
+}
+
+fn upload_killed_midway_resumes(e: Env) {
     let relay = Relay::new(e.s3.as_deref().unwrap(), true);
     let b = bucket();
     e.ok(&["mb", &format!("s3://{b}")]);
@@ -3417,6 +3440,16 @@ fn s3_upload_killed_midway_resumes_sending_only_what_is_missing() {
 #[test]
 fn s3_download_killed_midway_resumes_fetching_only_what_is_missing() {
     let Some(e) = Env::with_s3() else { return };
+    download_killed_midway_resumes(e);
+}
+
+#[test]
+fn moto_download_killed_midway_resumes_fetching_only_what_is_missing() {
+    let Some(e) = Env::with_moto() else { return };
+    download_killed_midway_resumes(e);
+}
+
+fn download_killed_midway_resumes(e: Env) {
     let relay = Relay::new(e.s3.as_deref().unwrap(), false);
     let b = bucket();
     e.ok(&["mb", &format!("s3://{b}")]);
