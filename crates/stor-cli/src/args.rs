@@ -224,6 +224,10 @@ pub struct CpArgs {
     pub version_id: Option<String>,
     #[command(flatten)]
     pub upload: UploadFlags,
+    /// Start over instead of continuing what an interrupted run of the same
+    /// transfer left (by default a rerun sends only what is missing)
+    #[arg(long)]
+    pub no_resume: bool,
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +261,10 @@ pub struct SyncArgs {
     /// or planned step, then a summary object (no progress bar)
     #[arg(long)]
     pub json: bool,
+    /// Start over instead of continuing the uploads and downloads an interrupted
+    /// sync left (by default a rerun sends only what is missing)
+    #[arg(long)]
+    pub no_resume: bool,
 }
 
 /// Globs matched against paths below the source directory or prefix (`*` also
@@ -288,6 +296,10 @@ pub struct MvArgs {
     /// One JSON object per moved object, then a summary object (no progress bar)
     #[arg(long)]
     pub json: bool,
+    /// Start over instead of continuing what an interrupted run of the same
+    /// transfer left (by default a rerun sends only what is missing)
+    #[arg(long)]
+    pub no_resume: bool,
     #[command(flatten)]
     pub upload: UploadFlags,
 }
@@ -399,10 +411,11 @@ pub struct RbArgs {
 pub struct CleanupArgs {
     /// s3://BUCKET or s3://BUCKET/PREFIX
     pub url: String,
-    /// Only uploads started longer ago than this (e.g. 30m, 24h, 7d)
+    /// Only uploads started (and interrupted transfers last advanced) longer ago
+    /// than this (e.g. 30m, 24h, 7d)
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub older_than: std::time::Duration,
-    /// Show what would be aborted, abort nothing
+    /// Show what would be aborted or discarded, change nothing
     #[arg(long)]
     pub dry_run: bool,
 }

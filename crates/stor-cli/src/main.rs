@@ -49,6 +49,7 @@ async fn run(cli: &Cli, out: &Arc<Output>) -> Exit {
             // multipart uploads aborted; wait for those aborts to reach the server.
             eprintln!("stor: interrupted; cleaning up");
             stor::transfer::wait_for_pending_aborts(Duration::from_secs(10)).await;
+            say_kept();
             Exit::Interrupted
         }
         lost = out.until_lost(), if quits => match lost {
@@ -69,6 +70,22 @@ async fn run(cli: &Cli, out: &Arc<Output>) -> Exit {
             }
         }
     }
+}
+
+/// After Ctrl-C: what was kept for resuming (journaled uploads and downloads) and
+/// how to go on or throw it away.
+fn say_kept() {
+    let kept = stor::transfer::kept_for_resume();
+    if kept.is_empty() {
+        return;
+    }
+    let done: u64 = kept.iter().map(|k| k.done).sum();
+    let size: u64 = kept.iter().map(|k| k.size).sum();
+    eprintln!(
+        "stor: kept {} interrupted transfer(s) ({done} of {size} bytes done): run the same \
+         command again to resume, or `stor cleanup URL --older-than 0s` to discard them",
+        kept.len()
+    );
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

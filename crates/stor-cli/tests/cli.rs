@@ -3984,3 +3984,655 @@ fn presign_post_prints_a_form_the_store_enforces() {
     );
     e.ok(&["rb", "--force", &format!("s3://{b}")]);
 }
+
+// ------------------------------------------------------------------ resume after kill -9
+
+/// A TCP relay in front of the S3 server that counts the bytes going each way and,
+/// once the counted direction has carried `stall_at` bytes, stops relaying it (the
+/// process on the other side hangs mid-transfer until the test kills it). Every
+/// byte stor sends or receives passes here, headers included.
+struct Relay {
+    url: String,
+    up: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    down: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Stall uploads (true) or downloads (false) at this many bytes; 0: never.
+    stall_at: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Connections accepted so far, and (when not 0) the last one a stall holds:
+    /// those opened later pass.
+    conns: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    held_upto: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Relay {
+    fn new(upstream: &str, stall_up: bool) -> Relay {
+        use std::sync::atomic::AtomicU64;
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let target = upstream.trim_start_matches("http://").trim_end_matches('/');
+        let target = target.to_owned();
+        let (up, down, stall_at) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let (conns, held_upto) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let counters = (up.clone(), down.clone(), stall_at.clone());
+        let (n, held) = (conns.clone(), held_upto.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let (up, down, stall) = counters.clone();
+                let id = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let hold = Hold {
+                    id,
+                    upto: held.clone(),
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (stall_up, stall_down) = if stall_up {
+                    (Some(stall.clone()), None)
+                } else {
+                    (None, Some(stall.clone()))
+                };
+                let hold2 = hold.clone();
+                std::thread::spawn(move || pump(client, server, up, stall_up, hold));
+                std::thread::spawn(move || pump(s2, c2, down, stall_down, hold2));
+            }
+        });
+        Relay {
+            url,
+            up,
+            down,
+            stall_at,
+            conns,
+            held_upto,
+        }
+    }
+
+    /// From now on the stall holds only the connections already open: a new
+    /// process gets through.
+    fn hold_only_open(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.held_upto.store(self.conns.load(SeqCst), SeqCst);
+    }
+
+    fn up(&self) -> u64 {
+        self.up.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn down(&self) -> u64 {
+        self.down.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn stall_at(&self, n: u64) {
+        self.stall_at.store(n, std::sync::atomic::Ordering::SeqCst)
+    }
+    fn reset(&self) {
+        self.up.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.down.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.held_upto.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.stall_at(0);
+    }
+}
+
+/// Which connection a pump relays, and the last one a stall holds (0: all).
+#[derive(Clone)]
+struct Hold {
+    id: u64,
+    upto: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Copies `from` to `to`, counting; with `stall`, holds (never relays) the bytes
+/// past that count while it is set.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stall: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    hold: Hold,
+) {
+    use std::io::Read;
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut chunk = &buf[..n];
+        while !chunk.is_empty() {
+            let upto = hold.upto.load(SeqCst);
+            let held = upto == 0 || hold.id <= upto;
+            let limit = match &stall {
+                Some(s) if held => s.load(SeqCst),
+                _ => 0,
+            };
+            let now = count.load(SeqCst);
+            if limit > 0 && now >= limit {
+                // Held: the transfer hangs here until the process is killed.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                continue;
+            }
+            let take = if limit > 0 {
+                chunk.len().min((limit - now) as usize)
+            } else {
+                chunk.len()
+            };
+            if to.write_all(&chunk[..take]).is_err() {
+                let _ = from.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            count.fetch_add(take as u64, SeqCst);
+            chunk = &chunk[take..];
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// Pseudo-random bytes (no two parts alike).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+const MIB: u64 = 1024 * 1024;
+/// The object of the kill tests: 8 parts of 5 MiB.
+const OBJECT: u64 = 40 * MIB;
+const PART: u64 = 5 * MIB;
+/// What a transfer costs besides the object's bytes: request and response heads,
+/// ListParts, CompleteMultipartUpload, the HEAD — a few KiB; bounded loosely.
+const OVERHEAD: u64 = 256 * 1024;
+
+impl Env {
+    /// With moto's server, or `None` (skip) when it is not configured.
+    fn with_moto() -> Option<Env> {
+        let url = std::env::var("STOR_TEST_MOTO")
+            .ok()
+            .filter(|v| !v.is_empty());
+        if url.is_none() && std::env::var("STOR_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") {
+            panic!("STOR_TEST_MOTO not set but STOR_TEST_REQUIRE_SERVERS=1");
+        }
+        let mut env = Env::new();
+        env.s3 = Some(url?);
+        Some(env)
+    }
+
+    /// `stor` through the relay, one part at a time (so at most one part is in
+    /// flight when it is killed), journaling under this env's state dir.
+    fn via(&self, relay: &Relay, args: &[&str]) -> Command {
+        // Multipart from 5 MiB (the default threshold is 100 MiB).
+        let cfg = self.path("resume-cfg.json");
+        std::fs::write(
+            &cfg,
+            r#"{"storageConfig": {"multipart_threshold": 5242880}}"#,
+        )
+        .unwrap();
+        let cfg = cfg.display().to_string();
+        let mut full = vec![
+            "--config",
+            &cfg,
+            "--concurrency",
+            "1",
+            "--part-size",
+            "5MiB",
+        ];
+        full.extend_from_slice(args);
+        let mut c = self.cmd(&full);
+        c.env("AWS_ENDPOINT_URL", &relay.url)
+            .env("STOR_STATE_DIR", self.path("state"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs `args` through the relay, stalling the counted direction at `at`
+    /// bytes, and kills the process (SIGKILL) once it stalled there.
+    fn killed_at(&self, relay: &Relay, at: u64, up: bool, args: &[&str]) {
+        relay.reset();
+        relay.stall_at(at);
+        let mut child = self.via(relay, args).spawn().unwrap();
+        let count = || if up { relay.up() } else { relay.down() };
+        let mut waited = 0;
+        while count() < at {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("stor ended ({status}) before the kill at {at} bytes");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            waited += 1;
+            assert!(waited < 60_000, "stor never reached {at} bytes");
+        }
+        child.kill().unwrap(); // SIGKILL: nothing runs after it.
+        child.wait().unwrap();
+    }
+}
+
+#[test]
+fn s3_upload_killed_midway_resumes_sending_only_what_is_missing() {
+    let Some(e) = Env::with_s3() else { return };
+    upload_killed_midway_resumes(e);
+}
+
+#[test]
+fn moto_upload_killed_midway_resumes_sending_only_what_is_missing() {
+    let Some(e) = Env::with_moto() else { return };
+    upload_killed_midway_resumes(e);
+}
+
+fn upload_killed_midway_resumes(e: Env) {
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let data = noise(OBJECT as usize, 7);
+    std::fs::write(e.path("big.bin"), &data).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+
+    // Killed with a bit more than half the object sent.
+    e.killed_at(&relay, OBJECT / 2 + MIB, true, &["cp", "big.bin", &dst]);
+    assert!(
+        e.run(&["stat", &dst]).status.code() != Some(0),
+        "nothing stored yet"
+    );
+
+    relay.reset();
+    let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sent = relay.up();
+    eprintln!("upload resumed: second run sent {sent} bytes of a {OBJECT}-byte object");
+    assert!(
+        sent <= OBJECT / 2 + PART + OVERHEAD,
+        "the rerun sent {sent} bytes: more than half the object plus one part; {}",
+        stderr(&out)
+    );
+    assert!(sent >= OBJECT / 4, "it did send the missing parts ({sent})");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("resumed:"),
+        "{out:?}"
+    );
+
+    // End to end: the stored object is the file (read back without the journal).
+    e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+    assert!(std::fs::read(e.path("back.bin")).unwrap() == data);
+    // Nothing left to resume or clean up.
+    let left = e.ok(&[
+        "cleanup",
+        &format!("s3://{b}"),
+        "--older-than",
+        "0s",
+        "--dry-run",
+    ]);
+    assert!(left.trim().is_empty(), "{left}");
+}
+
+#[test]
+fn s3_download_killed_midway_resumes_fetching_only_what_is_missing() {
+    let Some(e) = Env::with_s3() else { return };
+    download_killed_midway_resumes(e);
+}
+
+#[test]
+fn moto_download_killed_midway_resumes_fetching_only_what_is_missing() {
+    let Some(e) = Env::with_moto() else { return };
+    download_killed_midway_resumes(e);
+}
+
+fn download_killed_midway_resumes(e: Env) {
+    let relay = Relay::new(e.s3.as_deref().unwrap(), false);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let data = noise(OBJECT as usize, 11);
+    std::fs::write(e.path("src.bin"), &data).unwrap();
+    let src = format!("s3://{b}/big.bin");
+    e.ok(&["cp", "src.bin", &src]);
+
+    e.killed_at(&relay, OBJECT / 2 + MIB, false, &["cp", &src, "got.bin"]);
+    assert!(!e.path("got.bin").exists(), "no target before it verified");
+
+    relay.reset();
+    let out = e.via(&relay, &["cp", &src, "got.bin"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let received = relay.down();
+    eprintln!("download resumed: second run received {received} bytes of a {OBJECT}-byte object");
+    assert!(
+        received <= OBJECT / 2 + PART + OVERHEAD,
+        "the rerun received {received} bytes: more than half the object plus one part"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("resumed:"),
+        "{out:?}"
+    );
+    assert!(std::fs::read(e.path("got.bin")).unwrap() == data);
+    let leftovers: Vec<_> = std::fs::read_dir(e.dir.path())
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(stor::TEMP_SUFFIX))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn s3_upload_killed_then_source_changed_starts_over_and_stores_the_new_bytes() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    std::fs::write(e.path("big.bin"), noise(OBJECT as usize, 3)).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+    e.killed_at(&relay, OBJECT / 2 + MIB, true, &["cp", "big.bin", &dst]);
+
+    // Same size, other bytes, a later mtime: the journaled parts must not be used.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let data = noise(OBJECT as usize, 4);
+    std::fs::write(e.path("big.bin"), &data).unwrap();
+    relay.reset();
+    let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        relay.up() >= OBJECT,
+        "every part sent again ({})",
+        relay.up()
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("resumed:"),
+        "{out:?}"
+    );
+    assert!(stderr(&out).contains("starts over"), "said so: {out:?}");
+    e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+    assert!(std::fs::read(e.path("back.bin")).unwrap() == data);
+    // The interrupted upload was aborted, not left behind.
+    let left = e.ok(&[
+        "cleanup",
+        &format!("s3://{b}"),
+        "--older-than",
+        "0s",
+        "--dry-run",
+    ]);
+    assert!(left.trim().is_empty(), "{left}");
+}
+
+#[test]
+fn s3_batch_killed_midway_skips_what_it_finished() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let files: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("f{i}.bin"), noise(3 * MIB as usize, 20 + i)))
+        .collect();
+    std::fs::create_dir(e.path("tree")).unwrap();
+    for (n, d) in &files {
+        std::fs::write(e.path("tree").join(n), d).unwrap();
+    }
+    let dst = format!("s3://{b}/t/");
+    let total = 8 * 3 * MIB;
+    e.killed_at(&relay, total / 2 + MIB, true, &["cp", "-r", "tree", &dst]);
+
+    relay.reset();
+    let out = e
+        .via(&relay, &["cp", "-r", "tree", &dst, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sent = relay.up();
+    eprintln!("batch resumed: second run sent {sent} bytes of {total}");
+    assert!(
+        sent <= total / 2 + 3 * MIB + OVERHEAD,
+        "the rerun sent {sent} bytes: the finished files went again"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let summary = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v.get("summary").cloned())
+        .expect("a summary line");
+    assert!(summary["resumed"].as_u64().unwrap() > 0, "{summary}");
+    for (n, d) in &files {
+        e.ok(&["cp", &format!("{dst}{n}"), "back.bin", "--no-resume"]);
+        assert!(std::fs::read(e.path("back.bin")).unwrap() == *d, "{n}");
+    }
+}
+
+#[test]
+fn s3_upload_interrupted_by_ctrl_c_says_how_to_resume_and_resumes() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let data = noise(OBJECT as usize, 5);
+    std::fs::write(e.path("big.bin"), &data).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+
+    let at = OBJECT / 2 + MIB;
+    relay.stall_at(at);
+    let child = e.via(&relay, &["cp", "big.bin", &dst]).spawn().unwrap();
+    let mut waited = 0;
+    while relay.up() < at {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+        assert!(waited < 60_000, "stor never reached {at} bytes");
+    }
+    let int = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("kept 1 interrupted transfer(s)")
+            && err.contains("run the same command again"),
+        "{err}"
+    );
+    // The journal lists it for cleanup (of the same store: the journal knows a
+    // store by its endpoint, here the relay's).
+    relay.reset();
+    let bucket_url = format!("s3://{b}");
+    let args = ["cleanup", &bucket_url, "--older-than", "0s", "--dry-run"];
+    let listed = e.via(&relay, &args).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("(dryrun) discard: upload"), "{listed}");
+
+    relay.reset();
+    let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        relay.up() <= OBJECT / 2 + PART + OVERHEAD,
+        "the rerun sent {} bytes",
+        relay.up()
+    );
+    e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+    assert!(std::fs::read(e.path("back.bin")).unwrap() == data);
+}
+
+#[test]
+fn s3_cleanup_discards_an_interrupted_upload_and_its_journal_record() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    std::fs::write(e.path("big.bin"), noise(OBJECT as usize, 9)).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+    e.killed_at(&relay, OBJECT / 2 + MIB, true, &["cp", "big.bin", &dst]);
+
+    relay.reset();
+    let cleanup = |older: &str| {
+        let out = e
+            .via(
+                &relay,
+                &["cleanup", &format!("s3://{b}"), "--older-than", older],
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let young = cleanup("1h");
+    assert!(
+        young.contains("aborted 0 stale"),
+        "kept while young: {young}"
+    );
+    let gone = cleanup("0s");
+    assert!(
+        gone.contains("discarded 1 interrupted transfer(s)"),
+        "{gone}"
+    );
+    assert!(
+        gone.contains("aborted 0 stale"),
+        "its upload went with it: {gone}"
+    );
+    // Nothing left to resume: the next run sends everything.
+    relay.reset();
+    let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(relay.up() >= OBJECT, "{}", relay.up());
+}
+
+#[test]
+fn s3_a_second_process_running_the_same_upload_is_refused() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let data = noise(OBJECT as usize, 13);
+    std::fs::write(e.path("big.bin"), &data).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+
+    // The first one holds at ~50 % (alive, its lock held).
+    let at = OBJECT / 2 + MIB;
+    relay.stall_at(at);
+    let mut first = e.via(&relay, &["cp", "big.bin", &dst]).spawn().unwrap();
+    while relay.up() < at {
+        assert!(first.try_wait().unwrap().is_none(), "the first one ended");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The second gets through the relay (the first stays held), and is refused.
+    relay.hold_only_open();
+    let mut second = e.via(&relay, &["cp", "big.bin", &dst]).spawn().unwrap();
+    let mut waited = 0;
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        waited += 1;
+        if waited > 3000 {
+            second.kill().unwrap();
+            first.kill().unwrap();
+            panic!("the second runner was not refused");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).contains("already transferring"), "{out:?}");
+
+    // The first goes on alone, once the relay lets it.
+    relay.stall_at(0);
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+    assert!(std::fs::read(e.path("back.bin")).unwrap() == data);
+}
+
+#[test]
+fn s3_download_killed_then_object_replaced_starts_over_with_the_new_object() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), false);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    std::fs::write(e.path("v1.bin"), noise(OBJECT as usize, 21)).unwrap();
+    let src = format!("s3://{b}/big.bin");
+    e.ok(&["cp", "v1.bin", &src]);
+    e.killed_at(&relay, OBJECT / 2 + MIB, false, &["cp", &src, "got.bin"]);
+
+    // Replaced between the runs: same size, other bytes.
+    let v2 = noise(OBJECT as usize, 22);
+    std::fs::write(e.path("v2.bin"), &v2).unwrap();
+    e.ok(&["cp", "v2.bin", &src]);
+    relay.reset();
+    let out = e.via(&relay, &["cp", &src, "got.bin"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        relay.down() >= OBJECT,
+        "all of it fetched ({})",
+        relay.down()
+    );
+    assert!(stderr(&out).contains("starts over"), "said so: {out:?}");
+    assert!(std::fs::read(e.path("got.bin")).unwrap() == v2);
+}
+
+#[test]
+fn s3_upload_killed_then_journal_deleted_or_damaged_starts_over_never_wrong() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let journal = e.path("state").join(stor::journal::JOURNAL_FILE);
+    let wal = |suffix: &str| PathBuf::from(format!("{}{suffix}", journal.display()));
+    for (case, seed) in [("deleted", 31), ("damaged", 32)] {
+        let data = noise(OBJECT as usize, seed);
+        std::fs::write(e.path("big.bin"), &data).unwrap();
+        let dst = format!("s3://{b}/{case}.bin");
+        e.killed_at(&relay, OBJECT / 2 + MIB, true, &["cp", "big.bin", &dst]);
+        assert!(journal.exists(), "{case}: journaled");
+        let _ = std::fs::remove_file(wal("-wal"));
+        let _ = std::fs::remove_file(wal("-shm"));
+        match case {
+            "deleted" => std::fs::remove_file(&journal).unwrap(),
+            _ => std::fs::write(&journal, vec![0x5a; 64 * 1024]).unwrap(),
+        }
+        relay.reset();
+        let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+        assert!(out.status.success(), "{case}: {out:?}");
+        assert!(
+            relay.up() >= OBJECT,
+            "{case}: all sent again ({})",
+            relay.up()
+        );
+        e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+        assert!(
+            std::fs::read(e.path("back.bin")).unwrap() == data,
+            "{case}: the stored object is the file"
+        );
+    }
+    // The damaged journal was set aside, not reused.
+    let aside = std::fs::read_dir(e.path("state"))
+        .unwrap()
+        .filter_map(|d| d.ok())
+        .any(|d| d.file_name().to_string_lossy().contains(".damaged-"));
+    assert!(aside, "the damaged journal kept aside");
+    // The uploads those journals named are orphans only until the usual sweep.
+    let left = e.ok(&["cleanup", &format!("s3://{b}"), "--older-than", "0s"]);
+    assert!(left.contains("aborted 2 stale"), "{left}");
+}
+
+#[test]
+fn s3_upload_killed_then_its_upload_lost_on_the_server_starts_over() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let data = noise(OBJECT as usize, 41);
+    std::fs::write(e.path("big.bin"), &data).unwrap();
+    let dst = format!("s3://{b}/big.bin");
+    e.killed_at(&relay, OBJECT / 2 + MIB, true, &["cp", "big.bin", &dst]);
+    // Someone else aborts it (a cleanup on the server side, not through this journal).
+    let swept = e.ok(&["cleanup", &format!("s3://{b}"), "--older-than", "0s"]);
+    assert!(swept.contains("aborted 1 stale"), "{swept}");
+
+    relay.reset();
+    let out = e.via(&relay, &["cp", "big.bin", &dst]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(stderr(&out).contains("starts over"), "said so: {out:?}");
+    assert!(relay.up() >= OBJECT, "all sent again ({})", relay.up());
+    e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
+    assert!(std::fs::read(e.path("back.bin")).unwrap() == data);
+}

@@ -28,6 +28,7 @@ use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -35,6 +36,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::core::BucketArg;
 use crate::destination::Sweeps;
 use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{file_identity, Journal};
 use crate::reserved::{format_mtime, MTIME_KEY};
 use crate::storage::Storage;
 use crate::transfer::FileTarget;
@@ -51,6 +53,10 @@ pub struct BatchItem {
     pub key: String,
     /// Size in bytes, when known before the transfer.
     pub size: Option<u64>,
+    /// The object's ETag, when a listing told it (downloads): a batch that skips
+    /// objects an interrupted run finished ([`BatchOptions::journal`]) skips a
+    /// download only when the object is still this version.
+    pub etag: Option<String>,
 }
 
 /// What happened to one object of a batch.
@@ -85,6 +91,17 @@ pub struct BatchOptions {
     /// uploads is never recorded as its newer self). A later sync compares it
     /// exactly, where the object's Last-Modified is only the upload's second.
     pub keep_mtime: bool,
+    /// Journal the batch: record each object it finishes, and skip those that an
+    /// interrupted run of the same batch (same direction, store, bucket, and the
+    /// items' common directory and key prefix) finished and that are unchanged
+    /// since — a file of the same size, modification time and inode; for a
+    /// download, the object still at the ETag its item carries and the file it
+    /// wrote untouched. [`Storage::upload_dir`] and [`Storage::download_prefix`]
+    /// set it. The record goes when the batch ends with every object done.
+    pub journal: bool,
+    /// Every object starts fresh: no interrupted upload or download is resumed and
+    /// none is journaled (see [`UploadOptions::no_resume`]).
+    pub no_resume: bool,
 }
 
 /// A key's relative part as a path below `dir`, refusing anything that would land
@@ -241,6 +258,7 @@ pub fn plan_upload(dir: &Path, prefix: &str, follow_symlinks: bool) -> Result<Up
                         path,
                         key,
                         size: Some(meta.len()),
+                        etag: None,
                     });
                 } else {
                     let what = special_kind(&meta.file_type());
@@ -380,10 +398,137 @@ pub fn download_paths(prefix: &str, dir: &Path, objects: &[ObjectInfo]) -> Vec<R
                     path,
                     key: o.key.clone(),
                     size: Some(o.size),
+                    etag: o.etag.clone(),
                 })
                 .map_err(|e| e.with_location(&o.bucket, &o.key))
         })
         .collect()
+}
+
+/// Option<String> of a bucket argument, owned.
+type BatchArg = Option<String>;
+
+/// The longest common prefix of `keys`.
+fn common_prefix<'a>(mut keys: impl Iterator<Item = &'a str>) -> &'a str {
+    let Some(first) = keys.next() else {
+        return "";
+    };
+    let mut n = first.len();
+    for k in keys {
+        n = first
+            .bytes()
+            .zip(k.bytes())
+            .take(n)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    // Never split a character.
+    while !first.is_char_boundary(n) {
+        n -= 1;
+    }
+    &first[..n]
+}
+
+/// The deepest directory holding every path (absolute).
+fn common_dir<'a>(paths: impl Iterator<Item = &'a Path>) -> PathBuf {
+    let mut common: Option<PathBuf> = None;
+    for p in paths {
+        let dir = crate::transfer::absolute(p.parent().unwrap_or(Path::new("")));
+        common = Some(match common {
+            None => dir,
+            Some(c) => c
+                .components()
+                .zip(dir.components())
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a)
+                .collect(),
+        });
+    }
+    common.unwrap_or_default()
+}
+
+/// The journal of a batch ([`BatchOptions::journal`]): what an interrupted run of
+/// it finished, and what this run finishes — written in groups (every 64 objects
+/// or 200 ms, and at the end), so small files do not pay a commit each; a crash
+/// loses at most the last group, whose objects are sent again.
+struct BatchJournal {
+    journal: Arc<Journal>,
+    id: i64,
+    up: bool,
+    /// What the interrupted run finished: (key, path) → what it was then.
+    done: crate::journal::Finished,
+    failed: AtomicBool,
+}
+
+impl BatchJournal {
+    /// What an item is now, as recorded when it is done: the file's size and
+    /// identity; for a download, the object's ETag too.
+    fn identity(&self, item: &BatchItem, etag: Option<&str>) -> Option<String> {
+        let meta = std::fs::symlink_metadata(&item.path).ok()?;
+        // A download wrote a regular file; an upload may have read one through a link.
+        let readable = meta.is_file() || self.up && meta.file_type().is_symlink();
+        if !readable {
+            return None;
+        }
+        let meta = match self.up {
+            true => std::fs::metadata(&item.path).ok()?,
+            false => meta,
+        };
+        let file = format!("{}:{}", meta.len(), file_identity(&meta));
+        match self.up {
+            true => Some(file),
+            false => Some(format!("{}\n{file}", etag?)),
+        }
+    }
+
+    /// The result of an item an interrupted run finished and that is unchanged.
+    fn finished_before(&self, item: &BatchItem) -> Option<TransferResult> {
+        let was = self.done.get(&(item.key.clone(), item.path.clone()))?;
+        let now = self.identity(item, item.etag.as_deref())?;
+        if *was != now {
+            return None;
+        }
+        let bytes = item
+            .size
+            .or_else(|| std::fs::metadata(&item.path).ok().map(|m| m.len()))?;
+        Some(TransferResult {
+            bucket: String::new(),
+            key: item.key.clone(),
+            bytes,
+            etag: item.etag.clone(),
+            attempts: 0,
+            elapsed: Duration::ZERO,
+            multipart: false,
+            checksum: None,
+            resumed: bytes,
+        })
+    }
+
+    /// Records an item done, at once: a kill -9 right after must not send it again
+    /// (one small transaction in WAL mode, without fsync — cheap next to an
+    /// object's requests; batching them lost the last fraction of a second).
+    fn done(&self, item: &BatchItem, r: &TransferResult) {
+        let Some(now) = self.identity(item, r.etag.as_deref()) else {
+            return;
+        };
+        self.write(&[(item.key.clone(), item.path.clone(), now)]);
+    }
+
+    fn write(&self, items: &[(String, PathBuf, String)]) {
+        if let Err(e) = self.journal.batch_done(self.id, items) {
+            tracing::warn!("the transfer journal could not record finished objects: {e}");
+        }
+    }
+
+    /// The batch ran to its end: over when every object was done, else kept (a
+    /// re-run skips what this one finished).
+    fn end(&self) {
+        if !self.failed.load(Ordering::SeqCst) {
+            if let Err(e) = self.journal.batch_end(self.id) {
+                tracing::warn!("could not remove a finished batch from the transfer journal: {e}");
+            }
+        }
+    }
 }
 
 /// Per-object progress adapters that add up into one batch-wide callback.
@@ -419,6 +564,51 @@ impl Tally {
 }
 
 impl Storage {
+    /// The journal of a batch with [`BatchOptions::journal`], when it can be had.
+    fn batch_journal(
+        &self,
+        up: bool,
+        bucket: BatchArg,
+        items: &[BatchItem],
+        root: Option<&Path>,
+    ) -> Option<Arc<BatchJournal>> {
+        let core = self.core();
+        let bucket = core.bucket(bucket.as_deref()).ok()?;
+        let journal = core.journal(true)?;
+        let keys = items.iter().map(|i| i.key.as_str());
+        let common = common_prefix(keys);
+        let prefix = common[..common.rfind('/').map_or(0, |i| i + 1)].to_owned();
+        let dir = match root {
+            Some(r) => crate::transfer::absolute(r),
+            None => common_dir(items.iter().map(|i| i.path.as_path())),
+        };
+        let store = core.store_id();
+        let way = if up { "up" } else { "down" };
+        let ident = format!("{way}\n{store}\n{bucket}\n{prefix}\n{}", dir.display());
+        match journal.batch_begin(&ident, &store, &bucket, &prefix) {
+            Ok((id, done)) => {
+                if !done.is_empty() {
+                    tracing::info!(
+                        "continuing an interrupted batch: {} object(s) it finished are \
+                         skipped where unchanged",
+                        done.len()
+                    );
+                }
+                Some(Arc::new(BatchJournal {
+                    journal,
+                    id,
+                    up,
+                    done,
+                    failed: AtomicBool::new(false),
+                }))
+            }
+            Err(e) => {
+                tracing::warn!("the transfer journal cannot record this batch ({e}); it will not skip what it finished if it is run again");
+                None
+            }
+        }
+    }
+
     /// Uploads each item's file to its key, `concurrency` objects at a time; yields
     /// outcomes as they finish.
     pub fn upload_many<'b>(
@@ -430,7 +620,11 @@ impl Storage {
         let bucket = bucket.into().map(str::to_owned);
         let this = self.clone();
         let keep_mtime = opts.keep_mtime;
-        self.run_batch(items, opts, move |item, upload, progress| {
+        let journal = match opts.journal {
+            true => self.batch_journal(true, bucket.clone(), &items, None),
+            false => None,
+        };
+        self.run_batch(items, opts, journal, move |item, upload, progress| {
             let (this, bucket) = (this.clone(), bucket.clone());
             async move {
                 let mut o = upload;
@@ -459,12 +653,17 @@ impl Storage {
         let bucket = bucket.into().map(str::to_owned);
         let this = self.clone();
         let root = opts.root.clone();
-        let sweeps: Arc<Sweeps> = Arc::default();
+        let no_resume = opts.no_resume;
+        let journal = match opts.journal {
+            true => self.batch_journal(false, bucket.clone(), &items, root.as_deref()),
+            false => None,
+        };
+        let sweeps: Arc<Sweeps> = Arc::new(self.sweeps());
         // Each directory is made once per batch, not once per file: many files share
         // one, and every tokio::fs call is a hop to the blocking pool. (Below a root,
         // the confined walk makes them.)
         let made: Arc<Mutex<HashSet<PathBuf>>> = Arc::default();
-        self.run_batch(items, opts, move |item, _, progress| {
+        self.run_batch(items, opts, journal, move |item, _, progress| {
             let (this, bucket, made) = (this.clone(), bucket.clone(), made.clone());
             let (root, sweeps) = (root.clone(), sweeps.clone());
             async move {
@@ -485,6 +684,7 @@ impl Storage {
                 }
                 let o = DownloadOptions {
                     progress,
+                    no_resume,
                     ..Default::default()
                 };
                 let target = FileTarget {
@@ -502,6 +702,7 @@ impl Storage {
         &self,
         items: Vec<BatchItem>,
         opts: BatchOptions,
+        journal: Option<Arc<BatchJournal>>,
         run: F,
     ) -> BoxStream<'static, BatchOutcome>
     where
@@ -515,10 +716,14 @@ impl Storage {
         let tally = Tally::new(opts.progress.clone(), &items);
         let failed = Arc::new(AtomicBool::new(false));
         let run = Arc::new(run);
+        let mut upload = opts.upload.clone();
+        upload.no_resume |= opts.no_resume;
+        let tail = journal.clone();
         futures::stream::iter(items)
             .map(move |item| {
                 let (run, failed, tally) = (run.clone(), failed.clone(), tally.clone());
-                let (upload, fail_fast) = (opts.upload.clone(), opts.fail_fast);
+                let (upload, fail_fast) = (upload.clone(), opts.fail_fast);
+                let journal = journal.clone();
                 async move {
                     if fail_fast && failed.load(Ordering::SeqCst) {
                         let e = Error::new(
@@ -531,7 +736,21 @@ impl Storage {
                         };
                     }
                     let progress = tally.as_ref().map(|t| t.object());
+                    if let Some(r) = journal.as_ref().and_then(|j| j.finished_before(&item)) {
+                        if let Some(p) = &progress {
+                            p.report(r.bytes, Some(r.bytes));
+                        }
+                        return BatchOutcome {
+                            item,
+                            result: Ok(r),
+                        };
+                    }
                     let result = run(item.clone(), upload, progress).await;
+                    match (&result, &journal) {
+                        (Ok(r), Some(j)) => j.done(&item, r),
+                        (Err(_), Some(j)) => j.failed.store(true, Ordering::SeqCst),
+                        _ => {}
+                    }
                     if result.is_err() {
                         failed.store(true, Ordering::SeqCst);
                     }
@@ -539,6 +758,15 @@ impl Storage {
                 }
             })
             .buffer_unordered(conc)
+            .map(Some)
+            .chain(futures::stream::once(async move {
+                // The last outcome is out: a batch with every object done is over.
+                if let Some(j) = tail {
+                    j.end();
+                }
+                None
+            }))
+            .filter_map(|o| async move { o })
             .boxed()
     }
 
@@ -571,6 +799,10 @@ impl Storage {
         opts: BatchOptions,
     ) -> Result<Vec<BatchOutcome>> {
         let plan = plan_upload(dir.as_ref(), prefix, true)?;
+        let opts = BatchOptions {
+            journal: !opts.no_resume,
+            ..opts
+        };
         let mut out: Vec<_> = self.upload_many(bucket, plan.items, opts).collect().await;
         out.extend(plan.skipped.into_iter().filter(|s| s.failed).map(|s| {
             let msg = format!("{}: {}", s.path.display(), s.reason);
@@ -579,6 +811,7 @@ impl Storage {
                     path: s.path,
                     key: s.key.unwrap_or_default(),
                     size: None,
+                    etag: None,
                 },
                 result: Err(Error::invalid(msg)),
             }
@@ -608,6 +841,7 @@ impl Storage {
         }
         let opts = BatchOptions {
             root: Some(dir.as_ref().to_path_buf()),
+            journal: !opts.no_resume,
             ..opts
         };
         let mut out: Vec<_> = self.download_many(bucket, items, opts).collect().await;
@@ -616,6 +850,7 @@ impl Storage {
                 path: PathBuf::new(),
                 key: e.key().unwrap_or_default().to_owned(),
                 size: None,
+                etag: None,
             },
             result: Err(e),
         }));
@@ -765,6 +1000,7 @@ mod tests {
                 path: path.clone(),
                 key: key.into(),
                 size: Some(1),
+                etag: None,
             };
             let keep = BatchOptions {
                 keep_mtime: true,

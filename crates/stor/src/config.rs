@@ -195,6 +195,10 @@ pub struct StorageConfig {
     /// down: `"50MiB"`, `"10MiB:50MiB"` (upload:download), or
     /// `{"up": "10MiB", "down": "50MiB"}` (see [`Bandwidth`]); unset is unlimited.
     pub max_bandwidth: Option<Bandwidth>,
+    /// Where the transfer journal lives (interrupted uploads and downloads, so that
+    /// running them again resumes them); else `$STOR_STATE_DIR`, else
+    /// `<state dir>/stor` (e.g. `~/.local/state/stor`). See [`crate::journal`].
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -226,6 +230,7 @@ impl Default for StorageConfig {
             ca_bundle: None,
             config_file: None,
             max_bandwidth: None,
+            state_dir: None,
         }
     }
 }
@@ -269,6 +274,7 @@ impl fmt::Debug for StorageConfig {
             .field("native_checksums", &self.native_checksums)
             .field("config_file", &self.config_file)
             .field("max_bandwidth", &self.max_bandwidth)
+            .field("state_dir", &self.state_dir)
             .finish()
     }
 }
@@ -344,6 +350,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "part_size",
     "multipart_chunksize",
     "max_bandwidth",
+    "state_dir",
     "max_concurrency",
     "max_pool_connections",
     "fsync_downloads",
@@ -642,6 +649,7 @@ impl StorageConfig {
         let paths = [
             ("local_root", self.local_root.as_deref()),
             ("ca_bundle", self.ca_bundle.as_deref()),
+            ("state_dir", self.state_dir.as_deref()),
         ];
         let empty = texts
             .into_iter()
@@ -670,6 +678,24 @@ impl StorageConfig {
             return PathBuf::from(r);
         }
         default_data_dir().join("stor")
+    }
+
+    /// The directory of the transfer journal: `state_dir`, else `$STOR_STATE_DIR`,
+    /// else `$XDG_STATE_HOME/stor`, else `~/.local/state/stor`.
+    pub fn resolved_state_dir(&self) -> PathBuf {
+        if let Some(d) = &self.state_dir {
+            return d.clone();
+        }
+        if let Some(d) = std::env::var_os("STOR_STATE_DIR").filter(|v| !v.is_empty()) {
+            return PathBuf::from(d);
+        }
+        if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(d).join("stor");
+        }
+        if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(h).join(".local").join("state").join("stor");
+        }
+        std::env::temp_dir().join("stor-state")
     }
 
     /// The region S3 requests are signed for, as the original service chose it: the

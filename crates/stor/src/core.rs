@@ -20,6 +20,7 @@ use crate::bandwidth::{paced, paced_bytes, Pacing};
 use crate::config::StorageConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{Events, WriteEvent, WriteKind};
+use crate::journal::Journal;
 use crate::metrics::{Direction, Metrics};
 use crate::retry::{endpoint_label, with_retry, EndpointGate, RetryBudget, RetryPolicy};
 use crate::types::TransferResult;
@@ -53,6 +54,9 @@ pub(crate) struct Core {
     known_buckets: std::sync::Mutex<std::collections::HashSet<String>>,
     /// The bandwidth limits every transfer shares (`max_bandwidth`).
     pacing: Pacing,
+    /// The transfer journal, opened on first use: `None` until tried, then what the
+    /// try gave (`Some(None)`: it could not be used, transfers run without it).
+    journal: std::sync::Mutex<Option<Option<Arc<Journal>>>>,
 }
 
 /// Byte-budget permits count KiB, so a `u32` covers any budget.
@@ -87,6 +91,7 @@ impl Core {
             closed: AtomicBool::new(false),
             known_buckets: Default::default(),
             pacing: Pacing::new(config.max_bandwidth),
+            journal: Default::default(),
             config,
         }
     }
@@ -243,6 +248,68 @@ impl Core {
             Err(e) => {
                 tracing::debug!(bucket, "could not check the bucket, writing anyway: {e}");
                 Ok(())
+            }
+        }
+    }
+
+    /// The transfer journal (see `journal.rs`). With `create`, it is opened — and
+    /// created — on first use; without, only when its file exists already (looking
+    /// for an interrupted transfer needs no new file). `None` when it cannot be used:
+    /// transfers then run without it (said once, at warn level).
+    pub fn journal(&self, create: bool) -> Option<Arc<Journal>> {
+        // A memory store does not outlive its process: nothing of it to resume in
+        // another one (tests name a state_dir to journal it anyway).
+        if self.scheme() == "memory" && self.config.state_dir.is_none() {
+            return None;
+        }
+        let mut slot = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(j) = slot.as_ref() {
+            return j.clone();
+        }
+        let dir = self.config.resolved_state_dir();
+        if !create && !dir.join(crate::journal::JOURNAL_FILE).exists() {
+            return None;
+        }
+        let opened = match Journal::open(&dir) {
+            Ok(j) => j.map(Arc::new),
+            Err(e) => {
+                tracing::warn!(
+                    "the transfer journal in {} cannot be used ({e}); interrupted transfers \
+                     will start over (set state_dir or STOR_STATE_DIR to a writable directory)",
+                    dir.display()
+                );
+                None
+            }
+        };
+        *slot = Some(opened.clone());
+        opened
+    }
+
+    /// Which store this is, as the journal names it: the scheme and the endpoint (a
+    /// memory store: this process's instance).
+    pub fn store_id(&self) -> String {
+        match self.scheme() {
+            "memory" => format!(
+                "memory {} {:p}",
+                std::process::id(),
+                Arc::as_ptr(&self.backend) as *const ()
+            ),
+            "local" => format!("local {}", self.config.resolved_local_root().display()),
+            scheme => {
+                let endpoint = self
+                    .config
+                    .endpoint_url
+                    .clone()
+                    .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+                    .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+                    .filter(|e| !e.trim().is_empty());
+                match endpoint {
+                    Some(e) => {
+                        let (bare, _) = crate::config::strip_url_userinfo(&e);
+                        format!("{scheme} {}", bare.trim_end_matches('/'))
+                    }
+                    None => format!("{scheme} default"),
+                }
             }
         }
     }

@@ -25,6 +25,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -313,12 +314,31 @@ pub(crate) struct TempFile {
     temp: OsString,
     pub file: std::fs::File,
     done: bool,
+    /// Left in place when dropped: the transfer journal keeps it for resuming.
+    keep: AtomicBool,
 }
 
 /// The directories (device, inode) a batch of downloads already swept of stale
-/// temp files; a single download makes a fresh one.
+/// temp files; a single download makes a fresh one. `keep` names the temp files
+/// the sweep must leave (those the transfer journal keeps for resuming).
 #[derive(Default)]
-pub(crate) struct Sweeps(Mutex<HashSet<(u64, u64)>>);
+pub(crate) struct Sweeps {
+    done: Mutex<HashSet<(u64, u64)>>,
+    keep: Option<Box<Keep>>,
+}
+
+/// Says whether a temp file (by its absolute path) is kept.
+type Keep = dyn Fn(&Path) -> bool + Send + Sync;
+
+impl Sweeps {
+    /// Sweeps that leave the temp files `keep` says yes to.
+    pub fn keeping(keep: impl Fn(&Path) -> bool + Send + Sync + 'static) -> Sweeps {
+        Sweeps {
+            done: Mutex::default(),
+            keep: Some(Box::new(keep)),
+        }
+    }
+}
 
 impl TempFile {
     fn create(
@@ -327,7 +347,7 @@ impl TempFile {
         name: OsString,
         sweeps: &Sweeps,
     ) -> Result<TempFile> {
-        sweep_once(&dir, sweeps);
+        sweep_once(&dir, &dir_path, sweeps);
         let mut temp = OsString::from(".");
         temp.push(&name);
         let flags =
@@ -348,6 +368,7 @@ impl TempFile {
                         temp: t,
                         file: std::fs::File::from(fd),
                         done: false,
+                        keep: AtomicBool::new(false),
                     });
                 }
                 Err(rustix::io::Errno::EXIST) => continue,
@@ -368,6 +389,68 @@ impl TempFile {
     /// The final path, for messages.
     pub fn target(&self) -> PathBuf {
         self.dir_path.join(&self.name)
+    }
+
+    /// The temp file's own path.
+    pub fn path(&self) -> PathBuf {
+        self.dir_path.join(&self.temp)
+    }
+
+    /// Leave the file in place when dropped unpersisted (a download kept for
+    /// resuming), or not.
+    pub fn keep_on_drop(&self, keep: bool) {
+        self.keep.store(keep, Ordering::SeqCst);
+    }
+
+    /// The temp file `path` of an interrupted download into the same target (found
+    /// in the transfer journal), opened for reading and writing and locked —
+    /// `None` when it is gone. It must be one of our temp files, in this one's
+    /// directory, and a regular file nobody else holds.
+    pub fn adopt(&self, path: &Path) -> Result<Option<TempFile>> {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Ok(None);
+        };
+        let same_dir = std::path::absolute(dir).ok() == std::path::absolute(&self.dir_path).ok();
+        if !same_dir || !is_download_temp(name) {
+            return Err(Error::invalid(format!(
+                "{} is not a download temp file beside {}",
+                path.display(),
+                self.target().display()
+            )));
+        }
+        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd = match rustix::fs::openat(&self.dir, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(io_err(format!("opening {}", path.display()))(e)),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(io_err(format!("checking {}", path.display())))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(Error::invalid(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{} is held by another process", path.display()),
+            ));
+        }
+        let flags = rustix::fs::fcntl_getfl(&fd).map_err(io_err("reopening".into()))?;
+        rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK)
+            .map_err(io_err("reopening".into()))?;
+        let dir = rustix::io::fcntl_dupfd_cloexec(&self.dir, 0)
+            .map_err(io_err(format!("opening {}", self.dir_path.display())))?;
+        Ok(Some(TempFile {
+            dir,
+            dir_path: self.dir_path.clone(),
+            name: self.name.clone(),
+            temp: name.to_owned(),
+            file: std::fs::File::from(fd),
+            done: false,
+            keep: AtomicBool::new(false),
+        }))
     }
 
     /// Renames the temp file over the target — unless the target became something
@@ -393,20 +476,20 @@ impl TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && !self.keep.load(Ordering::SeqCst) {
             let _ = rustix::fs::unlinkat(&self.dir, &self.temp, AtFlags::empty());
         }
     }
 }
 
 /// Removes temp files of ours in `dir` that no process holds (their writer was
-/// killed), once per directory per [`Sweeps`].
-fn sweep_once(dir: &OwnedFd, sweeps: &Sweeps) {
+/// killed) and the journal does not keep, once per directory per [`Sweeps`].
+fn sweep_once(dir: &OwnedFd, dir_path: &Path, sweeps: &Sweeps) {
     let Ok(st) = rustix::fs::fstat(dir) else {
         return;
     };
     let first = sweeps
-        .0
+        .done
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert((st.st_dev, st.st_ino));
@@ -435,6 +518,10 @@ fn sweep_once(dir: &OwnedFd, sweeps: &Sweeps) {
         if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
             && old
             && rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok()
+            && !sweeps.keep.as_ref().is_some_and(|k| {
+                let p = dir_path.join(name);
+                k(&std::path::absolute(&p).unwrap_or(p))
+            })
         {
             tracing::debug!("removing a stale download temp file {name:?}");
             let _ = rustix::fs::unlinkat(dir, name, AtFlags::empty());

@@ -417,6 +417,13 @@ impl Error {
         self
     }
 
+    /// The same error with `; what` after its message (kind, code, status and
+    /// attempts kept).
+    pub(crate) fn suffixed(mut self, what: &str) -> Error {
+        self.inner.message = format!("{}; {what}", self.inner.message);
+        self
+    }
+
     pub(crate) fn with_attempts(mut self, attempts: u32, elapsed: Duration) -> Error {
         self.inner.attempts = attempts;
         self.inner.elapsed = Some(elapsed);

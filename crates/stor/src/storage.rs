@@ -16,8 +16,10 @@ use tokio::io::AsyncRead;
 use crate::backend::{Backend, Capabilities, PendingUpload};
 use crate::config::StorageConfig;
 use crate::core::{BucketArg, Core};
+use crate::destination::Sweeps;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{WriteEvents, WriteKind};
+use crate::journal::Interrupted;
 use crate::metrics::{HealthReport, MetricsSnapshot};
 use crate::reserved;
 use crate::transfer::{self, FileTarget, Source};
@@ -120,6 +122,13 @@ impl Storage {
     /// The core, for the façade's other modules (versions, tags, presigned POST).
     pub(crate) fn core(&self) -> &Arc<Core> {
         &self.core
+    }
+
+    /// Sweeps of stale download temp files that leave those the transfer journal
+    /// keeps for resuming.
+    pub(crate) fn sweeps(&self) -> Sweeps {
+        let core = self.core.clone();
+        Sweeps::keeping(move |temp| core.journal(false).is_some_and(|j| j.knows_temp(temp)))
     }
 
     /// The backend, for the probes of `probe.rs` only (they must reach it without
@@ -297,7 +306,7 @@ impl Storage {
         let target = FileTarget {
             path: path.as_ref(),
             root: None,
-            sweeps: &Default::default(),
+            sweeps: &self.sweeps(),
         };
         self.download_file_sized(bucket.into(), key, target, opts, None)
             .await
@@ -330,7 +339,11 @@ impl Storage {
                         crate::versions::validate_version_id(v)?;
                     }
                     let progress = opts.progress.as_ref();
-                    transfer::download_to_file(core, &b, key, version, target, progress, size).await
+                    let fresh = opts.no_resume;
+                    transfer::download_to_file(
+                        core, &b, key, version, target, progress, size, fresh,
+                    )
+                    .await
                 },
             )
             .await
@@ -701,6 +714,95 @@ impl Storage {
             .run(none, |_| async move {
                 let (r, _) = core.request(|_| core.backend.sweep()).await?;
                 Ok(r)
+            })
+            .await
+    }
+
+    // ---------------------------------------------------------------- interrupted transfers
+
+    /// The transfers of this store into or out of `bucket` under `prefix` that were
+    /// interrupted (a crash, Ctrl-C, a network that stayed down) and that running
+    /// them again resumes: multipart uploads of files and ranged downloads into
+    /// files, from the transfer journal (see [`crate::journal`]). Oldest progress
+    /// is not removed by itself: [`Storage::discard_interrupted`] does that.
+    pub async fn interrupted_transfers<'b>(
+        &self,
+        bucket: impl Into<BucketArg<'b>>,
+        prefix: &str,
+    ) -> Result<Vec<Interrupted>> {
+        let core = &*self.core;
+        core.op("list interrupted", bucket.into(), prefix)
+            .run(none, |b| async move {
+                let Some(j) = core.journal(false) else {
+                    return Ok(Vec::new());
+                };
+                j.interrupted(&core.store_id(), &b, prefix)
+            })
+            .await
+    }
+
+    /// Discards the interrupted transfers of `bucket` under `prefix` (see
+    /// [`Storage::interrupted_transfers`]) that made no progress for `older_than`:
+    /// their multipart uploads are aborted, their partial files removed, their
+    /// journal records — and those of interrupted batches — deleted. One that a
+    /// process is running is left alone. Returns those discarded.
+    pub async fn discard_interrupted<'b>(
+        &self,
+        bucket: impl Into<BucketArg<'b>>,
+        prefix: &str,
+        older_than: Duration,
+    ) -> Result<Vec<Interrupted>> {
+        let core = &*self.core;
+        core.op("cleanup", bucket.into(), prefix)
+            .run(none, |b| async move {
+                let Some(j) = core.journal(false) else {
+                    return Ok(Vec::new());
+                };
+                let store = core.store_id();
+                let cutoff = SystemTime::now()
+                    .checked_sub(older_than)
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                let mut gone = Vec::new();
+                for t in j.interrupted(&store, &b, prefix)? {
+                    if t.updated > cutoff {
+                        continue;
+                    }
+                    let ident = crate::journal::Ident {
+                        kind: t.kind,
+                        store: &store,
+                        bucket: &b,
+                        key: &t.key,
+                        path: &t.path,
+                    };
+                    let Ok(lock) = j.lock(&ident) else {
+                        continue; // running: not interrupted
+                    };
+                    if let Some(id) = &t.upload_id {
+                        let mp = transfer::multipart_of(&*core.backend)?;
+                        core.request(|_| mp.abort_multipart(&b, &t.key, id)).await?;
+                    }
+                    if let Some(temp) = &t.temp {
+                        let ours = temp
+                            .file_name()
+                            .is_some_and(crate::destination::is_download_temp);
+                        if ours {
+                            match std::fs::remove_file(temp) {
+                                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                    return Err(Error::io(
+                                        format!("removing {}", temp.display()),
+                                        e,
+                                    ))
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    j.remove(t.id)?;
+                    lock.release();
+                    gone.push(t);
+                }
+                j.discard_batches(&store, &b, prefix, cutoff)?;
+                Ok(gone)
             })
             .await
     }

@@ -150,6 +150,11 @@ pub struct UploadOptions {
     /// Object tags (S3's `x-amz-tagging`): at most 10, on stores whose
     /// [`Capabilities::tags`](crate::backend::Capabilities::tags) is set.
     pub tags: BTreeMap<String, String>,
+    /// Start fresh: do not resume an interrupted upload of the same file to the same
+    /// key (its multipart upload is aborted) and journal nothing for this one. By
+    /// default a file upload in parts is journaled, so running it again after a
+    /// crash sends only the parts that are missing (see [`crate::journal`]).
+    pub no_resume: bool,
 }
 
 impl UploadOptions {
@@ -201,6 +206,11 @@ impl UploadOptions {
     /// Requires the source to have exactly `n` bytes.
     pub fn expected_size(mut self, n: u64) -> Self {
         self.expected_size = Some(n);
+        self
+    }
+    /// Starts fresh instead of resuming; see [`UploadOptions::no_resume`].
+    pub fn no_resume(mut self) -> Self {
+        self.no_resume = true;
         self
     }
     /// Writes only if the key holds no object yet ([`WriteCondition::IfAbsent`]).
@@ -366,6 +376,10 @@ pub struct TransferResult {
     /// The full-object checksum (`crc64nvme:<base64>`): stored with an upload, or
     /// verified by a download. `None` when the object carries none.
     pub checksum: Option<String>,
+    /// Bytes an earlier, interrupted run had already stored (or received) and that
+    /// this one therefore did not send again: `bytes - resumed` went over the wire.
+    /// 0 for a transfer that started fresh.
+    pub resumed: u64,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -530,6 +544,11 @@ pub struct DownloadOptions {
     pub progress: Option<Progress>,
     /// This version of the object rather than the current one.
     pub version_id: Option<String>,
+    /// Start fresh: do not resume an interrupted download of the same object into
+    /// the same file (its partial file is removed) and journal nothing for this one.
+    /// By default a ranged download into a file is journaled, so running it again
+    /// after a crash fetches only the ranges that are missing.
+    pub no_resume: bool,
 }
 
 /// An object downloaded into memory.

@@ -25,6 +25,8 @@ pub struct Batch<'a> {
     pub dry_run: bool,
     /// `mv`: remove each source after its transfer (and say `move`).
     pub moving: bool,
+    /// Start every transfer fresh and journal none (`--no-resume`).
+    pub no_resume: bool,
 }
 
 impl Batch<'_> {
@@ -121,6 +123,7 @@ pub async fn upload_dir(
         items,
         Way::Up(opts),
         op,
+        b.no_resume,
         &describe,
         then,
     )
@@ -197,6 +200,7 @@ pub async fn download_prefix(
         items,
         Way::Down(dir),
         op,
+        b.no_resume,
         &describe,
         then,
     )
@@ -217,7 +221,9 @@ type Then<'a> =
     dyn Fn(&BatchItem, &TransferResult) -> futures::future::BoxFuture<'a, Result<()>> + Sync + 'a;
 
 /// Runs a batch through the library (one budget for all objects), printing one
-/// line per object and the summary.
+/// line per object and the summary. The batch is journaled unless `no_resume`: a
+/// rerun after a crash skips the objects the crashed run finished (unchanged since)
+/// and resumes the partial ones.
 #[allow(clippy::too_many_arguments)]
 async fn run_batch(
     ctx: &Ctx,
@@ -226,6 +232,7 @@ async fn run_batch(
     items: Vec<BatchItem>,
     way: Way<'_>,
     op: &str,
+    no_resume: bool,
     describe: &(dyn Fn(&BatchItem) -> String + Sync),
     then: Option<&Then<'_>>,
 ) {
@@ -241,6 +248,8 @@ async fn run_batch(
         concurrency: Some(ctx.concurrency()),
         progress: Some(ui.progress()),
         root,
+        journal: !no_resume,
+        no_resume,
         ..Default::default()
     };
     let before = store.metrics().retries;
@@ -249,6 +258,8 @@ async fn run_batch(
         Some(_) => store.upload_many(bucket, items, opts),
         None => store.download_many(bucket, items, opts),
     };
+    // Bytes interrupted runs had already moved (not sent or received again).
+    let mut resumed = 0;
     // With --no-clobber a key that is taken is a skip, not a failure.
     let create_only = up.is_some_and(|o| o.condition == Some(stor::WriteCondition::IfAbsent));
     let taken = |r: &stor::Result<stor::TransferResult>| {
@@ -271,6 +282,7 @@ async fn run_batch(
                 .skip(&format!("skipped {}: {why}", describe(&o.item)));
             continue;
         }
+        resumed += o.result.as_ref().map_or(0, |r| r.resumed);
         let result: Result<&TransferResult> = match (&o.result, then) {
             (Ok(r), Some(then)) => then(&o.item, r).await.map(|()| r),
             (Ok(r), None) => Ok(r),
@@ -283,6 +295,7 @@ async fn run_batch(
                 "path": o.item.path.display().to_string(),
                 "key": o.item.key,
                 "bytes": result.as_ref().ok().map(|r| r.bytes),
+                "resumed": result.as_ref().ok().map(|r| r.resumed),
                 "etag": result.as_ref().ok().and_then(|r| r.etag.clone()),
                 "checksum": result.as_ref().ok().and_then(|r| r.checksum.clone()),
                 "error": result.as_ref().err().map(|e| format!("{e:#}")),
@@ -309,8 +322,16 @@ async fn run_batch(
     let skipped = ctx.out.skipped();
     let summary = ui.finish(store.metrics().retries - before, skipped, earlier);
     if json {
+        let mut summary = serde_json::json!(summary);
+        summary["resumed"] = resumed.into();
         ctx.out
             .say(&serde_json::json!({ "summary": summary }).to_string());
+    } else if resumed > 0 {
+        ctx.out.note(&format!(
+            "resumed: {resumed} of {} bytes were done by an interrupted run; {} moved now",
+            summary.bytes,
+            summary.bytes.saturating_sub(resumed)
+        ));
     }
 }
 

@@ -23,6 +23,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
     let dst = parse(&a.dst)?;
     let mut opts = copy::upload_opts(&a.upload)?;
     opts.expected_size = a.expected_size;
+    opts.no_resume = a.no_resume;
     if a.expected_size.is_some() && (a.recursive || !dst.is_object() || src.is_object()) {
         return Err(usage(
             "--expected-size applies to one upload (a file or - to an object URL)".into(),
@@ -40,6 +41,7 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
         filter: &filter,
         dry_run: a.dry_run,
         moving: false,
+        no_resume: a.no_resume,
     };
     match (&src, &dst) {
         (
@@ -159,8 +161,16 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                     report.planned(&text, obj);
                     return Ok(ctx.status());
                 }
-                let r =
-                    transfer::download_file(&ctx.out, store, bucket, key, version, &target).await;
+                let r = transfer::download_file(
+                    &ctx.out,
+                    store,
+                    bucket,
+                    key,
+                    version,
+                    &target,
+                    a.no_resume,
+                )
+                .await;
                 one_done(&report, &text, obj, r)?;
             }
         }

@@ -20,12 +20,14 @@ use crate::urls::{key_under, parse, tree_prefix, url};
 pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
     let src = parse(&a.src)?;
     let dst = parse(&a.dst)?;
-    let opts = upload_opts(&a.upload)?;
+    let mut opts = upload_opts(&a.upload)?;
+    opts.no_resume = a.no_resume;
     let filter = Filter::new(&a.filter.include, &a.filter.exclude)?;
     let batch = Batch {
         filter: &filter,
         dry_run: a.dry_run,
         moving: true,
+        no_resume: a.no_resume,
     };
     match (&src, &dst) {
         (Location::Object { .. }, Location::Object { .. }) => {
@@ -138,8 +140,16 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
                 return Ok(ctx.status());
             }
             let r = async {
-                let r =
-                    transfer::download_file(&ctx.out, store, bucket, key, None, &target).await?;
+                let r = transfer::download_file(
+                    &ctx.out,
+                    store,
+                    bucket,
+                    key,
+                    None,
+                    &target,
+                    a.no_resume,
+                )
+                .await?;
                 // The file is complete and verified: now the object goes, if it is
                 // still the version downloaded.
                 let etag = r.etag.as_deref();

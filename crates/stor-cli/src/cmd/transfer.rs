@@ -22,6 +22,7 @@ pub async fn upload_file(
         .upload_file(bucket, key, path, opts.progress(ui.progress()))
         .await;
     ui.clear();
+    say_resumed(out, "sent", r.as_ref().ok());
     r
 }
 
@@ -50,14 +51,31 @@ pub async fn download_file(
     key: &str,
     version: Option<&str>,
     target: &Path,
+    no_resume: bool,
 ) -> stor::Result<TransferResult> {
     let ui = Ui::one(out, None);
     let opts = DownloadOptions {
         progress: Some(ui.progress()),
         version_id: version.map(str::to_owned),
+        no_resume,
         ..Default::default()
     };
     let r = store.download_file_with(bucket, key, target, opts).await;
     ui.clear();
+    say_resumed(out, "received", r.as_ref().ok());
     r
+}
+
+/// Says how much of a resumed transfer an interrupted run had already done, and
+/// how much went over the wire this time (nothing for one that started fresh).
+fn say_resumed(out: &Output, verb: &str, r: Option<&TransferResult>) {
+    if let Some(r) = r.filter(|r| r.resumed > 0) {
+        out.note(&format!(
+            "resumed: {} of {} bytes were done by an interrupted run; {} {}",
+            r.resumed,
+            r.bytes,
+            r.bytes - r.resumed,
+            verb
+        ));
+    }
 }

@@ -13,7 +13,7 @@ use md5::{Digest, Md5};
 use super::common::{check_condition, collect_body, etag_of, info_from_opts, slice_range};
 use super::{
     list_sorted, Backend, Body, ByteStream, Capabilities, CompletedPart, CopySource, GetResponse,
-    Multipart, PartCopySource, PendingUpload, Tagging,
+    Multipart, PartCopySource, PendingUpload, StoredPart, Tagging,
 };
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::error::{Error, ErrorKind, Result};
@@ -551,5 +551,24 @@ impl Multipart for MemoryBackend {
             .collect();
         v.sort_by(|a, b| a.key.cmp(&b.key).then(a.upload_id.cmp(&b.upload_id)));
         Ok(v)
+    }
+
+    async fn list_parts(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<StoredPart>> {
+        let st = self.lock();
+        let up = st.uploads.get(upload_id).ok_or_else(no_upload)?;
+        Ok(up
+            .parts
+            .iter()
+            .map(|(n, data)| StoredPart {
+                part_number: *n,
+                etag: etag_of(data),
+                size: data.len() as u64,
+            })
+            .collect())
     }
 }

@@ -138,6 +138,17 @@ pub struct CompletedPart {
     pub checksum: Option<String>,
 }
 
+/// A part a multipart upload holds on the server (ListParts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    /// 1-based part number.
+    pub part_number: i32,
+    /// The part's ETag as the server lists it.
+    pub etag: String,
+    /// Bytes in the part.
+    pub size: u64,
+}
+
 /// The source of an UploadPartCopy: a range of an object, pinned to its ETag.
 #[derive(Debug, Clone, Copy)]
 pub struct PartCopySource<'a> {
@@ -530,6 +541,23 @@ pub trait Multipart: Send + Sync {
                 "this store completes multipart uploads on no condition",
             )),
         }
+    }
+
+    /// The parts an upload holds so far, in order (ListParts): what a resumed upload
+    /// checks against its journal. An upload the server no longer has fails with
+    /// S3's `NoSuchUpload`. Stores that cannot list parts answer `Unsupported` (a
+    /// resumed upload then starts over).
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<StoredPart>> {
+        let _ = (bucket, key, upload_id);
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            "this backend cannot list the parts of an upload",
+        ))
     }
 }
 

@@ -114,6 +114,7 @@ pub(crate) async fn copy(
             progress: None,
             total: None,
             checksum: None,
+            journal: None,
         }
         .run(parts, || Ok(None))
         .await?;
@@ -140,6 +141,7 @@ pub(crate) async fn copy(
         elapsed: start.elapsed(),
         multipart: multipart_copy,
         checksum: sum.map(|(a, v)| format!("{}:{v}", a.name())),
+        resumed: 0,
     })
 }
 

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::parts::{download_ranges, AUTO_PART_SIZE};
+use super::resume::{self, DownloadJournal, FoundDownload};
 use crate::backend::{ByteStream, GetResponse};
 use crate::checksum::{self, Checksum, ChecksumAlgorithm, Hasher, Hashers, RangeChecksums};
 use crate::core::Core;
@@ -29,10 +30,31 @@ use crate::versions::versions_of;
 /// Receives downloaded bytes at their offset in the object.
 type Sink<'a> = &'a (dyn Fn(u64, &[u8]) -> Result<()> + Sync);
 
+/// How a download checksums what arrives: in `algo`, each piece into `sums` and,
+/// for a journaled download, into the journal too — in pieces of at most `every`
+/// bytes (the most a killed download fetches again per range).
+#[derive(Clone, Copy)]
+struct Hashing<'a> {
+    algo: ChecksumAlgorithm,
+    sums: &'a RangeChecksums,
+    journal: Option<&'a DownloadJournal<'a>>,
+    every: u64,
+}
+
+impl Hashing<'_> {
+    /// `c` covers bytes from `start`, written.
+    fn add(&self, start: u64, c: Checksum) {
+        self.sums.add(start, c);
+        if let Some(j) = self.journal {
+            j.piece(start, c);
+        }
+    }
+}
+
 /// Reads `start..end` of the object into `sink`, resuming from the last byte
 /// received after a broken connection, all within the one retry layer. With
-/// `etag`, the object must still be that version (If-Match). Each piece that
-/// arrives is checksummed into `sums` when given. Returns attempts made.
+/// `etag`, the object must still be that version (If-Match). What arrives is
+/// checksummed by `hashing` when given. Returns attempts made.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_range(
     core: &Core,
@@ -43,7 +65,7 @@ async fn fetch_range(
     end: u64,
     etag: Option<&str>,
     sink: Sink<'_>,
-    sums: Option<(ChecksumAlgorithm, &RangeChecksums)>,
+    hashing: Option<Hashing<'_>>,
 ) -> Result<u32> {
     let pos = AtomicU64::new(start);
     let (_, attempts) = core
@@ -57,16 +79,11 @@ async fn fetch_range(
                 .await
                 .map_err(changed)?;
             let mut body = resp.body;
-            let algos = match &sums {
-                Some((a, _)) => std::slice::from_ref(a),
+            let algos = match &hashing {
+                Some(h) => std::slice::from_ref(&h.algo),
                 None => &[],
             };
-            let (n, h, broken) = drain(&mut body, p, end, sink, algos).await?;
-            if let (Some(h), Some((algo, all))) = (h, sums) {
-                if let Some(c) = h.finish(algo) {
-                    all.add(p, c);
-                }
-            }
+            let (n, _, broken) = drain(&mut body, p, end, sink, algos, hashing).await?;
             pos.fetch_add(n, Ordering::SeqCst);
             if let Some(e) = broken {
                 return Err(e);
@@ -88,16 +105,21 @@ async fn fetch_range(
 /// cost more CPU in copies than it saved in syscalls, W2 0.55 s -> 0.72 s.)
 /// Returns the bytes written, their checksums in `algos`, and the error that broke
 /// the body, if one did (the bytes before it are written, so a retry resumes after
-/// them).
+/// them). With `pieces` (and `algos` its one algorithm), the checksums go to it
+/// instead, a piece at least every `pieces.every` bytes and one for the rest — also
+/// when the body broke.
 async fn drain(
     body: &mut crate::backend::ByteStream,
     at: u64,
     end: u64,
     sink: Sink<'_>,
     algos: &[ChecksumAlgorithm],
+    pieces: Option<Hashing<'_>>,
 ) -> Result<(u64, Option<Hashers>, Option<Error>)> {
     let mut written = 0u64;
     let mut hasher = Hashers::new(algos);
+    // Where the piece being checksummed began (bytes into this body).
+    let mut piece_at = 0u64;
     let mut broken = None;
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
@@ -114,10 +136,40 @@ async fn drain(
             ));
         }
         sink(at + written, &chunk)?;
-        if let Some(h) = hasher.as_mut() {
-            h.update(&chunk);
+        match (pieces, hasher.as_mut()) {
+            (Some(p), Some(h)) => {
+                let mut rest: &[u8] = &chunk;
+                while !rest.is_empty() {
+                    let room = p.every - (written - piece_at);
+                    let n = (rest.len() as u64).min(room) as usize;
+                    h.update(&rest[..n]);
+                    written += n as u64;
+                    rest = &rest[n..];
+                    if written - piece_at == p.every {
+                        if let Some(c) = h.finish(p.algo) {
+                            p.add(at + piece_at, c);
+                        }
+                        *h = Hashers::new(algos).expect("one algorithm");
+                        piece_at = written;
+                    }
+                }
+            }
+            (_, h) => {
+                if let Some(h) = h {
+                    h.update(&chunk);
+                }
+                written += chunk.len() as u64;
+            }
         }
-        written += chunk.len() as u64;
+    }
+    if let (Some(p), Some(h)) = (pieces, hasher.as_ref()) {
+        // (An empty body that was all there was to read still has a checksum.)
+        if written > piece_at || at == end {
+            if let Some(c) = h.finish(p.algo) {
+                p.add(at + piece_at, c);
+            }
+        }
+        return Ok((written, None, broken));
     }
     Ok((written, hasher, broken))
 }
@@ -177,6 +229,8 @@ pub(crate) struct Fetch<'a> {
     pub sequential: bool,
     /// This version rather than the current object.
     pub version: Option<&'a str>,
+    /// Records a ranged download as it goes, for resuming it (see `resume.rs`).
+    pub journal: Option<&'a DownloadJournal<'a>>,
 }
 
 /// What [`fetch_object`] got: the object's info, attempts, and the checksum it
@@ -185,6 +239,8 @@ struct Fetched {
     info: ObjectInfo,
     attempts: u32,
     verified: Option<Checksum>,
+    /// Bytes an interrupted run had received, not fetched again.
+    resumed: u64,
 }
 
 /// Fetches the whole object into `sink`. The first request reads the first part (or,
@@ -209,7 +265,10 @@ async fn fetch_object(
         size_hint,
         sequential,
         version,
+        journal,
     } = how;
+    let every = journal.map_or(u64::MAX, DownloadJournal::every);
+    let sums = RangeChecksums::default();
     let be = &core.backend;
     // In order (a FIFO, a device) means one request, resumed from its last byte.
     let parallel = core.caps.parallel_ranges && !sequential;
@@ -255,6 +314,7 @@ async fn fetch_object(
         on_size(resp.info.size)?;
         size_seen.store(resp.info.size, Ordering::Relaxed);
         let known = checksum::stored_in(&resp.info.metadata).or(resp.checksum);
+        let is_known = known.is_some();
         let algos = match &known {
             Some((a, _)) => vec![*a],
             None if native => checksum::STORED.to_vec(),
@@ -270,10 +330,21 @@ async fn fetch_object(
             });
         }
         let mut body = resp.body;
-        let (got, h, broken) = drain(&mut body, 0, resp.content_length, sink, &algos).await?;
+        // Known now: checksummed in pieces (journaled as they arrive); otherwise in
+        // every algorithm, added once the expected one is known.
+        let pieces = match (is_known, algos.as_slice()) {
+            (true, [algo]) => Some(Hashing {
+                algo: *algo,
+                sums: &sums,
+                journal,
+                every,
+            }),
+            _ => None,
+        };
+        let (got, h, broken) =
+            drain(&mut body, 0, resp.content_length, sink, &algos, pieces).await?;
         Ok((resp.info, resp.content_length, got, h, broken))
     });
-    let sums = RangeChecksums::default();
     let rest = async {
         // No headers ever (the first request failed): `first` carries the error.
         let Ok(head) = heard.await else {
@@ -295,7 +366,17 @@ async fn fetch_object(
             }
             None => None,
         };
-        let hashing = expected.as_ref().map(|(a, _)| (*a, &sums));
+        let hashing = expected.as_ref().map(|(a, _)| Hashing {
+            algo: *a,
+            sums: &sums,
+            journal,
+            every,
+        });
+        if let (Some(j), Some(exp), Some(etag), true) =
+            (journal, &expected, etag, parallel && head.size > head.len)
+        {
+            j.start(head.size, etag, exp);
+        }
         if parallel && head.size > head.len {
             // With the first request still reading, one fewer at a time.
             let conc = core.config.max_concurrency;
@@ -321,12 +402,17 @@ async fn fetch_object(
         return Err(e);
     }
     let etag = info.etag.as_deref();
-    let hashing = expected.as_ref().map(|(a, _)| (*a, &sums));
+    let hashing = expected.as_ref().map(|(a, _)| Hashing {
+        algo: *a,
+        sums: &sums,
+        journal,
+        every,
+    });
     // (A first range not checksummed in the expected algorithm leaves a gap, which
     // verification reports as an integrity error.)
-    if let (Some(h), Some((algo, _))) = (first_sums, &expected) {
-        if let Some(c) = h.finish(*algo) {
-            sums.add(0, c);
+    if let (Some(h), Some(hashing)) = (first_sums, hashing) {
+        if let Some(c) = h.finish(hashing.algo) {
+            hashing.add(0, c);
         }
     }
     if got < first_len {
@@ -348,6 +434,7 @@ async fn fetch_object(
         info,
         attempts,
         verified,
+        resumed: 0,
     })
 }
 
@@ -382,6 +469,7 @@ pub(crate) struct FileTarget<'a> {
     pub sweeps: &'a Sweeps,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn download_to_file(
     core: &Core,
     bucket: &str,
@@ -390,6 +478,7 @@ pub(crate) async fn download_to_file(
     target: FileTarget<'_>,
     progress: Option<&Progress>,
     size_hint: Option<u64>,
+    no_resume: bool,
 ) -> Result<TransferResult> {
     let start = Instant::now();
     let path = target.path;
@@ -402,6 +491,7 @@ pub(crate) async fn download_to_file(
         elapsed: start.elapsed(),
         multipart: false,
         checksum: got.verified.map(|c| c.label()),
+        resumed: got.resumed,
     };
     // Opening is a few syscalls, done on this thread (a hop to the blocking pool per
     // file shows when thousands are downloaded); only a FIFO's open may wait.
@@ -431,6 +521,32 @@ pub(crate) async fn download_to_file(
                 .map(|(info, got)| result(info, got));
         }
     };
+    // A ranged download into a file is journaled; one interrupted into this target
+    // resumes, in its own partial file (see `resume.rs`). An object a listing says
+    // fits in one part is one GET: nothing to resume.
+    let ps = core.config.part_size.unwrap_or(AUTO_PART_SIZE);
+    // A download of a given version is not journaled (the journal pins the current
+    // object by its ETag): an interrupted one starts over.
+    let ranged = core.caps.parallel_ranges && version.is_none() && size_hint.is_none_or(|n| n > ps);
+    let found = match ranged {
+        true => resume::find_download(core, bucket, key, &tmp, no_resume)?,
+        false => None,
+    };
+    let (tmp, record, resumed) = match found {
+        Some(FoundDownload {
+            record,
+            lock,
+            journal,
+            temp,
+        }) => {
+            drop(tmp);
+            let id = record.id;
+            (temp, Some(record), Some((journal, id, lock)))
+        }
+        None => (tmp, None, None),
+    };
+    let journal =
+        (ranged && !no_resume).then(|| DownloadJournal::new(core, bucket, key, &tmp, resumed));
     let file = &tmp.file;
     let on_size = |size: u64| -> Result<()> {
         allocate(file, size).map_err(|e| Error::io(format!("allocating {}", path.display()), e))
@@ -441,21 +557,39 @@ pub(crate) async fn download_to_file(
         file.write_all_at(data, off)
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     };
-    let got = fetch_object(
-        core,
-        bucket,
-        key,
-        &on_size,
-        &sink,
-        progress,
-        Fetch {
+    let fetched = async {
+        if let (Some(rec), Some(j)) = (&record, &journal) {
+            if let Some(got) = resume_fetch(core, bucket, key, file, path, rec, j, progress).await?
+            {
+                return Ok(got);
+            }
+            // The object changed: start over, in the same file.
+            j.finished();
+            file.set_len(0)
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        }
+        let how = Fetch {
             size_hint,
             sequential: false,
             version,
-        },
-    )
-    .await
-    .map_err(nothing_kept)?;
+            journal: journal.as_ref(),
+        };
+        fetch_object(core, bucket, key, &on_size, &sink, progress, how).await
+    };
+    let got = match fetched.await {
+        Ok(got) => got,
+        Err(e) => {
+            if let Some(j) = &journal {
+                j.failed(&e);
+            }
+            return Err(nothing_kept(e));
+        }
+    };
+    // Whatever happens now, there is nothing left to resume.
+    if let Some(j) = &journal {
+        j.finished();
+    }
+    drop(journal);
     let info = got.info.clone();
     let written = file
         .metadata()
@@ -473,6 +607,104 @@ pub(crate) async fn download_to_file(
     }
     tmp.persist()?;
     Ok(result(info, got))
+}
+
+/// Continues the interrupted download journaled as `rec` into its partial `file`:
+/// the object must still be the same version (its ETag, by a HEAD; the ranges are
+/// pinned to it with If-Match), the journaled ranges are read back and checked
+/// against their CRCs (a bad one is fetched again), only the missing ranges are
+/// fetched, and the CRC of the whole, combined from the ranges', must match the
+/// object's. `None` when the object changed since: the caller starts over.
+#[allow(clippy::too_many_arguments)]
+async fn resume_fetch(
+    core: &Core,
+    bucket: &str,
+    key: &str,
+    file: &std::fs::File,
+    path: &Path,
+    rec: &crate::journal::DownloadRecord,
+    journal: &DownloadJournal<'_>,
+    progress: Option<&Progress>,
+) -> Result<Option<Fetched>> {
+    let be = &core.backend;
+    let (info, head_attempts) = core.request(|_| be.head_object(bucket, key)).await?;
+    if info.etag.as_deref() != Some(rec.etag.as_str()) || info.size != rec.size {
+        tracing::warn!(
+            "{bucket}/{key} was replaced since the interrupted download into {} (its ETag \
+             or size differs); the download starts over",
+            path.display()
+        );
+        return Ok(None);
+    }
+    let (algo, size) = (rec.expected.0, rec.size);
+    let (good, bad) = resume::verified_pieces(file, algo, size, &rec.pieces).await?;
+    if !bad.is_empty() {
+        tracing::warn!(
+            "{} range(s) the journal recorded are not in {}'s partial file as they were \
+             received; they are fetched again",
+            bad.len(),
+            path.display()
+        );
+        journal.drop_pieces(&bad);
+    }
+    let resumed: u64 = good.iter().map(|p| p.len).sum();
+    tracing::info!(
+        "resuming the download of {bucket}/{key} into {}: {resumed} of {size} bytes \
+         already received",
+        path.display()
+    );
+    journal.start(size, &rec.etag, &rec.expected);
+    let sums = RangeChecksums::default();
+    for p in &good {
+        let c = Checksum {
+            algorithm: algo,
+            value: p.crc,
+            len: p.len,
+        };
+        sums.add(p.start, c);
+    }
+    let done = AtomicU64::new(resumed);
+    if let Some(p) = progress {
+        p.report(resumed, Some(size));
+    }
+    let sink = |off: u64, data: &[u8]| -> Result<()> {
+        file.write_all_at(data, off)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        let now = done.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+        if let Some(p) = progress {
+            p.report(now, Some(size));
+        }
+        Ok(())
+    };
+    let hashing = Hashing {
+        algo,
+        sums: &sums,
+        journal: Some(journal),
+        every: journal.every(),
+    };
+    let step = core.config.part_size.unwrap_or(AUTO_PART_SIZE).max(1);
+    let ranges: Vec<(u64, u64)> = resume::gaps(&good, size)
+        .into_iter()
+        .flat_map(|(a, z)| {
+            (0..(z - a).div_ceil(step)).map(move |i| (a + i * step, (a + (i + 1) * step).min(z)))
+        })
+        .collect();
+    let etag = Some(rec.etag.as_str());
+    let sink: Sink<'_> = &sink;
+    let more: Vec<u32> = futures::stream::iter(ranges)
+        .map(|(a, z)| fetch_range(core, bucket, key, None, a, z, etag, sink, Some(hashing)))
+        .buffer_unordered(core.config.max_concurrency.max(1))
+        .try_collect()
+        .await?;
+    let attempts = head_attempts.max(more.into_iter().max().unwrap_or(1));
+    let got = sums.join(size);
+    checksum::verify(&rec.expected, got)?;
+    Ok(Some(Fetched {
+        info,
+        attempts,
+        verified: got,
+        resumed,
+    }))
 }
 
 /// An integrity error of a download whose bytes were dropped (a temp file
@@ -525,6 +757,7 @@ async fn stream_into(
             size_hint: None,
             sequential: true,
             version,
+            journal: None,
         },
     )
     .await
@@ -602,6 +835,7 @@ pub(crate) async fn download_to_memory(
         elapsed: start.elapsed(),
         multipart: false,
         checksum: got.verified.map(|c| c.label()),
+        resumed: 0,
     };
     Ok(Downloaded { data, info, result })
 }

@@ -21,6 +21,7 @@ mod copy;
 mod download;
 mod multipart;
 mod parts;
+mod resume;
 mod upload;
 
 pub(crate) use copy::{copy, move_object};
@@ -31,4 +32,6 @@ pub use parts::{
     copy_ranges, download_ranges, part_count, part_size, AUTO_PART_SIZE, MAX_DOWNLOAD_RANGE,
     MAX_OBJECT_SIZE,
 };
+pub(crate) use resume::absolute;
+pub use resume::kept_for_resume;
 pub(crate) use upload::{upload, Source};

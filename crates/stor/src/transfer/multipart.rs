@@ -9,6 +9,7 @@ use std::time::Instant;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::resume::{keeps, UploadJournal};
 use super::upload::condition_error;
 use crate::backend::{Backend, CompletedPart, Multipart, PartCopySource, Replay};
 use crate::checksum::{Checksum, ChecksumAlgorithm};
@@ -42,6 +43,11 @@ pub(super) struct MultipartUpload<'a> {
     pub total: Option<u64>,
     /// The full-object checksum the completion will carry (announced at the start).
     pub checksum: Option<ChecksumAlgorithm>,
+    /// The transfer journal of this upload (a file's): the upload and each part
+    /// are recorded as they are stored, a resumed one continues the journaled
+    /// upload, and one that stops without finishing is kept, not aborted (see
+    /// `resume.rs`).
+    pub journal: Option<&'a UploadJournal>,
 }
 
 /// What a finished upload gives back: ETag, most attempts any request took, bytes.
@@ -66,9 +72,32 @@ impl MultipartUpload<'_> {
             // again, atomically, at the completion.
             fails_now(core, bucket, key, c).await?;
         }
-        let (guard, _) = core
-            .request(|_| create(core.backend.clone(), bucket, key, self.opts, checksum))
-            .await?;
+        let journal = self.journal;
+        let (mut guard, before) = match journal.and_then(UploadJournal::resumed) {
+            Some((upload_id, before)) => {
+                let guard = AbortGuard {
+                    backend: core.backend.clone(),
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    upload_id,
+                    armed: true,
+                };
+                (guard, before)
+            }
+            None => {
+                let (guard, _) = core
+                    .request(|_| create(core.backend.clone(), bucket, key, self.opts, checksum))
+                    .await?;
+                if let Some(j) = journal {
+                    j.created(&guard.upload_id);
+                }
+                (guard, Vec::new())
+            }
+        };
+        // A journaled upload (recording once created or resumed) is kept for
+        // resuming when it stops, not aborted.
+        let kept = journal.is_some_and(UploadJournal::is_recording);
+        guard.armed = !kept;
         let upload_id = guard.upload_id.clone();
         let max_attempts = AtomicU32::new(1);
         let sent = AtomicU64::new(0);
@@ -84,6 +113,9 @@ impl MultipartUpload<'_> {
                         PartBody::Copy(r) => r.end - r.start,
                     };
                     drop((body, permit));
+                    if let Some(j) = this.journal {
+                        j.stored(&part, len);
+                    }
                     max_attempts.fetch_max(attempts, Ordering::Relaxed);
                     let now = sent.fetch_add(len, Ordering::Relaxed) + len;
                     if let Some(p) = this.progress {
@@ -95,6 +127,14 @@ impl MultipartUpload<'_> {
                 .try_collect()
                 .await?;
             let whole = before_complete()?;
+            // Parts a previous run stored, unless this run sent them again.
+            let sent_now: std::collections::HashSet<i32> =
+                done.iter().map(|d| d.part_number).collect();
+            done.extend(
+                before
+                    .into_iter()
+                    .filter(|b| !sent_now.contains(&b.part_number)),
+            );
             done.sort_by_key(|p| p.part_number);
             let (etag, attempts) = core
                 .request(|_| mp.complete_multipart_if(bucket, key, id, &done, whole.as_ref(), cond))
@@ -107,11 +147,21 @@ impl MultipartUpload<'_> {
             Ok(etag) => {
                 let mut guard = guard;
                 guard.armed = false;
+                if let Some(j) = journal {
+                    j.finished();
+                }
                 let attempts = max_attempts.load(Ordering::Relaxed);
                 Ok((etag, attempts, sent.load(Ordering::Relaxed)))
             }
+            Err(e) if kept && keeps(&e) => Err(e.suffixed(
+                "the parts already stored are kept: run the same upload again to resume it \
+                 (or `stor cleanup` to discard it)",
+            )),
             Err(e) => {
                 guard.abort_now().await;
+                if let Some(j) = journal {
+                    j.finished();
+                }
                 Err(e)
             }
         }

@@ -16,6 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::multipart::{MultipartUpload, Part, PartBody};
 use super::parts::{part_count, part_size, AUTO_PART_SIZE};
+use super::resume::UploadJournal;
 use crate::backend::{source_changed, Body, ByteStream, FileRange, Replay, SourceCheck, Tap};
 use crate::checksum::{Checksum, ChecksumAlgorithm, Hasher};
 use crate::config::{MAX_PARTS, MIB};
@@ -59,7 +60,7 @@ pub(crate) async fn upload(
                     path.display()
                 )));
             }
-            Some((meta.len(), meta.modified().ok()))
+            Some(meta)
         }
         _ => None,
     };
@@ -88,6 +89,7 @@ pub(crate) async fn upload(
         elapsed: start.elapsed(),
         multipart,
         checksum: sum.map(|c| c.label()),
+        resumed: 0,
     };
     match src {
         Source::Bytes(_) | Source::File(_) => {
@@ -96,9 +98,9 @@ pub(crate) async fn upload(
             // file is read twice — once for the checksum, once to send — so every
             // body re-checks what it sends before its last byte (see FileRange):
             // a file changed in between fails before anything is committed.
-            let len = match (&src, file_meta) {
+            let len = match (&src, &file_meta) {
                 (Source::Bytes(b), _) => b.len() as u64,
-                (_, Some((len, _))) => len,
+                (_, Some(meta)) => meta.len(),
                 _ => unreachable!("a file was looked at above"),
             };
             if let Some(n) = opts.expected_size.filter(|n| *n != len) {
@@ -112,10 +114,22 @@ pub(crate) async fn upload(
             } else {
                 len.max(1)
             };
-            let ranges: Vec<(u64, u64)> = (0..part_count(len, ps))
+            let mut ranges: Vec<(u64, u64)> = (0..part_count(len, ps))
                 .map(|i| (i * ps, ((i + 1) * ps).min(len)))
                 .collect();
-            let done = Arc::new(AtomicU64::new(0));
+            // A file in parts is journaled; an interrupted upload of it resumes (its
+            // part layout and checksums are the journal's). See `resume.rs`.
+            let journal = match (&src, &file_meta) {
+                (Source::File(path), Some(meta)) if in_parts => {
+                    UploadJournal::prepare(core, bucket, key, path, meta, &opts).await?
+                }
+                _ => None,
+            };
+            if let Some(r) = journal.as_ref().and_then(UploadJournal::ranges) {
+                ranges = r;
+            }
+            let resumed = journal.as_ref().map_or(0, UploadJournal::resumed_bytes);
+            let done = Arc::new(AtomicU64::new(resumed));
             let tap = || {
                 progress
                     .clone()
@@ -134,7 +148,7 @@ pub(crate) async fn upload(
                     (bodies, vec![sum], None)
                 }
                 Source::File(path) => {
-                    let (_, mtime) = file_meta.expect("looked at above");
+                    let mtime = file_meta.as_ref().and_then(|m| m.modified().ok());
                     if len <= SMALL_FILE {
                         // Small files are read once, on this thread (from the page
                         // cache, microseconds): checksum and body from one read, no
@@ -148,7 +162,16 @@ pub(crate) async fn upload(
                         let sum = algo.of(&data);
                         (vec![Replay::Bytes(Bytes::from(data))], vec![sum], None)
                     } else {
-                        let sums = file_checksums(algo, &path, &ranges).await?;
+                        // Resumed: the journaled checksums, the file not read again
+                        // for them (each part still sent is checked against its own
+                        // before its last byte).
+                        let sums = match journal.as_ref().and_then(UploadJournal::sums) {
+                            Some(sums) => sums,
+                            None => file_checksums(algo, &path, &ranges).await?,
+                        };
+                        if let Some(j) = &journal {
+                            j.plan(&ranges, &sums);
+                        }
                         let check = SourceCheck::new(None, len, mtime);
                         let bodies = ranges
                             .iter()
@@ -173,15 +196,18 @@ pub(crate) async fn upload(
             if let Some(c) = &sum {
                 c.store_in(&mut opts.metadata);
             }
-            report(0, Some(len));
+            report(resumed, Some(len));
             // A file's bodies report progress as they are read; bytes as stored.
             let store_progress = check.is_none().then_some(progress.as_ref()).flatten();
             if in_parts {
+                let journal = journal.as_ref();
                 let parts = futures::stream::iter(
                     bodies
                         .into_iter()
                         .enumerate()
-                        .map(|(i, b)| Ok((i as i32 + 1, PartBody::Data(b), None))),
+                        .map(|(i, b)| (i as i32 + 1, b))
+                        .filter(move |(n, _)| !journal.is_some_and(|j| j.is_stored(*n)))
+                        .map(|(n, b)| Ok((n, PartBody::Data(b), None))),
                 );
                 let verify = move || {
                     if let Some((path, len, mtime)) = &check {
@@ -198,10 +224,14 @@ pub(crate) async fn upload(
                     progress: store_progress,
                     total: Some(len),
                     checksum: sum.map(|c| c.algorithm),
+                    journal,
                 }
                 .run(parts, verify)
                 .await?;
-                Ok(result(bytes, etag, attempts, true, sum))
+                Ok(TransferResult {
+                    resumed,
+                    ..result(bytes + resumed, etag, attempts, true, sum)
+                })
             } else {
                 let whole = bodies.into_iter().next().expect("one range");
                 // Stores that take streams (local, memory) get bytes as a stream that
@@ -308,6 +338,7 @@ pub(crate) async fn upload(
                 progress: progress.as_ref(),
                 total: None,
                 checksum: (algo != ChecksumAlgorithm::None).then_some(algo),
+                journal: None,
             }
             .run(parts, || Ok(stream_sum(&hasher)))
             .await?;

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod faulty;
 pub mod proxy;
 
 use std::sync::{Arc, OnceLock};
@@ -80,8 +81,17 @@ pub fn s3_config(endpoint: &str) -> StorageConfig {
         ),
         region_name: Some("us-east-1".into()),
         max_retries: 3,
+        state_dir: Some(state_dir()),
         ..StorageConfig::default()
     }
+}
+
+/// A transfer journal directory for this test process (never the user's own).
+pub fn state_dir() -> std::path::PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap())
+        .path()
+        .to_path_buf()
 }
 
 fn env_or(var: &str, default: &str) -> String {
@@ -113,7 +123,11 @@ pub async fn storage_with(
         Kind::Memory => (StorageConfig::memory(), None),
         Kind::Local => {
             let dir = tempfile::tempdir().unwrap();
-            (StorageConfig::local(dir.path()), Some(dir))
+            let cfg = StorageConfig {
+                state_dir: Some(state_dir()),
+                ..StorageConfig::local(dir.path())
+            };
+            (cfg, Some(dir))
         }
         Kind::SeaweedFs | Kind::Moto => (s3_config(&endpoint(kind)?), None),
     };
@@ -131,7 +145,11 @@ pub async fn storage_and_backend(
         Kind::Memory => (StorageConfig::memory(), None),
         Kind::Local => {
             let dir = tempfile::tempdir().unwrap();
-            (StorageConfig::local(dir.path()), Some(dir))
+            let cfg = StorageConfig {
+                state_dir: Some(state_dir()),
+                ..StorageConfig::local(dir.path())
+            };
+            (cfg, Some(dir))
         }
         Kind::SeaweedFs | Kind::Moto => (s3_config(&endpoint(kind)?), None),
     };

@@ -301,6 +301,8 @@ async fn up(
                 Source::File(m) => Some(m.size),
                 Source::Skipped => None,
             },
+            // Sync decides what to copy itself (no batch journal to skip by).
+            etag: None,
         })
         .collect();
     let ui = new_ui(out, &items);
@@ -312,6 +314,7 @@ async fn up(
         concurrency: Some(to.concurrency()),
         progress: Some(ui.progress()),
         keep_mtime: true,
+        no_resume: a.no_resume,
         ..Default::default()
     };
     let outcomes = to.store.upload_many(to.bucket.as_str(), items, opts);
@@ -534,6 +537,8 @@ async fn down(
                 Source::File(m) => Some(m.size),
                 Source::Skipped => None,
             },
+            // Sync decides what to copy itself (no batch journal to skip by).
+            etag: None,
         })
         .collect();
     let ui = new_ui(out, &items);
@@ -543,6 +548,7 @@ async fn down(
         concurrency: Some(from.concurrency()),
         progress: Some(ui.progress()),
         root: Some(dir.to_path_buf()),
+        no_resume: a.no_resume,
         ..Default::default()
     };
     let outcomes = from.store.download_many(from.bucket.as_str(), items, opts);

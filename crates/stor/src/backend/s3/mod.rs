@@ -34,7 +34,7 @@ mod versions;
 
 use super::{
     Backend, Body, Capabilities, CompletedPart, CopySource, FileRange, GetResponse, Multipart,
-    PartCopySource, PendingUpload, Tagging, Versions,
+    PartCopySource, PendingUpload, StoredPart, Tagging, Versions,
 };
 use crate::checksum::{Checksum, ChecksumAlgorithm as StorAlgo};
 use crate::config::{StorageConfig, DEFAULT_REGION};
@@ -1082,6 +1082,39 @@ impl Multipart for S3Backend {
             key_marker = page.next_key_marker().map(str::to_owned);
             id_marker = page.next_upload_id_marker().map(str::to_owned);
             if key_marker.is_none() && id_marker.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<StoredPart>> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut req = self
+                .client
+                .list_parts()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(upload_id);
+            if let Some(m) = &marker {
+                req = req.part_number_marker(m);
+            }
+            let page = req.send().await.map_err(sdk_err)?;
+            for p in page.parts() {
+                out.push(StoredPart {
+                    part_number: p.part_number().unwrap_or_default(),
+                    etag: p.e_tag().map(unquote).unwrap_or_default(),
+                    size: p.size().unwrap_or_default().max(0) as u64,
+                });
+            }
+            marker = page.next_part_number_marker().map(str::to_owned);
+            if page.is_truncated() != Some(true) || marker.is_none() {
                 return Ok(out);
             }
         }
