@@ -65,6 +65,10 @@ pub enum StorageType {
     Local,
     /// In-process memory, for tests and examples.
     Memory,
+    /// Google Cloud Storage (or an emulator: `STORAGE_EMULATOR_HOST`, `endpoint_url`).
+    Gcs,
+    /// Azure Blob Storage (or Azurite: a connection string's `BlobEndpoint`).
+    Azure,
 }
 
 /// A secret string: never shown by `Debug` or `Display`.
@@ -107,7 +111,7 @@ impl From<String> for Secret {
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Backend: `s3`, `local` (default) or `memory`.
+    /// Backend: `s3`, `gcs`, `azure`, `local` (default) or `memory`.
     pub storage_type: StorageType,
     /// Access key; when unset the AWS credential chain is used.
     pub aws_access_key_id: Option<String>,
@@ -175,6 +179,23 @@ pub struct StorageConfig {
     /// errors such as "no credentials found"; never read from or written to JSON.
     #[serde(skip)]
     pub config_file: Option<PathBuf>,
+    /// GCS: a service-account JSON key file (else `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// else the application-default credentials gcloud writes, else the metadata
+    /// server on Google Cloud).
+    pub google_application_credentials: Option<PathBuf>,
+    /// GCS: the project buckets are created and listed in (else
+    /// `GOOGLE_CLOUD_PROJECT`, else the credentials' own project).
+    pub google_cloud_project: Option<String>,
+    /// Azure: a connection string as the portal and `az` show it
+    /// (`AccountName=…;AccountKey=…` or `…;SharedAccessSignature=…`, with an optional
+    /// `BlobEndpoint`); else `AZURE_STORAGE_CONNECTION_STRING`.
+    pub azure_storage_connection_string: Option<Secret>,
+    /// Azure: the storage account (else `AZURE_STORAGE_ACCOUNT`).
+    pub azure_storage_account: Option<String>,
+    /// Azure: the account key, base64 (else `AZURE_STORAGE_KEY`).
+    pub azure_storage_key: Option<Secret>,
+    /// Azure: a SAS token instead of the key (else `AZURE_STORAGE_SAS_TOKEN`).
+    pub azure_storage_sas_token: Option<Secret>,
 }
 
 impl Default for StorageConfig {
@@ -205,6 +226,12 @@ impl Default for StorageConfig {
             native_checksums: None,
             ca_bundle: None,
             config_file: None,
+            google_application_credentials: None,
+            google_cloud_project: None,
+            azure_storage_connection_string: None,
+            azure_storage_account: None,
+            azure_storage_key: None,
+            azure_storage_sas_token: None,
         }
     }
 }
@@ -247,6 +274,21 @@ impl fmt::Debug for StorageConfig {
             .field("ca_bundle", &self.ca_bundle)
             .field("native_checksums", &self.native_checksums)
             .field("config_file", &self.config_file)
+            .field(
+                "google_application_credentials",
+                &self.google_application_credentials,
+            )
+            .field("google_cloud_project", &self.google_cloud_project)
+            .field(
+                "azure_storage_connection_string",
+                &masked(&self.azure_storage_connection_string),
+            )
+            .field("azure_storage_account", &self.azure_storage_account)
+            .field("azure_storage_key", &masked(&self.azure_storage_key))
+            .field(
+                "azure_storage_sas_token",
+                &masked(&self.azure_storage_sas_token),
+            )
             .finish()
     }
 }
@@ -326,6 +368,26 @@ impl StorageConfig {
     pub fn s3() -> StorageConfig {
         StorageConfig {
             storage_type: StorageType::S3,
+            ..StorageConfig::default()
+        }
+    }
+
+    /// A config for Google Cloud Storage; credentials, project and endpoint from the
+    /// Google environment (`GOOGLE_APPLICATION_CREDENTIALS`, `STORAGE_EMULATOR_HOST`)
+    /// unless set on the result.
+    pub fn gcs() -> StorageConfig {
+        StorageConfig {
+            storage_type: StorageType::Gcs,
+            ..StorageConfig::default()
+        }
+    }
+
+    /// A config for Azure Blob Storage; account and credentials from the Azure
+    /// environment (`AZURE_STORAGE_CONNECTION_STRING`, or `AZURE_STORAGE_ACCOUNT`
+    /// with `AZURE_STORAGE_KEY` or `AZURE_STORAGE_SAS_TOKEN`) unless set on the result.
+    pub fn azure() -> StorageConfig {
+        StorageConfig {
+            storage_type: StorageType::Azure,
             ..StorageConfig::default()
         }
     }
@@ -452,9 +514,11 @@ impl StorageConfig {
         }
         self.validate_text()?;
         if let Some(b) = &self.default_bucket {
-            crate::validate::validate_bucket(b).map_err(|e| {
-                Error::config(format!("config key default_bucket: {}", e.message()))
-            })?;
+            crate::validate::NameRules::of(self.storage_type)
+                .bucket(b)
+                .map_err(|e| {
+                    Error::config(format!("config key default_bucket: {}", e.message()))
+                })?;
         }
         if let Some(url) = &self.endpoint_url {
             validate_endpoint(url)
@@ -486,10 +550,33 @@ impl StorageConfig {
             ("default_bucket", self.default_bucket.as_deref()),
             ("endpoint_url", self.endpoint_url.as_deref()),
             ("profile", self.profile.as_deref()),
+            ("google_cloud_project", self.google_cloud_project.as_deref()),
+            (
+                "azure_storage_connection_string",
+                self.azure_storage_connection_string
+                    .as_ref()
+                    .map(Secret::expose),
+            ),
+            (
+                "azure_storage_account",
+                self.azure_storage_account.as_deref(),
+            ),
+            (
+                "azure_storage_key",
+                self.azure_storage_key.as_ref().map(Secret::expose),
+            ),
+            (
+                "azure_storage_sas_token",
+                self.azure_storage_sas_token.as_ref().map(Secret::expose),
+            ),
         ];
         let paths = [
             ("local_root", self.local_root.as_deref()),
             ("ca_bundle", self.ca_bundle.as_deref()),
+            (
+                "google_application_credentials",
+                self.google_application_credentials.as_deref(),
+            ),
         ];
         let empty = texts
             .into_iter()
@@ -653,7 +740,12 @@ impl ConfigFile {
             StorageConfig::from_object(self.body.clone())
                 .map_err(|e| Error::config(format!("{path}: {}", e.message())))?
         };
-        if cfg.aws_secret_access_key.is_some() || cfg.aws_session_token.is_some() {
+        if cfg.aws_secret_access_key.is_some()
+            || cfg.aws_session_token.is_some()
+            || cfg.azure_storage_key.is_some()
+            || cfg.azure_storage_sas_token.is_some()
+            || cfg.azure_storage_connection_string.is_some()
+        {
             use std::os::unix::fs::PermissionsExt;
             if let Ok(meta) = std::fs::metadata(&self.path) {
                 if meta.permissions().mode() & 0o077 != 0 {

@@ -74,7 +74,7 @@ mod service;
 mod storage;
 pub mod transfer;
 mod types;
-mod validate;
+pub mod validate;
 
 pub use crate::core::BucketArg;
 pub use batch::{

@@ -21,11 +21,14 @@ use crate::types::{
     UploadOptions,
 };
 
+pub mod azure;
 mod common;
 mod file_body;
+pub mod gcs;
 mod listing;
 pub mod local;
 pub mod memory;
+mod rest;
 pub mod s3;
 
 pub(crate) use file_body::{source_changed, Tap};
@@ -185,6 +188,8 @@ pub struct Capabilities {
     pub native_checksums: bool,
     /// Reads honour If-Match (a download pins the version it started on).
     pub conditional_reads: bool,
+    /// Whose rules bucket names and keys are checked by before any I/O.
+    pub names: crate::validate::NameRules,
 }
 
 /// The operations every store offers. One request per call; see the module docs.
@@ -381,5 +386,7 @@ pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Backend>> {
             Arc::new(b)
         }
         StorageType::Memory => Arc::new(memory::MemoryBackend::new()),
+        StorageType::Gcs => Arc::new(gcs::GcsBackend::new(config).await?),
+        StorageType::Azure => Arc::new(azure::AzureBackend::new(config).await?),
     })
 }

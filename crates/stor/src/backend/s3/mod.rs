@@ -26,6 +26,9 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 mod client;
 mod errors;
+pub(crate) use errors::wire_failure;
+// Header-safe metadata values, shared with the other HTTP stores.
+
 mod http;
 mod presign;
 
@@ -110,7 +113,7 @@ fn to_time(t: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {
 // Header values must be ASCII on the wire. Non-ASCII metadata values are sent as
 // RFC 2047 encoded words (as AWS documents) and decoded on the way back, so any
 // value round-trips on every engine.
-fn encode_meta_value(v: &str) -> String {
+pub(crate) fn encode_meta_value(v: &str) -> String {
     if v.is_ascii() {
         v.to_owned()
     } else {
@@ -118,7 +121,7 @@ fn encode_meta_value(v: &str) -> String {
     }
 }
 
-fn decode_meta_value(v: &str) -> String {
+pub(crate) fn decode_meta_value(v: &str) -> String {
     if let Some(inner) = v
         .strip_prefix("=?UTF-8?B?")
         .and_then(|s| s.strip_suffix("?="))
@@ -236,6 +239,7 @@ impl Backend for S3Backend {
             presign: true,
             native_checksums: self.native,
             conditional_reads: true,
+            names: crate::validate::NameRules::S3,
         }
     }
 
