@@ -236,5 +236,6 @@ mod tests {
                 c.description, signed.canonical_request
             );
         }
+        assert_eq!(checked, 15);
     }
 }
