@@ -740,10 +740,13 @@ async fn list_page(core: &Core, bucket: BucketArg<'_>, opts: ListOptions) -> Res
                 max_keys: Some(max),
                 ..opts
             };
-            let (v, _) = core
+            let (mut page, _) = core
                 .request(|_| core.backend.list_objects(&b, &req))
                 .await?;
-            Ok(v)
+            // Listings that carry metadata (the local store's) keep stor's own keys
+            // apart as `info` does.
+            page.objects.iter_mut().for_each(reserved::split);
+            Ok(page)
         })
         .await
 }

@@ -128,6 +128,23 @@ mod cases {
             Some("attachment; filename=\"doc.json\"")
         );
         assert!(info.last_modified.is_some());
+        // The user's metadata only: stor's checksum is a field of its own, in
+        // `info` and in listings that carry metadata (the local store's).
+        assert_eq!(info.metadata.len(), 2, "{:?}", info.metadata);
+        assert!(info.checksum.is_some(), "{info:?}");
+        let page = s
+            .list(
+                f.bucket.as_str(),
+                ListOptions::default().prefix(key.clone()),
+            )
+            .await
+            .unwrap();
+        let listed = page.objects.iter().find(|o| o.key == key).unwrap();
+        assert!(
+            listed.metadata.keys().all(|k| !stor::is_reserved(k)),
+            "{listed:?}"
+        );
+        assert!(listed.metadata.is_empty() || listed.checksum.is_some());
 
         let got = s.download_bytes(f.bucket.as_str(), &key).await.unwrap();
         assert_eq!(got.data.as_ref(), body.as_slice());
