@@ -213,9 +213,13 @@ PY
 
 start_emulators() {
   GCS_PORT=$(pick_port); AZURITE_PORT=$(pick_port)
-  mkdir -p "$STOR_TEST_WORK/gcs" "$STOR_TEST_WORK/azurite"
-  "$FAKE_GCS" -scheme http -host 127.0.0.1 -port "$GCS_PORT" -backend filesystem \
-    -filesystem-root "$STOR_TEST_WORK/gcs" -log-level warn >"$STOR_TEST_WORK/gcs.log" 2>&1 &
+  mkdir -p "$STOR_TEST_WORK/azurite"
+  # The memory backend: the filesystem one maps names onto paths, so "a" and
+  # "a/b" could not coexist and long names hit the filesystem's limits (GCS has
+  # neither restriction). -public-host: it serves signed-URL GETs
+  # (/bucket/object) only on the host named there.
+  "$FAKE_GCS" -scheme http -host 127.0.0.1 -port "$GCS_PORT" -backend memory \
+    -public-host "127.0.0.1:$GCS_PORT" -log-level warn >"$STOR_TEST_WORK/gcs.log" 2>&1 &
   GCS_PID=$!
   node "$(readlink -f "$AZURITE")" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
     --location "$STOR_TEST_WORK/azurite" --silent >"$STOR_TEST_WORK/azurite.log" 2>&1 &

@@ -104,6 +104,7 @@ impl Backend for MemoryBackend {
             parallel_ranges: true,
             streaming_bodies: true,
             conditional_reads: true,
+            listed_uploads: true,
             ..Capabilities::default()
         }
     }

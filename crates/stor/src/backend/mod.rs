@@ -190,6 +190,11 @@ pub struct Capabilities {
     pub conditional_reads: bool,
     /// Whose rules bucket names and keys are checked by before any I/O.
     pub names: crate::validate::NameRules,
+    /// The store keeps a record of each multipart upload in progress, which
+    /// [`Multipart::list_multipart_uploads`] lists and another process can abort
+    /// (`stor cleanup`). Azure keeps none: uncommitted blocks belong to no upload
+    /// and Azure drops them itself after a week.
+    pub listed_uploads: bool,
 }
 
 /// The operations every store offers. One request per call; see the module docs.

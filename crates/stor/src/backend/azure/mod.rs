@@ -378,6 +378,7 @@ impl Backend for AzureBackend {
             native_checksums: false,
             conditional_reads: true,
             names: NameRules::Azure,
+            listed_uploads: false,
         }
     }
 

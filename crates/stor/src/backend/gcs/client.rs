@@ -46,6 +46,7 @@ impl GcsBackend {
             endpoint,
             auth: Arc::new(auth),
             pending: Default::default(),
+            aborted: Default::default(),
         })
     }
 

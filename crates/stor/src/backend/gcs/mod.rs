@@ -68,6 +68,9 @@ pub struct GcsBackend {
     /// Options of the uploads in progress in this process, by upload id: they
     /// apply when the parts are composed.
     pending: Mutex<HashMap<String, UploadOptions>>,
+    /// Uploads aborted in this process: a part that lands after the abort removes
+    /// itself and fails, as S3 fails parts of an aborted upload.
+    aborted: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for GcsBackend {
@@ -232,6 +235,36 @@ impl GcsBackend {
         format!("{UPLOADS_PREFIX}{upload_id}/{part:05}")
     }
 
+    /// The empty object that says an upload is in progress (from its creation, so
+    /// `stor cleanup` sees it before any part lands, as it sees S3's).
+    fn marker_name(upload_id: &str) -> String {
+        format!("{UPLOADS_PREFIX}{upload_id}/upload")
+    }
+
+    fn was_aborted(&self, upload_id: &str) -> bool {
+        self.aborted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(upload_id)
+    }
+
+    /// Deletes an upload's marker, parts and intermediate composites.
+    async fn remove_parts(&self, bucket: &str, upload_id: &str) -> Result<()> {
+        let names = self
+            .list_prefix(bucket, &format!("{UPLOADS_PREFIX}{upload_id}/"))
+            .await?
+            .into_iter()
+            .map(|o| o.name)
+            .collect::<Vec<_>>();
+        for r in self.delete_all(bucket, &names).await {
+            match r {
+                Err(e) if e.status() != Some(404) => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes objects concurrently; a missing one is not an error.
     async fn delete_all(&self, bucket: &str, keys: &[String]) -> Vec<Result<()>> {
         // Owned keys: a closure over borrowed ones trips the Send check of
@@ -309,6 +342,7 @@ impl Backend for GcsBackend {
             native_checksums: false,
             conditional_reads: true,
             names: NameRules::Gcs,
+            listed_uploads: true,
         }
     }
 
@@ -349,7 +383,10 @@ impl Backend for GcsBackend {
         {
             Ok(_) => Ok(()),
             Err(e) if e.status() == Some(404) => Err(e.with_kind(ErrorKind::BucketNotFound)),
-            Err(e) if e.status() == Some(409) => Err(e.with_kind(ErrorKind::BucketNotEmpty)),
+            // GCS answers 409; fake-gcs-server 412 ("bucket must be empty").
+            Err(e) if matches!(e.status(), Some(409 | 412)) => {
+                Err(e.with_kind(ErrorKind::BucketNotEmpty))
+            }
             Err(e) => Err(e),
         }
     }
@@ -478,6 +515,16 @@ impl Backend for GcsBackend {
             Ok(r) => r,
         };
         let (parts, body) = resp.into_parts();
+        // GCS refuses a read of another generation itself; fake-gcs-server ignores
+        // ifGenerationMatch on media reads, so the answer's generation is checked too.
+        if let (Some(want), Some(have)) = (&generation, rest::header(&parts, "x-goog-generation")) {
+            if want != have {
+                return Err(Error::new(
+                    ErrorKind::PreconditionFailed,
+                    format!("the object is generation {have} now, not {want}"),
+                ));
+            }
+        }
         let content_length = rest::header(&parts, "content-length")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
@@ -652,12 +699,20 @@ impl Backend for GcsBackend {
 impl Multipart for GcsBackend {
     async fn create_multipart(
         &self,
-        _bucket: &str,
-        _key: &str,
+        bucket: &str,
+        key: &str,
         opts: &UploadOptions,
         _checksum: Option<ChecksumAlgorithm>,
     ) -> Result<String> {
         let id = hex::encode(rand::random::<[u8; 12]>());
+        let marker = UploadOptions::default().metadata(PART_KEY, key);
+        let empty = Body::Bytes(Bytes::new());
+        if let Err(e) = self
+            .insert(bucket, &Self::marker_name(&id), empty, &marker)
+            .await
+        {
+            return Err(self.missing(e, bucket).await);
+        }
         let mut kept = opts.clone();
         kept.progress = None;
         self.pending
@@ -676,15 +731,17 @@ impl Multipart for GcsBackend {
         body: Body,
         _checksum: Option<ChecksumAlgorithm>,
     ) -> Result<CompletedPart> {
+        if self.was_aborted(upload_id) {
+            return Err(no_upload());
+        }
         let opts = UploadOptions::default().metadata(PART_KEY, key);
-        let obj = self
-            .insert(
-                bucket,
-                &Self::part_name(upload_id, part_number),
-                body,
-                &opts,
-            )
-            .await?;
+        let name = Self::part_name(upload_id, part_number);
+        let obj = self.insert(bucket, &name, body, &opts).await?;
+        if self.was_aborted(upload_id) {
+            // The abort's listing may have missed this part: it goes too.
+            let _ = self.delete_all(bucket, &[name]).await;
+            return Err(no_upload());
+        }
         Ok(CompletedPart {
             part_number,
             etag: obj.generation.unwrap_or_default(),
@@ -706,12 +763,19 @@ impl Multipart for GcsBackend {
             .unwrap_or_else(|p| p.into_inner())
             .get(upload_id)
             .cloned()
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::KeyNotFound,
-                    format!("no upload {upload_id} in progress (it was completed or aborted)"),
-                )
-            })?;
+            .ok_or_else(no_upload)?;
+        // Aborted by another process (its `stor cleanup`): the marker is gone.
+        if let Err(e) = self.object(bucket, &Self::marker_name(upload_id)).await {
+            return Err(match e.status() {
+                Some(404) => no_upload(),
+                _ => e,
+            });
+        }
+        // A part removed or replaced under a compose: the upload was aborted.
+        let gone = |e: Error| match e.status() {
+            Some(404 | 412) => no_upload(),
+            _ => e,
+        };
         // Sources as (name, generation); composed 32 at a time into intermediate
         // objects until one compose makes the object.
         let mut sources: Vec<(String, String)> = parts
@@ -725,38 +789,36 @@ impl Multipart for GcsBackend {
             for (i, group) in sources.chunks(COMPOSE_MAX).enumerate() {
                 let name = format!("{UPLOADS_PREFIX}{upload_id}/c{level}-{i:05}");
                 let dest = UploadOptions::default().metadata(PART_KEY, key);
-                let obj = self.compose(bucket, &name, group, &dest).await?;
+                let obj = self
+                    .compose(bucket, &name, group, &dest)
+                    .await
+                    .map_err(gone)?;
                 next.push((name, obj.generation.unwrap_or_default()));
             }
             sources = next;
         }
-        let obj = self.compose(bucket, key, &sources, &opts).await?;
+        let obj = self
+            .compose(bucket, key, &sources, &opts)
+            .await
+            .map_err(gone)?;
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(upload_id);
-        let _ = self.abort_multipart(bucket, key, upload_id).await;
+        let _ = self.remove_parts(bucket, upload_id).await;
         Ok(obj.generation)
     }
 
     async fn abort_multipart(&self, bucket: &str, _key: &str, upload_id: &str) -> Result<()> {
+        self.aborted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(upload_id.to_owned());
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(upload_id);
-        let names = self
-            .list_prefix(bucket, &format!("{UPLOADS_PREFIX}{upload_id}/"))
-            .await?
-            .into_iter()
-            .map(|o| o.name)
-            .collect::<Vec<_>>();
-        for r in self.delete_all(bucket, &names).await {
-            match r {
-                Err(e) if e.status() != Some(404) => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
+        self.remove_parts(bucket, upload_id).await
     }
 
     async fn list_multipart_uploads(
@@ -790,6 +852,15 @@ impl Multipart for GcsBackend {
         }
         Ok(uploads.into_values().collect())
     }
+}
+
+/// As S3 says it, so the engine tells an upload someone aborted from a missing key.
+fn no_upload() -> Error {
+    Error::s3(
+        Some("NoSuchUpload"),
+        Some(404),
+        Some("no such upload in progress (aborted or completed)"),
+    )
 }
 
 impl GcsBackend {

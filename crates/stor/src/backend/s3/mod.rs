@@ -240,6 +240,7 @@ impl Backend for S3Backend {
             native_checksums: self.native,
             conditional_reads: true,
             names: crate::validate::NameRules::S3,
+            listed_uploads: true,
         }
     }
 
