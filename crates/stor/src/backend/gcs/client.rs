@@ -47,6 +47,7 @@ impl GcsBackend {
             auth: Arc::new(auth),
             pending: Default::default(),
             aborted: Default::default(),
+            inflight: Default::default(),
         })
     }
 

@@ -70,7 +70,11 @@ pub struct GcsBackend {
     pending: Mutex<HashMap<String, UploadOptions>>,
     /// Uploads aborted in this process: a part that lands after the abort removes
     /// itself and fails, as S3 fails parts of an aborted upload.
-    aborted: Mutex<std::collections::HashSet<String>>,
+    aborted: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// The part uploads in flight, by upload id, each holding a read guard: an
+    /// abort takes the write lock, so it lists the parts only once they have all
+    /// ended (stored, then removed by themselves, or failed), and none lands after.
+    inflight: Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
 }
 
 impl std::fmt::Debug for GcsBackend {
@@ -736,12 +740,38 @@ impl Multipart for GcsBackend {
         }
         let opts = UploadOptions::default().metadata(PART_KEY, key);
         let name = Self::part_name(upload_id, part_number);
-        let obj = self.insert(bucket, &name, body, &opts).await?;
-        if self.was_aborted(upload_id) {
-            // The abort's listing may have missed this part: it goes too.
-            let _ = self.delete_all(bucket, &[name]).await;
-            return Err(no_upload());
-        }
+        // In a task of its own, which the upload's abort waits for: a part whose
+        // request was sent when the transfer was dropped (another part failed)
+        // would otherwise be stored after the abort listed the parts. (Stopping it
+        // would not do: the server may store a request it has whole.)
+        let me = GcsBackend {
+            http: self.http.clone(),
+            endpoint: self.endpoint.clone(),
+            auth: self.auth.clone(),
+            pending: Default::default(),
+            aborted: self.aborted.clone(),
+            inflight: Default::default(),
+        };
+        let lock = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(upload_id.to_owned())
+            .or_default()
+            .clone();
+        let guard = lock.read_owned().await;
+        let (bucket, id) = (bucket.to_owned(), upload_id.to_owned());
+        let obj = tokio::spawn(async move {
+            let _running = guard;
+            let obj = me.insert(&bucket, &name, body, &opts).await?;
+            if me.was_aborted(&id) {
+                let _ = me.delete_all(&bucket, &[name]).await;
+                return Err(no_upload());
+            }
+            Ok(obj)
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Other, format!("a part upload task failed: {e}")))??;
         Ok(CompletedPart {
             part_number,
             etag: obj.generation.unwrap_or_default(),
@@ -805,6 +835,10 @@ impl Multipart for GcsBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(upload_id);
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(upload_id);
         let _ = self.remove_parts(bucket, upload_id).await;
         Ok(obj.generation)
     }
@@ -818,6 +852,13 @@ impl Multipart for GcsBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(upload_id);
+        let running = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(upload_id)
+            .unwrap_or_default();
+        let _all_ended = running.write().await;
         self.remove_parts(bucket, upload_id).await
     }
 
