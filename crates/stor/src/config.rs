@@ -66,13 +66,19 @@ pub enum StorageType {
     Local,
     /// In-process memory, for tests and examples.
     Memory,
+    /// Google Cloud Storage (or an emulator: `STORAGE_EMULATOR_HOST`, `endpoint_url`).
+    Gcs,
+    /// Azure Blob Storage (or Azurite: a connection string's `BlobEndpoint`).
+    Azure,
 }
 
 impl fmt::Display for StorageType {
-    /// The name the config uses: `s3`, `local`, `memory`.
+    /// The name the config uses: `s3`, `gcs`, `azure`, `local`, `memory`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             StorageType::S3 => "s3",
+            StorageType::Gcs => "gcs",
+            StorageType::Azure => "azure",
             StorageType::Local => "local",
             StorageType::Memory => "memory",
         })
@@ -119,9 +125,10 @@ impl From<String> for Secret {
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Backend: `s3`, `local` or `memory`. Left out of JSON, it is inferred
-    /// ([`StorageConfig::inferred_storage_type`]: `s3` when any S3 setting is given,
-    /// as the original service defaults to S3); `StorageConfig::default()` is `local`.
+    /// Backend: `s3`, `gcs`, `azure`, `local` or `memory`. Left out of JSON, it is
+    /// inferred ([`StorageConfig::inferred_storage_type`]: `s3` when any S3 setting is
+    /// given, as the original service defaults to S3); `StorageConfig::default()` is
+    /// `local`.
     pub storage_type: StorageType,
     /// Access key; when unset the AWS credential chain is used.
     pub aws_access_key_id: Option<String>,
@@ -199,6 +206,23 @@ pub struct StorageConfig {
     /// running them again resumes them); else `$STOR_STATE_DIR`, else
     /// `<state dir>/stor` (e.g. `~/.local/state/stor`). See [`crate::journal`].
     pub state_dir: Option<PathBuf>,
+    /// GCS: a service-account JSON key file (else `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// else the application-default credentials gcloud writes, else the metadata
+    /// server on Google Cloud).
+    pub google_application_credentials: Option<PathBuf>,
+    /// GCS: the project buckets are created and listed in (else
+    /// `GOOGLE_CLOUD_PROJECT`, else the credentials' own project).
+    pub google_cloud_project: Option<String>,
+    /// Azure: a connection string as the portal and `az` show it
+    /// (`AccountName=…;AccountKey=…` or `…;SharedAccessSignature=…`, with an optional
+    /// `BlobEndpoint`); else `AZURE_STORAGE_CONNECTION_STRING`.
+    pub azure_storage_connection_string: Option<Secret>,
+    /// Azure: the storage account (else `AZURE_STORAGE_ACCOUNT`).
+    pub azure_storage_account: Option<String>,
+    /// Azure: the account key, base64 (else `AZURE_STORAGE_KEY`).
+    pub azure_storage_key: Option<Secret>,
+    /// Azure: a SAS token instead of the key (else `AZURE_STORAGE_SAS_TOKEN`).
+    pub azure_storage_sas_token: Option<Secret>,
 }
 
 impl Default for StorageConfig {
@@ -231,6 +255,12 @@ impl Default for StorageConfig {
             config_file: None,
             max_bandwidth: None,
             state_dir: None,
+            google_application_credentials: None,
+            google_cloud_project: None,
+            azure_storage_connection_string: None,
+            azure_storage_account: None,
+            azure_storage_key: None,
+            azure_storage_sas_token: None,
         }
     }
 }
@@ -275,6 +305,21 @@ impl fmt::Debug for StorageConfig {
             .field("config_file", &self.config_file)
             .field("max_bandwidth", &self.max_bandwidth)
             .field("state_dir", &self.state_dir)
+            .field(
+                "google_application_credentials",
+                &self.google_application_credentials,
+            )
+            .field("google_cloud_project", &self.google_cloud_project)
+            .field(
+                "azure_storage_connection_string",
+                &masked(&self.azure_storage_connection_string),
+            )
+            .field("azure_storage_account", &self.azure_storage_account)
+            .field("azure_storage_key", &masked(&self.azure_storage_key))
+            .field(
+                "azure_storage_sas_token",
+                &masked(&self.azure_storage_sas_token),
+            )
             .finish()
     }
 }
@@ -420,6 +465,26 @@ impl StorageConfig {
     pub fn s3() -> StorageConfig {
         StorageConfig {
             storage_type: StorageType::S3,
+            ..StorageConfig::default()
+        }
+    }
+
+    /// A config for Google Cloud Storage; credentials, project and endpoint from the
+    /// Google environment (`GOOGLE_APPLICATION_CREDENTIALS`, `STORAGE_EMULATOR_HOST`)
+    /// unless set on the result.
+    pub fn gcs() -> StorageConfig {
+        StorageConfig {
+            storage_type: StorageType::Gcs,
+            ..StorageConfig::default()
+        }
+    }
+
+    /// A config for Azure Blob Storage; account and credentials from the Azure
+    /// environment (`AZURE_STORAGE_CONNECTION_STRING`, or `AZURE_STORAGE_ACCOUNT`
+    /// with `AZURE_STORAGE_KEY` or `AZURE_STORAGE_SAS_TOKEN`) unless set on the result.
+    pub fn azure() -> StorageConfig {
+        StorageConfig {
+            storage_type: StorageType::Azure,
             ..StorageConfig::default()
         }
     }
@@ -611,9 +676,11 @@ impl StorageConfig {
         }
         self.validate_text()?;
         if let Some(b) = &self.default_bucket {
-            crate::validate::validate_bucket(b).map_err(|e| {
-                Error::config(format!("config key default_bucket: {}", e.message()))
-            })?;
+            crate::validate::NameRules::of(self.storage_type)
+                .bucket(b)
+                .map_err(|e| {
+                    Error::config(format!("config key default_bucket: {}", e.message()))
+                })?;
         }
         if let Some(url) = &self.endpoint_url {
             validate_endpoint(url)
@@ -645,11 +712,34 @@ impl StorageConfig {
             ("default_bucket", self.default_bucket.as_deref()),
             ("endpoint_url", self.endpoint_url.as_deref()),
             ("profile", self.profile.as_deref()),
+            ("google_cloud_project", self.google_cloud_project.as_deref()),
+            (
+                "azure_storage_connection_string",
+                self.azure_storage_connection_string
+                    .as_ref()
+                    .map(Secret::expose),
+            ),
+            (
+                "azure_storage_account",
+                self.azure_storage_account.as_deref(),
+            ),
+            (
+                "azure_storage_key",
+                self.azure_storage_key.as_ref().map(Secret::expose),
+            ),
+            (
+                "azure_storage_sas_token",
+                self.azure_storage_sas_token.as_ref().map(Secret::expose),
+            ),
         ];
         let paths = [
             ("local_root", self.local_root.as_deref()),
             ("ca_bundle", self.ca_bundle.as_deref()),
             ("state_dir", self.state_dir.as_deref()),
+            (
+                "google_application_credentials",
+                self.google_application_credentials.as_deref(),
+            ),
         ];
         let empty = texts
             .into_iter()
@@ -741,6 +831,14 @@ impl StorageConfig {
                 "(local store at {}, {bucket})",
                 self.resolved_local_root().display()
             ),
+            StorageType::Gcs | StorageType::Azure => {
+                let at = self
+                    .endpoint_url
+                    .as_deref()
+                    .map(|u| format!(" at {}", redact_url(u)))
+                    .unwrap_or_default();
+                format!("({}{at}, {bucket})", self.storage_type)
+            }
             StorageType::Memory => format!("(memory, {bucket})"),
         }
     }
@@ -890,7 +988,12 @@ impl ConfigFile {
             StorageConfig::from_object(self.body.clone())
                 .map_err(|e| Error::config(format!("{path}: {}", e.message())))?
         };
-        if cfg.aws_secret_access_key.is_some() || cfg.aws_session_token.is_some() {
+        if cfg.aws_secret_access_key.is_some()
+            || cfg.aws_session_token.is_some()
+            || cfg.azure_storage_key.is_some()
+            || cfg.azure_storage_sas_token.is_some()
+            || cfg.azure_storage_connection_string.is_some()
+        {
             use std::os::unix::fs::PermissionsExt;
             if let Ok(meta) = std::fs::metadata(&self.path) {
                 if meta.permissions().mode() & 0o077 != 0 {

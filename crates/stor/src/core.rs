@@ -24,7 +24,6 @@ use crate::journal::Journal;
 use crate::metrics::{Direction, Metrics};
 use crate::retry::{endpoint_label, with_retry, EndpointGate, RetryBudget, RetryPolicy};
 use crate::types::TransferResult;
-use crate::validate::validate_bucket;
 
 /// The bucket argument of operations: a name, or `None` for the configured default.
 pub type BucketArg<'a> = Option<&'a str>;
@@ -150,7 +149,7 @@ impl Core {
                 Error::invalid("no bucket given and no default_bucket configured")
             })?,
         };
-        validate_bucket(&b)?;
+        self.caps.names.bucket(&b)?;
         Ok(b)
     }
 
@@ -358,6 +357,7 @@ impl Core {
             timeout: self.config.operation_timeout(),
             any_bucket: false,
             quiet: false,
+            key_is_prefix: false,
         }
     }
 }
@@ -378,12 +378,20 @@ pub(crate) struct Op<'a> {
     /// No timeout, metrics or span: for operations that do no I/O and run at
     /// hundreds of thousands per second (presign).
     quiet: bool,
+    /// `key` is a prefix (list, cleanup), not an object's name to check.
+    key_is_prefix: bool,
 }
 
 impl Op<'_> {
     /// The operation names no bucket (its bucket is not resolved or checked).
     pub fn unchecked_bucket(mut self) -> Self {
         self.any_bucket = true;
+        self
+    }
+
+    /// `key` is a prefix, not a name: the store's key rules do not apply to it.
+    pub fn prefix(mut self) -> Self {
+        self.key_is_prefix = true;
         self
     }
 
@@ -427,7 +435,15 @@ impl Op<'_> {
         let resolved = match self.any_bucket {
             true if core.is_shut_down() => Err(shut_down()),
             true => Ok(String::new()),
-            false => core.bucket(self.bucket),
+            false => core.bucket(self.bucket).and_then(|b| {
+                // The store's own key rules (GCS, Azure), before any I/O; the
+                // rules every store shares are checked by the operation itself.
+                let own_rules = core.caps.names != crate::validate::NameRules::S3;
+                if own_rules && !key.is_empty() && !self.key_is_prefix {
+                    core.caps.names.key(key)?;
+                }
+                Ok(b)
+            }),
         };
         let bucket = match resolved {
             Ok(b) => b,

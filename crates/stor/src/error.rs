@@ -63,8 +63,9 @@ impl ErrorKind {
         )
     }
 
-    /// Maps an S3 error code (from the XML body) and/or HTTP status to a kind.
-    /// This is the one table for the whole crate.
+    /// Maps an S3 error code (from the XML body), an Azure error code or a GCS
+    /// reason, and/or the HTTP status, to a kind. This is the one table for the
+    /// whole crate.
     pub fn from_s3(code: Option<&str>, status: Option<u16>) -> ErrorKind {
         if let Some(code) = code {
             let kind = match code {
@@ -119,6 +120,46 @@ impl ErrorKind {
                     Some(ErrorKind::Transient)
                 }
                 "NotImplemented" | "XNotImplemented" => Some(ErrorKind::Unsupported),
+                // Azure Blob Storage's codes (x-ms-error-code).
+                "ContainerNotFound" => Some(ErrorKind::BucketNotFound),
+                "BlobNotFound" => Some(ErrorKind::KeyNotFound),
+                "ContainerAlreadyExists" | "BlobAlreadyExists" => Some(ErrorKind::AlreadyExists),
+                "AuthenticationFailed"
+                | "AuthorizationFailure"
+                | "AuthorizationPermissionMismatch"
+                | "InsufficientAccountPermissions"
+                | "AccountIsDisabled" => Some(ErrorKind::AccessDenied),
+                "ConditionNotMet" | "TargetConditionNotMet" | "SourceConditionNotMet" => {
+                    Some(ErrorKind::PreconditionFailed)
+                }
+                "ServerBusy" => Some(ErrorKind::Throttled),
+                "OperationTimedOut" => Some(ErrorKind::Timeout),
+                "InvalidHeaderValue"
+                | "InvalidQueryParameterValue"
+                | "InvalidResourceName"
+                | "InvalidBlockList"
+                | "InvalidBlockId"
+                | "OutOfRangeInput"
+                | "InvalidXmlDocument"
+                | "InvalidMetadata"
+                | "RequestBodyTooLarge" => Some(ErrorKind::InvalidInput),
+                "ContainerBeingDeleted" => Some(ErrorKind::Transient),
+                // GCS JSON API reasons (errors[].reason).
+                "notFound" => Some(ErrorKind::KeyNotFound),
+                "forbidden"
+                | "required"
+                | "authError"
+                | "unauthorized"
+                | "accessNotConfigured"
+                | "userProjectMissing" => Some(ErrorKind::AccessDenied),
+                "conditionNotMet" => Some(ErrorKind::PreconditionFailed),
+                "rateLimitExceeded" | "userRateLimitExceeded" | "quotaExceeded" => {
+                    Some(ErrorKind::Throttled)
+                }
+                "backendError" | "internalError" => Some(ErrorKind::Transient),
+                "invalid" | "invalidArgument" | "badRequest" | "required_field" | "parseError" => {
+                    Some(ErrorKind::InvalidInput)
+                }
                 c if c.starts_with("Throttling") => Some(ErrorKind::Throttled),
                 _ => None,
             };

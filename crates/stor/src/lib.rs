@@ -78,7 +78,7 @@ mod storage;
 mod tags;
 pub mod transfer;
 mod types;
-mod validate;
+pub mod validate;
 mod versions;
 
 pub use crate::core::BucketArg;

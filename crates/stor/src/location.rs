@@ -1,11 +1,12 @@
-//! Where data lives, as users write it: `s3://bucket/key`, `local://bucket/key`,
-//! `-` for stdin/stdout, anything else a file path.
+//! Where data lives, as users write it: `s3://bucket/key`, `gs://bucket/key`,
+//! `az://container/key`, `local://bucket/key`, `-` for stdin/stdout, anything else
+//! a file path.
 
 use std::fmt;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::validate::validate_bucket;
+use crate::validate::NameRules;
 
 /// Which store an object URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -14,15 +15,40 @@ pub enum Scheme {
     S3,
     /// `local://`: the embedded local store.
     Local,
+    /// `gs://`: Google Cloud Storage.
+    Gcs,
+    /// `az://`: Azure Blob Storage (the bucket is the container).
+    Azure,
 }
 
 impl Scheme {
-    /// `s3` or `local`.
+    /// `s3`, `local`, `gs` or `az`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::S3 => "s3",
             Scheme::Local => "local",
+            Scheme::Gcs => "gs",
+            Scheme::Azure => "az",
         }
+    }
+
+    /// Every scheme, in the order URLs are tried.
+    pub const ALL: [Scheme; 4] = [Scheme::S3, Scheme::Local, Scheme::Gcs, Scheme::Azure];
+
+    /// The store a URL of this scheme opens.
+    pub fn storage_type(self) -> crate::config::StorageType {
+        use crate::config::StorageType;
+        match self {
+            Scheme::S3 => StorageType::S3,
+            Scheme::Local => StorageType::Local,
+            Scheme::Gcs => StorageType::Gcs,
+            Scheme::Azure => StorageType::Azure,
+        }
+    }
+
+    /// Whose naming rules the store's bucket names and keys follow.
+    pub fn names(self) -> NameRules {
+        NameRules::of(self.storage_type())
     }
 }
 
@@ -83,15 +109,16 @@ impl std::str::FromStr for Location {
                 "an empty location; give a file path, -, or an object URL (s3://BUCKET/KEY)",
             ));
         }
-        for (prefix, scheme) in [("s3://", Scheme::S3), ("local://", Scheme::Local)] {
-            if let Some(rest) = s.strip_prefix(prefix) {
+        for scheme in Scheme::ALL {
+            let prefix = format!("{}://", scheme.as_str());
+            if let Some(rest) = s.strip_prefix(&prefix) {
                 let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() {
                     return Err(Error::invalid(format!(
                         "{s:?} names no bucket; write {prefix}BUCKET/KEY"
                     )));
                 }
-                validate_bucket(bucket)?;
+                scheme.names().bucket(bucket)?;
                 return Ok(Location::Object {
                     scheme,
                     bucket: bucket.to_owned(),
@@ -102,7 +129,8 @@ impl std::str::FromStr for Location {
         if let Some((scheme, _)) = s.split_once("://") {
             if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
                 return Err(Error::invalid(format!(
-                    "unknown scheme {scheme}:// in {s:?}; use s3://, local:// or a file path"
+                    "unknown scheme {scheme}:// in {s:?}; use s3://, gs://, az://, local:// \
+                     or a file path"
                 )));
             }
         }
@@ -146,7 +174,21 @@ mod tests {
         let l: Location = "s3://bkt/a//b/%20".parse().unwrap();
         assert!(matches!(l, Location::Object { ref key, .. } if key == "a//b/%20"));
         assert_eq!("-".parse::<Location>().unwrap(), Location::Stdio);
-        assert!("gs://bkt/k".parse::<Location>().is_err());
+        assert!("gcs://bkt/k".parse::<Location>().is_err());
+        // Each store's own bucket rules: `_` is GCS's, not S3's or Azure's.
+        assert!(matches!(
+            "gs://my_bkt/k".parse::<Location>().unwrap(),
+            Location::Object {
+                scheme: Scheme::Gcs,
+                ..
+            }
+        ));
+        assert!("s3://my_bkt/k".parse::<Location>().is_err());
+        assert!("az://my_bkt/k".parse::<Location>().is_err());
+        assert!(matches!(
+            "az://reports/2026/x".parse::<Location>().unwrap(),
+            Location::Object { scheme: Scheme::Azure, ref key, .. } if key == "2026/x"
+        ));
         assert!("s3:///k".parse::<Location>().is_err());
         assert!(matches!(
             "C:/x".parse::<Location>().unwrap(),

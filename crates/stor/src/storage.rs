@@ -469,7 +469,10 @@ impl Storage {
         core.op("delete", bucket.into(), "")
             .run(none, |b| async move {
                 for k in keys {
-                    validate_key(k).map_err(|e| e.prefixed(&format!("key {k:?}")))?;
+                    core.caps
+                        .names
+                        .key(k)
+                        .map_err(|e| e.prefixed(&format!("key {k:?}")))?;
                 }
                 let b = &b;
                 let batches = futures::stream::iter(keys.chunks(DELETE_BATCH))
@@ -660,6 +663,7 @@ impl Storage {
     ) -> Result<Vec<PendingUpload>> {
         let core = &*self.core;
         core.op("list uploads", bucket.into(), prefix)
+            .prefix()
             .run(none, |b| async move {
                 let Some(mp) = core.backend.multipart() else {
                     return Ok(Vec::new());
@@ -684,6 +688,7 @@ impl Storage {
         let pending = self.list_uploads(bucket, prefix).await?;
         let core = &*self.core;
         core.op("cleanup", bucket, prefix)
+            .prefix()
             .run(none, |b| async move {
                 let cutoff = SystemTime::now().checked_sub(older_than);
                 let stale = |u: &PendingUpload| match (u.initiated, cutoff) {
@@ -869,6 +874,7 @@ impl Storage {
 async fn list_page(core: &Core, bucket: BucketArg<'_>, opts: ListOptions) -> Result<ListPage> {
     let prefix = opts.prefix.clone();
     core.op("list", bucket, &prefix)
+        .prefix()
         .run(none, |b| async move {
             let max = opts.max_keys.unwrap_or(1000);
             if max > 1000 {
@@ -943,6 +949,8 @@ fn check_copy(
 ) -> Result<()> {
     validate_key(sk)?;
     validate_key(dk)?;
+    // The destination's name by the store's own rules (the source exists already).
+    core.caps.names.key(dk)?;
     if let Some(r) = &opts.replace {
         check_upload(dk, &mut r.clone(), dk)?;
         if r.condition.is_some() {

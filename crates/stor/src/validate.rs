@@ -186,6 +186,170 @@ pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+/// Whose naming rules a store follows: bucket (container) names and keys are
+/// checked by them before any I/O, so a bad name fails the same clear way on every
+/// store instead of as whatever the server answers.
+///
+/// ```
+/// use stor::validate::NameRules;
+/// assert!(NameRules::Gcs.bucket("my_bucket.logs").is_ok());
+/// assert!(NameRules::S3.bucket("my_bucket.logs").is_err());
+/// assert!(NameRules::Azure.bucket("reports-2026").is_ok());
+/// assert!(NameRules::Azure.bucket("reports.2026").is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NameRules {
+    /// S3's general-purpose bucket rules (also the local and memory stores').
+    #[default]
+    S3,
+    /// Google Cloud Storage: `_` and dots allowed, dotted names up to 222 characters.
+    Gcs,
+    /// Azure containers: 3-63 lowercase letters, digits and single hyphens.
+    Azure,
+}
+
+impl NameRules {
+    /// The rules of the store a config opens.
+    pub fn of(t: crate::config::StorageType) -> NameRules {
+        match t {
+            crate::config::StorageType::Gcs => NameRules::Gcs,
+            crate::config::StorageType::Azure => NameRules::Azure,
+            _ => NameRules::S3,
+        }
+    }
+
+    /// Checks a bucket (Azure: container) name.
+    pub fn bucket(self, name: &str) -> Result<()> {
+        match self {
+            NameRules::S3 => validate_bucket(name),
+            NameRules::Gcs => gcs_bucket(name),
+            NameRules::Azure => azure_container(name),
+        }
+    }
+
+    /// Checks a key beyond the rules every store shares ([`validate_key`]).
+    pub fn key(self, key: &str) -> Result<()> {
+        validate_key(key)?;
+        match self {
+            NameRules::S3 => Ok(()),
+            NameRules::Gcs => {
+                let bad = |why: &str| {
+                    Err(Error::invalid(format!(
+                        "invalid GCS object name {key:?}: {why} (GCS object names are 1-1024 \
+                         bytes of UTF-8 without CR or LF, and not . or ..)"
+                    )))
+                };
+                if key.contains(['\r', '\n']) {
+                    return bad("it holds a carriage return or line feed");
+                }
+                if key == "." || key == ".." {
+                    return bad("it is . or ..");
+                }
+                if key.starts_with(".well-known/acme-challenge/") {
+                    return bad("the prefix .well-known/acme-challenge/ is reserved");
+                }
+                Ok(())
+            }
+            NameRules::Azure => {
+                let bad = |why: &str| {
+                    Err(Error::invalid(format!(
+                        "invalid Azure blob name {key:?}: {why} (Azure blob names are 1-1024 \
+                         characters without control characters, not ending in . or /)"
+                    )))
+                };
+                if let Some(c) = key.chars().find(|c| c.is_control()) {
+                    // XML 1.0, which Azure's listings are written in, cannot carry them.
+                    return bad(&format!("the control character {c:?} is not allowed"));
+                }
+                if key.ends_with(['.', '/']) {
+                    // Azure drops trailing dots and slashes from a name's segments.
+                    return bad("it ends in . or /");
+                }
+                if key.split('/').any(|seg| seg.ends_with('.')) {
+                    return bad("a path segment ends in .");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The URL scheme names of this store's objects are shown with.
+    pub fn name(self) -> &'static str {
+        match self {
+            NameRules::S3 => "S3",
+            NameRules::Gcs => "GCS",
+            NameRules::Azure => "Azure",
+        }
+    }
+}
+
+fn gcs_bucket(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::invalid(format!(
+            "invalid GCS bucket name {name:?}: {why} (GCS bucket names are 3-63 characters \
+             of lowercase letters, digits, '-', '_' and '.', starting and ending with a letter \
+             or digit; up to 222 with dots, 63 between dots)"
+        )))
+    };
+    let max = if name.contains('.') { 222 } else { 63 };
+    if name.len() < 3 {
+        return bad("shorter than 3 characters");
+    }
+    if name.len() > max {
+        return bad(&format!("longer than {max} characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_')))
+    {
+        return bad(&format!("character {c:?} is not allowed"));
+    }
+    let (first, last) = (name.as_bytes()[0], name.as_bytes()[name.len() - 1]);
+    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+        return bad("must start and end with a letter or digit");
+    }
+    if name.split('.').any(|p| p.is_empty() || p.len() > 63) {
+        return bad("each dot-separated part must be 1-63 characters");
+    }
+    if name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok()) {
+        return bad("formatted as an IP address");
+    }
+    if name.starts_with("goog") || name.contains("google") || name.contains("g00gle") {
+        return bad("names starting with goog or containing google are reserved");
+    }
+    Ok(())
+}
+
+fn azure_container(name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::invalid(format!(
+            "invalid Azure container name {name:?}: {why} (container names are 3-63 \
+             lowercase letters, digits and single hyphens, starting and ending with a letter \
+             or digit)"
+        )))
+    };
+    if name.len() < 3 {
+        return bad("shorter than 3 characters");
+    }
+    if name.len() > 63 {
+        return bad("longer than 63 characters");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return bad(&format!("character {c:?} is not allowed"));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return bad("must start and end with a letter or digit");
+    }
+    if name.contains("--") {
+        return bad("two hyphens in a row");
+    }
+    Ok(())
+}
+
 /// Checks a presigned URL expiry: 1 second to 7 days.
 pub fn validate_expiry(expires_in: Duration) -> Result<()> {
     if expires_in < Duration::from_secs(1) {
@@ -279,6 +443,71 @@ mod tests {
         assert!(validate_metadata(&m).is_ok()); // 3 + 2045 = 2048
         m.insert("big".to_string(), "v".repeat(2046));
         assert!(validate_metadata(&m).is_err());
+    }
+
+    #[test]
+    fn gcs_and_azure_bucket_rules() {
+        let gcs = NameRules::Gcs;
+        for ok in [
+            "my_bucket",
+            "a.b.c",
+            "abc",
+            "a-b_c.d1",
+            &format!("{}.{}", "a".repeat(63), "b".repeat(63)),
+        ] {
+            assert!(gcs.bucket(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "_abc",
+            "abc_",
+            "ABC",
+            "a..b",
+            "goog-x",
+            "my-google-data",
+            "1.2.3.4",
+            &"a".repeat(64),
+            &format!("{}.b", "a".repeat(64)),
+        ] {
+            let e = gcs.bucket(bad).unwrap_err();
+            assert!(
+                e.message().contains("invalid GCS bucket name"),
+                "{bad}: {e}"
+            );
+        }
+        let az = NameRules::Azure;
+        for ok in ["abc", "reports-2026", "1ab", &"a".repeat(63)] {
+            assert!(az.bucket(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "a_b",
+            "a.b",
+            "-ab",
+            "ab-",
+            "a--b",
+            "ABC",
+            &"a".repeat(64),
+        ] {
+            let e = az.bucket(bad).unwrap_err();
+            assert!(
+                e.message().contains("invalid Azure container name"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn gcs_and_azure_key_rules() {
+        for bad in ["a\nb", "a\rb", ".", "..", ".well-known/acme-challenge/x"] {
+            assert!(NameRules::Gcs.key(bad).is_err(), "{bad:?}");
+            assert!(NameRules::S3.key(bad).is_ok(), "{bad:?}");
+        }
+        assert!(NameRules::Gcs.key("a/./b").is_ok());
+        for bad in ["a\u{1b}b", "dir/", "name.", "a./b"] {
+            assert!(NameRules::Azure.key(bad).is_err(), "{bad:?}");
+        }
+        assert!(NameRules::Azure.key("a/b.c").is_ok());
     }
 
     #[test]

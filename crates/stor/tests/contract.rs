@@ -72,7 +72,9 @@ mod cases {
     use aws_sdk_s3::operation::head_object::HeadObjectOutput;
     use stor::backend::s3::S3Backend;
 
-    use crate::common::{http, payload, storage_and_backend, storage_with, unique, Fixture, Kind};
+    use crate::common::{
+        http, http_with, payload, storage_and_backend, storage_with, unique, Fixture, Kind,
+    };
 
     const MIB: usize = 1024 * 1024;
 
@@ -102,7 +104,7 @@ mod cases {
             c.max_concurrency = concurrency;
         })
         .await?;
-        if !f.kind.is_s3() {
+        if !f.kind.is_server() {
             s.create_bucket(&f.bucket).await.unwrap();
         }
         Some((s, be, root))
@@ -316,9 +318,22 @@ mod cases {
             b"file a/b"
         );
         if f.kind.keeps_keys_exactly() {
-            // ".." and "//" are ordinary key bytes.
+            // ".." and "//" are ordinary key bytes, unless the store's own rules
+            // refuse them before any I/O (Azure drops dot segments from names).
+            let rules = s.capabilities().names;
+            let mut kept = Vec::new();
             for k in ["x/../y", "x//y", "..", "./z"] {
                 let key = f.key(k);
+                if let Err(want) = rules.key(&key) {
+                    let e = s
+                        .upload_bytes(b, &key, k, UploadOptions::default())
+                        .await
+                        .unwrap_err();
+                    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{k}: {e}");
+                    assert!(e.message().contains(want.message()), "{e}");
+                    continue;
+                }
+                kept.push(key.clone());
                 s.upload_bytes(b, &key, k, UploadOptions::default())
                     .await
                     .unwrap();
@@ -334,7 +349,8 @@ mod cases {
                 .await
                 .unwrap();
             // Byte order: '.' (0x2E) sorts before '/' (0x2F).
-            assert_eq!(listed, [f.key("x/../y"), f.key("x//y")]);
+            kept.retain(|k| k.starts_with(&f.key("x")));
+            assert_eq!(listed, kept);
         }
     }
 
@@ -770,7 +786,9 @@ mod cases {
         // The capability value decides: parts wherever the store has them.
         let caps = s.capabilities();
         assert_eq!(r.multipart, caps.multipart);
-        if caps.multipart {
+        // S3's ETag of a multipart object counts its parts; a GCS generation or
+        // an Azure ETag does not.
+        if caps.multipart && !matches!(f.kind, Kind::Gcs | Kind::Azurite) {
             assert!(
                 r.etag.as_deref().unwrap().ends_with("-3"),
                 "3 parts: {:?}",
@@ -912,7 +930,7 @@ mod cases {
         let s = &f.storage;
         let b = f.bucket.as_str();
         let key = f.key("shared report.txt");
-        if !f.kind.is_s3() {
+        if !s.capabilities().presign {
             let e = s
                 .presign(b, &key, PresignOptions::default())
                 .await
@@ -920,7 +938,8 @@ mod cases {
             assert_eq!(e.kind(), ErrorKind::Unsupported);
             return;
         }
-        // A browser uploads with a presigned PUT that pins the Content-Type...
+        // A browser uploads with a presigned PUT that pins the Content-Type (Azure
+        // also wants to be told the upload makes a block blob)...
         let put_url = s
             .presign(
                 b,
@@ -929,29 +948,47 @@ mod cases {
             )
             .await
             .unwrap();
-        let (status, _) = http("PUT", &put_url, Some("text/plain"), b"from the browser").await;
-        assert_eq!(status, 200);
+        let mut headers = vec![("Content-Type", "text/plain")];
+        if f.kind == Kind::Azurite {
+            headers.push(("x-ms-blob-type", "BlockBlob"));
+        }
+        if f.kind == Kind::Gcs {
+            // fake-gcs-server has no XML API PUT to take a signed URL's upload;
+            // the PUT URL's form is checked by Google's V4 vectors ("Simple PUT").
+            assert!(put_url.contains("X-Goog-SignedHeaders=content-type%3Bhost"));
+            s.upload_bytes(b, &key, "from the browser", UploadOptions::default())
+                .await
+                .unwrap();
+        } else {
+            let (status, text) = http_with("PUT", &put_url, &headers, b"from the browser").await;
+            assert!(matches!(status, 200 | 201), "{status} {text}");
+        }
         assert_eq!(
             s.download_bytes(b, &key).await.unwrap().data.as_ref(),
             b"from the browser"
         );
         // ...and downloads with a presigned GET (default expiry 1 h).
         let get_url = s.presign(b, &key, PresignOptions::default()).await.unwrap();
-        assert!(get_url.contains("X-Amz-Expires=3600"), "{get_url}");
+        let (expiry, tampered) = match f.kind {
+            Kind::Gcs => ("X-Goog-Expires=3600", "X-Goog-Expires=3601"),
+            Kind::Azurite => ("sp=r&", "sp=rw&"),
+            _ => ("X-Amz-Expires=3600", "X-Amz-Expires=3601"),
+        };
+        assert!(get_url.contains(expiry), "{get_url}");
         assert_eq!(
             http("GET", &get_url, None, b"").await,
             (200, "from the browser".into())
         );
         if f.kind.checks_signatures() {
             // A tampered URL is refused, and a GET URL cannot PUT.
-            let bad = get_url.replace("X-Amz-Expires=3600", "X-Amz-Expires=3601");
+            let bad = get_url.replace(expiry, tampered);
             assert_eq!(
                 http("GET", &bad, None, b"").await.0,
                 403,
                 "tampered URL accepted"
             );
             assert_eq!(
-                http("PUT", &get_url, None, b"evil").await.0,
+                http_with("PUT", &get_url, &headers, b"evil").await.0,
                 403,
                 "GET URL could PUT"
             );
@@ -1241,7 +1278,7 @@ mod cases {
         })
         .await
         .unwrap();
-        if !f.kind.is_s3() {
+        if !f.kind.is_server() {
             s32.create_bucket(b).await.unwrap();
         }
         s32.upload_bytes(b, &f.key("c"), small.clone(), UploadOptions::default())
@@ -1443,7 +1480,16 @@ mod cases {
             .await
             .unwrap();
         let replaced = Arc::new(AtomicBool::new(false));
-        let (s2, k2, b2, r2) = (s.clone(), key.clone(), b.to_owned(), replaced.clone());
+        // On a server, the replacement is one PUT (the default threshold is 100
+        // MiB): fake-gcs-server keeps the old generation when a compose replaces
+        // an object, where GCS gives it a new one. (Embedded stores are one per
+        // handle, so there the same handle replaces it.)
+        let replacer = if f.kind.is_server() {
+            f.storage.clone()
+        } else {
+            s.clone()
+        };
+        let (s2, k2, b2, r2) = (replacer, key.clone(), b.to_owned(), replaced.clone());
         let v2c = v2.clone();
         // Once the first 5 MiB range is in, the object is replaced (synchronously,
         // from the progress callback).
@@ -1923,8 +1969,14 @@ mod cases {
     /// cancelled, saying so — not "key not found" — and leaves nothing.
     pub async fn an_upload_aborted_by_someone_else_says_so(f: Fixture) {
         use std::sync::atomic::{AtomicBool, Ordering};
-        if !f.storage.capabilities().multipart {
+        let caps = f.storage.capabilities();
+        if !caps.multipart {
             return; // the local store takes one request per object
+        }
+        if !caps.listed_uploads {
+            // Azure keeps no upload another process could find and abort: its
+            // uncommitted blocks belong to no upload (Azure drops them after a week).
+            return;
         }
         let Some((s, _root)) = small_parts(&f, 1).await else {
             return;
@@ -1971,7 +2023,7 @@ mod cases {
     pub async fn keys_with_control_characters_list_and_read_back(f: Fixture) {
         let s = &f.storage;
         let b = f.bucket.as_str();
-        let names = [
+        let all = [
             "a\u{1b}[2Jb",
             "bell\u{7}",
             "del\u{7f}x",
@@ -1979,6 +2031,23 @@ mod cases {
             "pct%41%",
             "plus+ sp",
         ];
+        // A store whose own rules refuse control characters (Azure: its XML
+        // listings cannot carry them) says so before any I/O; the rest round-trip.
+        let rules = s.capabilities().names;
+        let mut names = Vec::new();
+        for n in all {
+            if rules.key(&f.key(n)).is_ok() {
+                names.push(n);
+                continue;
+            }
+            let e = s
+                .upload_bytes(b, &f.key(n), "x", UploadOptions::default())
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{n:?}: {e}");
+            assert_eq!(e.status(), None, "refused before any request: {e}");
+        }
+        assert!(names.len() >= 2, "{names:?}");
         for (i, n) in names.iter().enumerate() {
             s.upload_bytes(b, &f.key(n), vec![i as u8; 3], UploadOptions::default())
                 .await
@@ -2002,7 +2071,12 @@ mod cases {
             )
             .await
             .unwrap();
-        assert_eq!(page.common_prefixes, vec![f.key("dir\u{1}/")]);
+        let dirs = if names.contains(&"dir\u{1}/in") {
+            vec![f.key("dir\u{1}/")]
+        } else {
+            vec![]
+        };
+        assert_eq!(page.common_prefixes, dirs);
         for (i, n) in names.iter().enumerate() {
             let got = s.download_bytes(b, &f.key(n)).await.unwrap();
             assert_eq!(got.data.as_ref(), &[i as u8; 3], "{n:?}");

@@ -54,7 +54,11 @@ pub async fn doctor(ctx: &Ctx, a: &DoctorArgs) -> Result<Exit> {
         None => (Scheme::S3, None),
         Some(Location::Object { scheme, bucket, .. }) if bucket.is_empty() => (scheme, None),
         Some(Location::Object { scheme, bucket, .. }) => (scheme, Some(bucket)),
-        Some(_) => return Err(usage("doctor takes s3://BUCKET or local://BUCKET".into())),
+        Some(_) => {
+            return Err(usage(
+                "doctor takes s3://BUCKET, gs://BUCKET, az://CONTAINER or local://BUCKET".into(),
+            ))
+        }
     };
     let mut r = Report { ctx, failed: false };
     let store = match ctx.store(scheme).await {

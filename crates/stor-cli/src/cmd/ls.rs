@@ -23,11 +23,10 @@ fn date(o: &ObjectInfo) -> String {
 }
 
 pub async fn ls(ctx: &Ctx, a: &LsArgs) -> Result<Exit> {
-    let bucket_listing = match a.url.as_str() {
-        "s3://" | "s3:" => Some(Scheme::S3),
-        "local://" | "local:" => Some(Scheme::Local),
-        _ => None,
-    };
+    let bucket_listing = Scheme::ALL.into_iter().find(|s| {
+        let u = a.url.as_str();
+        u.strip_suffix("//").unwrap_or(u).strip_suffix(':') == Some(s.as_str())
+    });
     if let Some(scheme) = bucket_listing {
         let store = ctx.store(scheme).await?;
         for b in store.list_buckets().await? {

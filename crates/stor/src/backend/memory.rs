@@ -119,6 +119,7 @@ impl Backend for MemoryBackend {
             conditional_reads: true,
             conditional_writes: true,
             tags: true,
+            listed_uploads: true,
             ..Capabilities::default()
         }
     }

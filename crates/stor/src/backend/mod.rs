@@ -23,11 +23,14 @@ use crate::types::{
 };
 use crate::versions::{DeletedVersion, VersionPage, Versioning};
 
+pub mod azure;
 mod common;
 mod file_body;
+pub mod gcs;
 mod listing;
 pub mod local;
 pub mod memory;
+mod rest;
 pub mod s3;
 
 pub(crate) use file_body::{source_changed, Tap};
@@ -227,6 +230,13 @@ pub struct Capabilities {
     pub tags: bool,
     /// [`Backend::presign_post`] makes browser form uploads (a POST policy).
     pub presign_post: bool,
+    /// Whose rules bucket names and keys are checked by before any I/O.
+    pub names: crate::validate::NameRules,
+    /// The store keeps a record of each multipart upload in progress, which
+    /// [`Multipart::list_multipart_uploads`] lists and another process can abort
+    /// (`stor cleanup`). Azure keeps none: uncommitted blocks belong to no upload
+    /// and Azure drops them itself after a week.
+    pub listed_uploads: bool,
 }
 
 /// The operations every store offers. One request per call; see the module docs.
@@ -577,5 +587,7 @@ pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Backend>> {
             Arc::new(b)
         }
         StorageType::Memory => Arc::new(memory::MemoryBackend::new()),
+        StorageType::Gcs => Arc::new(gcs::GcsBackend::new(config).await?),
+        StorageType::Azure => Arc::new(azure::AzureBackend::new(config).await?),
     })
 }

@@ -21,6 +21,10 @@ pub enum Kind {
     Local,
     SeaweedFs,
     Moto,
+    /// fake-gcs-server.
+    Gcs,
+    /// Azurite's blob service.
+    Azurite,
 }
 
 impl Kind {
@@ -28,19 +32,25 @@ impl Kind {
     pub fn is_s3(self) -> bool {
         matches!(self, Kind::SeaweedFs | Kind::Moto)
     }
+    /// A server of its own (shares one bucket per test process).
+    pub fn is_server(self) -> bool {
+        !matches!(self, Kind::Memory | Kind::Local)
+    }
     /// SeaweedFS folds `//` and caps each `/`-separated segment at 255 bytes;
     /// the others keep keys byte for byte.
     pub fn keeps_keys_exactly(self) -> bool {
         self != Kind::SeaweedFs
     }
-    /// moto checks no signatures; SeaweedFS does.
+    /// moto and fake-gcs-server check no signatures; SeaweedFS and Azurite do.
     pub fn checks_signatures(self) -> bool {
-        self == Kind::SeaweedFs
+        matches!(self, Kind::SeaweedFs | Kind::Azurite)
     }
     fn env(self) -> Option<&'static str> {
         match self {
             Kind::SeaweedFs => Some("STOR_TEST_SEAWEEDFS"),
             Kind::Moto => Some("STOR_TEST_MOTO"),
+            Kind::Gcs => Some("STOR_TEST_GCS"),
+            Kind::Azurite => Some("STOR_TEST_AZURITE"),
             _ => None,
         }
     }
@@ -94,6 +104,52 @@ pub fn state_dir() -> std::path::PathBuf {
         .to_path_buf()
 }
 
+/// The GCS config tests use: the emulator as the endpoint, no credentials.
+/// The dummy service account key of Google's signing conformance tests signs URLs
+/// (the emulator checks no signatures, and no token is ever asked for: tokens go to
+/// Google's hosts only).
+pub fn gcs_config(endpoint: &str) -> StorageConfig {
+    StorageConfig {
+        endpoint_url: Some(endpoint.to_owned()),
+        google_application_credentials: Some(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/gcs-v4/service-account.json"
+            )
+            .into(),
+        ),
+        max_retries: 3,
+        ..StorageConfig::gcs()
+    }
+}
+
+/// Azurite's well-known development account key (public, in Azure's docs).
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The connection string of Azurite's development account at `endpoint`.
+pub fn azurite_connection_string(endpoint: &str) -> String {
+    format!("AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};BlobEndpoint={endpoint}")
+}
+
+/// The Azure config tests use: Azurite's development account by connection string.
+pub fn azure_config(endpoint: &str) -> StorageConfig {
+    StorageConfig {
+        azure_storage_connection_string: Some(azurite_connection_string(endpoint).into()),
+        max_retries: 3,
+        ..StorageConfig::azure()
+    }
+}
+
+/// The config of a server kind at its endpoint.
+pub fn server_config(kind: Kind, endpoint: &str) -> StorageConfig {
+    match kind {
+        Kind::Gcs => gcs_config(endpoint),
+        Kind::Azurite => azure_config(endpoint),
+        _ => s3_config(endpoint),
+    }
+}
+
 fn env_or(var: &str, default: &str) -> String {
     std::env::var(var)
         .ok()
@@ -129,7 +185,7 @@ pub async fn storage_with(
             };
             (cfg, Some(dir))
         }
-        Kind::SeaweedFs | Kind::Moto => (s3_config(&endpoint(kind)?), None),
+        _ => (server_config(kind, &endpoint(kind)?), None),
     };
     tweak(&mut cfg);
     let backend = stor::backend::open(&cfg).await.expect("open storage");
@@ -151,7 +207,7 @@ pub async fn storage_and_backend(
             };
             (cfg, Some(dir))
         }
-        Kind::SeaweedFs | Kind::Moto => (s3_config(&endpoint(kind)?), None),
+        _ => (server_config(kind, &endpoint(kind)?), None),
     };
     tweak(&mut cfg);
     let backend = stor::backend::open(&cfg).await.expect("open storage");
@@ -178,7 +234,7 @@ pub async fn fixture_with(
     };
     // Real servers share one bucket per process (SeaweedFS makes a collection per
     // bucket); embedded stores are fresh per test anyway.
-    let bucket = if kind.is_s3() {
+    let bucket = if kind.is_server() {
         let map = SHARED_BUCKETS.get_or_init(Default::default);
         let name = {
             let mut m = map.lock().unwrap();
@@ -232,6 +288,10 @@ macro_rules! contract {
             if let Some(f) = $crate::common::fixture($crate::common::Kind::SeaweedFs, stringify!($case)).await { super::cases::$case(f).await } } )* }
         mod moto { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
             if let Some(f) = $crate::common::fixture($crate::common::Kind::Moto, stringify!($case)).await { super::cases::$case(f).await } } )* }
+        mod gcs { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
+            if let Some(f) = $crate::common::fixture($crate::common::Kind::Gcs, stringify!($case)).await { super::cases::$case(f).await } } )* }
+        mod azurite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $case() {
+            if let Some(f) = $crate::common::fixture($crate::common::Kind::Azurite, stringify!($case)).await { super::cases::$case(f).await } } )* }
     };
 }
 
@@ -243,16 +303,33 @@ pub async fn http(
     content_type: Option<&str>,
     body: &[u8],
 ) -> (u16, String) {
-    let (method, url, ct, body) = (
+    let headers: Vec<(&str, &str)> = content_type
+        .map(|ct| ("Content-Type", ct))
+        .into_iter()
+        .collect();
+    http_with(method, url, &headers, body).await
+}
+
+/// [`http`] with any headers.
+pub async fn http_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let (method, url, headers, body) = (
         method.to_owned(),
         url.to_owned(),
-        content_type.map(str::to_owned),
+        headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>(),
         body.to_vec(),
     );
     tokio::task::spawn_blocking(move || {
         let mut req = ureq::request(&method, &url);
-        if let Some(ct) = &ct {
-            req = req.set("Content-Type", ct);
+        for (k, v) in &headers {
+            req = req.set(k, v);
         }
         let res = if method == "GET" {
             req.call()

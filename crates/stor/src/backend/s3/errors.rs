@@ -91,7 +91,7 @@ where
 /// so the causes decide: the `io::Error` kinds only a connect can fail with, the
 /// DNS resolver's error, and the client's connect-timeout error (a private type,
 /// known by its message "HTTP connect timeout occurred after …").
-pub(super) fn wire_failure(e: &(dyn std::error::Error + 'static)) -> Wire {
+pub(crate) fn wire_failure(e: &(dyn std::error::Error + 'static)) -> Wire {
     use std::io::ErrorKind as Io;
     let mut next = Some(e);
     while let Some(cause) = next {

@@ -26,6 +26,9 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 mod client;
 mod errors;
+pub(crate) use errors::wire_failure;
+// Header-safe metadata values, shared with the other HTTP stores.
+
 mod http;
 mod post;
 mod presign;
@@ -114,7 +117,7 @@ fn to_time(t: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {
 // Header values must be ASCII on the wire. Non-ASCII metadata values are sent as
 // RFC 2047 encoded words (as AWS documents) and decoded on the way back, so any
 // value round-trips on every engine.
-fn encode_meta_value(v: &str) -> String {
+pub(crate) fn encode_meta_value(v: &str) -> String {
     if v.is_ascii() {
         v.to_owned()
     } else {
@@ -122,7 +125,7 @@ fn encode_meta_value(v: &str) -> String {
     }
 }
 
-fn decode_meta_value(v: &str) -> String {
+pub(crate) fn decode_meta_value(v: &str) -> String {
     if let Some(inner) = v
         .strip_prefix("=?UTF-8?B?")
         .and_then(|s| s.strip_suffix("?="))
@@ -487,6 +490,8 @@ impl Backend for S3Backend {
             conditional_writes: true,
             tags: true,
             presign_post: self.presigner.is_some(),
+            names: crate::validate::NameRules::S3,
+            listed_uploads: true,
         }
     }
 
