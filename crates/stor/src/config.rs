@@ -396,6 +396,12 @@ pub const CONFIG_KEYS: &[&str] = &[
     "multipart_chunksize",
     "max_bandwidth",
     "state_dir",
+    "google_application_credentials",
+    "google_cloud_project",
+    "azure_storage_connection_string",
+    "azure_storage_account",
+    "azure_storage_key",
+    "azure_storage_sas_token",
     "max_concurrency",
     "max_pool_connections",
     "fsync_downloads",
@@ -574,6 +580,53 @@ impl StorageConfig {
         .into_iter()
         .filter_map(|(k, set)| set.then_some(k))
         .collect();
+        // A config that names only another cloud's settings means that cloud.
+        let other = |keys: [(&'static str, bool); 4]| -> Vec<&'static str> {
+            keys.into_iter()
+                .filter_map(|(k, set)| set.then_some(k))
+                .collect()
+        };
+        let gcs = other([
+            (
+                "google_application_credentials",
+                self.google_application_credentials.is_some(),
+            ),
+            ("google_cloud_project", self.google_cloud_project.is_some()),
+            ("", false),
+            ("", false),
+        ]);
+        let azure = other([
+            (
+                "azure_storage_connection_string",
+                self.azure_storage_connection_string.is_some(),
+            ),
+            (
+                "azure_storage_account",
+                self.azure_storage_account.is_some(),
+            ),
+            ("azure_storage_key", self.azure_storage_key.is_some()),
+            (
+                "azure_storage_sas_token",
+                self.azure_storage_sas_token.is_some(),
+            ),
+        ]);
+        if s3_keys.is_empty() {
+            match (gcs.is_empty(), azure.is_empty()) {
+                (false, true) => {
+                    return (
+                        StorageType::Gcs,
+                        format!("the config sets {}", gcs.join(", ")),
+                    )
+                }
+                (true, false) => {
+                    return (
+                        StorageType::Azure,
+                        format!("the config sets {}", azure.join(", ")),
+                    )
+                }
+                _ => {}
+            }
+        }
         if !s3_keys.is_empty() {
             let mut why = format!("the config sets {}", s3_keys.join(", "));
             if self.local_root.is_some() {
@@ -1232,6 +1285,17 @@ mod tests {
         ] {
             assert_eq!(ty(local), StorageType::Local, "{local}");
         }
+        // Another cloud's settings alone mean that cloud.
+        assert_eq!(
+            ty(
+                r#"{"google_application_credentials": "/etc/sa.json", "default_bucket": "market_data"}"#
+            ),
+            StorageType::Gcs
+        );
+        assert_eq!(
+            ty(r#"{"azure_storage_account": "acct", "azure_storage_key": "a2V5"}"#),
+            StorageType::Azure
+        );
         // Given, it is kept whatever else the config says.
         assert_eq!(
             ty(r#"{"storage_type": "local", "region_name": "eu-west-1"}"#),
