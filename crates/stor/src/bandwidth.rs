@@ -23,8 +23,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::backend::ByteStream;
 use crate::error::{Error, Result};
+use crate::types::ByteStream;
 
 /// A bandwidth limit, bytes per second, for uploads (`up`) and downloads (`down`);
 /// `None` is unlimited.

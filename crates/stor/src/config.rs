@@ -72,6 +72,18 @@ pub enum StorageType {
     Azure,
 }
 
+impl StorageType {
+    /// Whose rules this store's bucket names and keys are checked by.
+    pub fn name_rules(self) -> crate::validate::NameRules {
+        use crate::validate::NameRules;
+        match self {
+            StorageType::Gcs => NameRules::Gcs,
+            StorageType::Azure => NameRules::Azure,
+            StorageType::S3 | StorageType::Local | StorageType::Memory => NameRules::S3,
+        }
+    }
+}
+
 impl fmt::Display for StorageType {
     /// The name the config uses: `s3`, `gcs`, `azure`, `local`, `memory`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -729,11 +741,9 @@ impl StorageConfig {
         }
         self.validate_text()?;
         if let Some(b) = &self.default_bucket {
-            crate::validate::NameRules::of(self.storage_type)
-                .bucket(b)
-                .map_err(|e| {
-                    Error::config(format!("config key default_bucket: {}", e.message()))
-                })?;
+            self.storage_type.name_rules().bucket(b).map_err(|e| {
+                Error::config(format!("config key default_bucket: {}", e.message()))
+            })?;
         }
         if let Some(url) = &self.endpoint_url {
             validate_endpoint(url)

@@ -48,7 +48,7 @@ impl Scheme {
 
     /// Whose naming rules the store's bucket names and keys follow.
     pub fn names(self) -> NameRules {
-        NameRules::of(self.storage_type())
+        self.storage_type().name_rules()
     }
 }
 

@@ -28,9 +28,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::core::BucketArg;
 use crate::error::{Error, Result};
-use crate::storage::Storage;
 use crate::validate::{validate_expiry, validate_header_value, validate_key, MAX_KEY_BYTES};
 
 /// Which keys a form upload may write.
@@ -273,36 +271,6 @@ fn expiration(t: SystemTime) -> String {
         dt.second(),
         dt.millisecond()
     )
-}
-
-impl Storage {
-    /// A browser form upload into `bucket`: the URL and the form fields, signed
-    /// with a POST policy that allows `key` (one key, or any under a prefix) until
-    /// `opts.expires_in` from now, under `opts.conditions` (size range,
-    /// Content-Type, metadata). Needs an S3 store
-    /// ([`Capabilities::presign_post`](crate::backend::Capabilities::presign_post));
-    /// the server enforces the policy (SeaweedFS and AWS do; moto checks none of it).
-    pub async fn presign_post<'b>(
-        &self,
-        bucket: impl Into<BucketArg<'b>>,
-        key: PostKey,
-        opts: PresignPostOptions,
-    ) -> Result<PresignedPost> {
-        let core = self.core();
-        let shown = match &key {
-            PostKey::Exact(k) | PostKey::StartsWith(k) => k.clone(),
-        };
-        core.op("presign", bucket.into(), &shown)
-            .quiet()
-            .run(
-                |_| 0,
-                |b| async move {
-                    check(&key, &opts)?;
-                    core.backend.presign_post(&b, &key, &opts).await
-                },
-            )
-            .await
-    }
 }
 
 #[cfg(test)]

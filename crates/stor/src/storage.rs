@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::events::{WriteEvents, WriteKind};
 use crate::journal::Interrupted;
 use crate::metrics::{HealthReport, MetricsSnapshot};
+use crate::post::{PostKey, PresignPostOptions, PresignedPost};
 use crate::reserved;
 use crate::transfer::{self, FileTarget, Source};
 use crate::types::{
@@ -336,7 +337,7 @@ impl Storage {
                     }
                     let version = opts.version_id.as_deref();
                     if let Some(v) = version {
-                        crate::versions::validate_version_id(v)?;
+                        crate::validate::validate_version_id(v)?;
                     }
                     let progress = opts.progress.as_ref();
                     let fresh = opts.no_resume;
@@ -385,7 +386,7 @@ impl Storage {
             .run(none, |b| async move {
                 validate_key(key)?;
                 if let Some(v) = &opts.version_id {
-                    crate::versions::validate_version_id(v)?;
+                    crate::validate::validate_version_id(v)?;
                 }
                 let mut stream = transfer::open_stream(core, &b, key, opts).await?;
                 reserved::split(&mut stream.info);
@@ -624,6 +625,34 @@ impl Storage {
             .await
     }
 
+    /// A browser form upload into `bucket`: the URL and the form fields, signed
+    /// with a POST policy that allows `key` (one key, or any under a prefix) until
+    /// `opts.expires_in` from now, under `opts.conditions` (size range,
+    /// Content-Type, metadata). Needs an S3 store
+    /// ([`Capabilities::presign_post`](crate::backend::Capabilities::presign_post));
+    /// the server enforces the policy (SeaweedFS and AWS do; moto checks none of it).
+    pub async fn presign_post<'b>(
+        &self,
+        bucket: impl Into<BucketArg<'b>>,
+        key: PostKey,
+        opts: PresignPostOptions,
+    ) -> Result<PresignedPost> {
+        let core = self.core();
+        let shown = match &key {
+            PostKey::Exact(k) | PostKey::StartsWith(k) => k.clone(),
+        };
+        core.op("presign", bucket.into(), &shown)
+            .quiet()
+            .run(
+                |_| 0,
+                |b| async move {
+                    crate::post::check(&key, &opts)?;
+                    core.backend.presign_post(&b, &key, &opts).await
+                },
+            )
+            .await
+    }
+
     /// A presigned URL (GET by default, 1 hour): valid for `opts.expires_in`,
     /// 1 s to 7 days. PUT URLs can pin the Content-Type.
     pub async fn presign<'b>(
@@ -642,7 +671,7 @@ impl Storage {
                     validate_header_value("Content-Type", ct)?;
                 }
                 if let Some(v) = &opts.version_id {
-                    crate::versions::validate_version_id(v)?;
+                    crate::validate::validate_version_id(v)?;
                     if opts.method != crate::types::PresignMethod::Get {
                         return Err(Error::invalid(
                             "a version can only be read: presign it for GET",
@@ -970,7 +999,7 @@ fn check_copy(
         dk,
     )?;
     if let Some(v) = &opts.version_id {
-        crate::versions::validate_version_id(v)?;
+        crate::validate::validate_version_id(v)?;
     }
     if sb == db && sk == dk && opts.replace.is_none() && opts.version_id.is_none() {
         return Err(Error::invalid(format!(

@@ -597,3 +597,63 @@ impl ObjectStream {
         Ok(buf.freeze())
     }
 }
+
+// ---------------------------------------------------------------- versions
+// (the data of `crate::versions`, here so that backends name them without
+// depending on the façade)
+
+/// A bucket's versioning state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Versioning {
+    /// Never turned on: a write replaces the object.
+    Unversioned,
+    /// Every write keeps the previous version; a delete leaves a delete marker.
+    Enabled,
+    /// Turned off again: versions kept so far stay, new writes replace the `null`
+    /// version.
+    Suspended,
+}
+
+/// One version of an object, or a delete marker, as a version listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectVersion {
+    /// Key, size, ETag, time and `version_id` (size 0 and no ETag for a delete
+    /// marker).
+    #[serde(flatten)]
+    pub info: ObjectInfo,
+    /// The key's current version (or the marker that hides it).
+    pub is_latest: bool,
+    /// A delete marker: the key looked deleted from then on.
+    pub delete_marker: bool,
+}
+
+/// One page of a version listing.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VersionPage {
+    /// Versions and delete markers: keys in byte order, newest first per key.
+    pub versions: Vec<ObjectVersion>,
+    /// Common prefixes (with a delimiter), in byte order.
+    pub common_prefixes: Vec<String>,
+    /// Give this to the next call (as `ListOptions::continuation_token`) for the
+    /// next page; `None` on the last.
+    pub next_continuation_token: Option<String>,
+}
+
+/// What happened to one version a purge or a batch delete named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeletedVersion {
+    /// The key.
+    pub key: String,
+    /// The version (or delete marker) removed.
+    pub version_id: String,
+    /// `None` when removed (or already gone), else why not.
+    pub error: Option<String>,
+}
+
+impl DeletedVersion {
+    /// Whether this version is gone.
+    pub fn is_deleted(&self) -> bool {
+        self.error.is_none()
+    }
+}

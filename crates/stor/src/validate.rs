@@ -210,15 +210,6 @@ pub enum NameRules {
 }
 
 impl NameRules {
-    /// The rules of the store a config opens.
-    pub fn of(t: crate::config::StorageType) -> NameRules {
-        match t {
-            crate::config::StorageType::Gcs => NameRules::Gcs,
-            crate::config::StorageType::Azure => NameRules::Azure,
-            _ => NameRules::S3,
-        }
-    }
-
     /// Checks a bucket (Azure: container) name.
     pub fn bucket(self, name: &str) -> Result<()> {
         match self {
@@ -362,6 +353,17 @@ pub fn validate_expiry(expires_in: Duration) -> Result<()> {
         return Err(Error::invalid(format!(
             "invalid presign expiry {}s: S3 allows at most 604800 s (7 days)",
             expires_in.as_secs()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a version id: what S3 hands out is short printable ASCII.
+pub(crate) fn validate_version_id(v: &str) -> Result<()> {
+    if v.is_empty() || v.len() > 1024 || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Error::invalid(format!(
+            "invalid version id {v:?}: give one as a version listing shows it \
+             (`stor ls --all-versions`)"
         )));
     }
     Ok(())

@@ -21,9 +21,8 @@
 //! ```
 
 use futures::{StreamExt, TryStreamExt};
-use serde::Serialize;
 
-use crate::backend::{Backend, Versions};
+use crate::backend::versions_of;
 use crate::core::{BucketArg, Core};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::WriteKind;
@@ -32,89 +31,11 @@ use crate::storage::{Storage, DELETE_BATCH};
 use crate::types::{CopyOptions, ListOptions, ObjectInfo, TransferResult};
 use crate::validate::validate_key;
 
-/// A bucket's versioning state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Versioning {
-    /// Never turned on: a write replaces the object.
-    Unversioned,
-    /// Every write keeps the previous version; a delete leaves a delete marker.
-    Enabled,
-    /// Turned off again: versions kept so far stay, new writes replace the `null`
-    /// version.
-    Suspended,
-}
-
-/// One version of an object, or a delete marker, as a version listing shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObjectVersion {
-    /// Key, size, ETag, time and `version_id` (size 0 and no ETag for a delete
-    /// marker).
-    #[serde(flatten)]
-    pub info: ObjectInfo,
-    /// The key's current version (or the marker that hides it).
-    pub is_latest: bool,
-    /// A delete marker: the key looked deleted from then on.
-    pub delete_marker: bool,
-}
-
-/// One page of a version listing.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct VersionPage {
-    /// Versions and delete markers: keys in byte order, newest first per key.
-    pub versions: Vec<ObjectVersion>,
-    /// Common prefixes (with a delimiter), in byte order.
-    pub common_prefixes: Vec<String>,
-    /// Give this to the next call (as `ListOptions::continuation_token`) for the
-    /// next page; `None` on the last.
-    pub next_continuation_token: Option<String>,
-}
-
-/// What happened to one version a purge or a batch delete named.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeletedVersion {
-    /// The key.
-    pub key: String,
-    /// The version (or delete marker) removed.
-    pub version_id: String,
-    /// `None` when removed (or already gone), else why not.
-    pub error: Option<String>,
-}
-
-impl DeletedVersion {
-    /// Whether this version is gone.
-    pub fn is_deleted(&self) -> bool {
-        self.error.is_none()
-    }
-}
+pub use crate::types::{DeletedVersion, ObjectVersion, VersionPage, Versioning};
 
 /// Counts no bytes.
 fn none<T>(_: &T) -> u64 {
     0
-}
-
-/// The versioning requests of a store, or why it has none.
-pub(crate) fn versions_of(be: &dyn Backend) -> Result<&dyn Versions> {
-    be.versions().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "the {} store keeps no object versions (versioning needs an S3 engine)",
-                be.scheme()
-            ),
-        )
-    })
-}
-
-/// Checks a version id: what S3 hands out is short printable ASCII.
-pub(crate) fn validate_version_id(v: &str) -> Result<()> {
-    if v.is_empty() || v.len() > 1024 || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(Error::invalid(format!(
-            "invalid version id {v:?}: give one as a version listing shows it \
-             (`stor ls --all-versions`)"
-        )));
-    }
-    Ok(())
 }
 
 impl Storage {
@@ -190,7 +111,7 @@ impl Storage {
         core.op("info", bucket.into(), key)
             .run(none, |b| async move {
                 validate_key(key)?;
-                validate_version_id(version_id)?;
+                crate::validate::validate_version_id(version_id)?;
                 let v = versions_of(&*core.backend)?;
                 let (mut info, _) = core
                     .request(|_| v.head_version(&b, key, version_id))
@@ -213,7 +134,7 @@ impl Storage {
         core.op("delete", bucket.into(), key)
             .run(none, |b| async move {
                 validate_key(key)?;
-                validate_version_id(version_id)?;
+                crate::validate::validate_version_id(version_id)?;
                 let v = versions_of(&*core.backend)?;
                 let one = [(key.to_owned(), version_id.to_owned())];
                 let (res, _) = core.request(|_| v.delete_versions(&b, &one)).await?;
@@ -236,7 +157,7 @@ impl Storage {
             .run(none, |b| async move {
                 for (k, v) in versions {
                     validate_key(k).map_err(|e| e.prefixed(&format!("key {k:?}")))?;
-                    validate_version_id(v)?;
+                    crate::validate::validate_version_id(v)?;
                 }
                 delete_batches(core, &b, versions).await
             })

@@ -21,7 +21,7 @@ use crate::types::{
     ByteRange, DeleteResult, ListOptions, ListPage, ObjectInfo, PresignOptions, SweepReport,
     UploadOptions, WriteCondition,
 };
-use crate::versions::{DeletedVersion, VersionPage, Versioning};
+use crate::types::{DeletedVersion, VersionPage, Versioning};
 
 pub mod azure;
 mod common;
@@ -569,6 +569,29 @@ pub trait Multipart: Send + Sync {
             "this backend cannot list the parts of an upload",
         ))
     }
+}
+
+/// The multipart primitives of a backend whose capabilities promise them.
+pub(crate) fn multipart_of(be: &dyn Backend) -> Result<&dyn Multipart> {
+    be.multipart().ok_or_else(|| {
+        crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!("the {} store has no multipart uploads", be.scheme()),
+        )
+    })
+}
+
+/// The versioning requests of a store, or why it has none.
+pub(crate) fn versions_of(be: &dyn Backend) -> Result<&dyn Versions> {
+    be.versions().ok_or_else(|| {
+        crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!(
+                "the {} store keeps no object versions (versioning needs an S3 engine)",
+                be.scheme()
+            ),
+        )
+    })
 }
 
 /// Opens the backend a config names: S3 (credentials and region from the config,

@@ -4,16 +4,17 @@
 
 use std::time::Instant;
 
+use super::condition::condition_error;
 use super::multipart::{fails_now, MultipartUpload, PartBody};
 use super::parts::copy_ranges;
-use super::upload::{check_write_options, condition_error};
+use super::upload::check_write_options;
+use crate::backend::versions_of;
 use crate::backend::CopySource;
 use crate::checksum;
 use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
 use crate::reserved::MOVE_MARKER;
 use crate::types::{CopyOptions, ObjectInfo, TransferResult, UploadOptions};
-use crate::versions::versions_of;
 
 /// The headers and metadata a copy carries over when it cannot use S3's COPY
 /// directive (a multipart copy starts a new upload).

@@ -17,6 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::parts::{download_ranges, AUTO_PART_SIZE};
 use super::resume::{self, DownloadJournal, FoundDownload};
+use crate::backend::versions_of;
 use crate::backend::{ByteStream, GetResponse};
 use crate::checksum::{self, Checksum, ChecksumAlgorithm, Hasher, Hashers, RangeChecksums};
 use crate::core::Core;
@@ -25,7 +26,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::types::{
     ByteRange, DownloadOptions, Downloaded, ObjectInfo, ObjectStream, Progress, TransferResult,
 };
-use crate::versions::versions_of;
 
 /// Receives downloaded bytes at their offset in the object.
 type Sink<'a> = &'a (dyn Fn(u64, &[u8]) -> Result<()> + Sync);

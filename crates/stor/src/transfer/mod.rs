@@ -17,6 +17,7 @@
 //! core (`core.rs`) they are given; `parts` holds the part and range
 //! arithmetic they share.
 
+mod condition;
 mod copy;
 mod download;
 mod multipart;
@@ -24,9 +25,9 @@ mod parts;
 mod resume;
 mod upload;
 
+pub(crate) use crate::backend::multipart_of;
 pub(crate) use copy::{copy, move_object};
 pub(crate) use download::{download_to_file, download_to_memory, open_stream, FileTarget};
-pub(crate) use multipart::multipart_of;
 pub use multipart::wait_for_pending_aborts;
 pub use parts::{
     copy_ranges, download_ranges, part_count, part_size, AUTO_PART_SIZE, MAX_DOWNLOAD_RANGE,

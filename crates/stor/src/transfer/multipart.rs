@@ -9,8 +9,9 @@ use std::time::Instant;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::condition::condition_error;
 use super::resume::{keeps, UploadJournal};
-use super::upload::condition_error;
+use crate::backend::multipart_of;
 use crate::backend::{Backend, CompletedPart, Multipart, PartCopySource, Replay};
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::core::Core;
@@ -289,16 +290,6 @@ async fn create(
             ErrorKind::Cancelled,
             "the runtime went away while the upload was being created",
         ))
-    })
-}
-
-/// The multipart primitives of a backend whose capabilities promise them.
-pub(crate) fn multipart_of(be: &dyn Backend) -> Result<&dyn Multipart> {
-    be.multipart().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Unsupported,
-            format!("the {} store has no multipart uploads", be.scheme()),
-        )
     })
 }
 

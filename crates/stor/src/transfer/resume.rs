@@ -39,7 +39,7 @@ use crate::journal::{
 };
 use crate::types::UploadOptions;
 
-use super::multipart::multipart_of;
+use crate::backend::multipart_of;
 
 /// Whether a failure keeps what the transfer had done, for running it again: one
 /// a later run may get past. Others (a changed source, a refused request, an

@@ -3,7 +3,7 @@
 
 // The rest of `impl S3Backend`, with the module's imports.
 use super::*;
-use crate::versions::{DeletedVersion, ObjectVersion, VersionPage, Versioning};
+use crate::types::{DeletedVersion, ObjectVersion, VersionPage, Versioning};
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 
 /// The continuation of a version listing: S3's key and version-id markers, as
