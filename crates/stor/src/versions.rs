@@ -201,8 +201,10 @@ impl Storage {
             .await
     }
 
-    /// Removes one version (or delete marker) for good. Removing one that is not
-    /// there succeeds, as in S3.
+    /// Removes one version (or delete marker) for good. A version that is not
+    /// there is [`ErrorKind::KeyNotFound`] and nothing is deleted: engines drop
+    /// the version id on a bucket that was never versioned and would delete the
+    /// current object instead, so the version is looked up first.
     pub async fn delete_version<'b>(
         &self,
         bucket: impl Into<BucketArg<'b>>,
@@ -215,6 +217,15 @@ impl Storage {
                 validate_key(key)?;
                 validate_version_id(version_id)?;
                 let v = versions_of(&*core.backend)?;
+                if !version_exists(core, &b, key, version_id).await? {
+                    return Err(Error::new(
+                        ErrorKind::KeyNotFound,
+                        format!(
+                            "{key} has no version {version_id} (nothing was deleted); \
+                             `stor ls --all-versions` lists the versions there are"
+                        ),
+                    ));
+                }
                 let one = [(key.to_owned(), version_id.to_owned())];
                 let (res, _) = core.request(|_| v.delete_versions(&b, &one)).await?;
                 match res.into_iter().find_map(|r| r.error) {
@@ -284,6 +295,36 @@ impl Storage {
         let bucket = bucket.into();
         let opts = CopyOptions::default().version(version_id);
         self.copy_object(bucket, key, bucket, key, opts).await
+    }
+}
+
+/// Whether `key` has the version (or delete marker) `version_id`. A HEAD of the
+/// version answers for versions (the engine checks the id it gives back); delete
+/// markers answer no HEAD, so on any refusal the key's versions are listed.
+async fn version_exists(core: &Core, bucket: &str, key: &str, version_id: &str) -> Result<bool> {
+    let v = versions_of(&*core.backend)?;
+    match core
+        .request(|_| v.head_version(bucket, key, version_id))
+        .await
+    {
+        Ok(_) => return Ok(true),
+        Err(e) if e.kind() == ErrorKind::BucketNotFound => return Err(e),
+        Err(_) => {}
+    }
+    let mut opts = ListOptions::default().prefix(key);
+    loop {
+        let page = versions_page(core, Some(bucket), opts.clone()).await?;
+        if page
+            .versions
+            .iter()
+            .any(|o| o.info.key == key && o.info.version_id.as_deref() == Some(version_id))
+        {
+            return Ok(true);
+        }
+        match page.next_continuation_token {
+            Some(t) => opts.continuation_token = Some(t),
+            None => return Ok(false),
+        }
     }
 }
 

@@ -53,6 +53,7 @@ contract!(
     tags_are_set_read_replaced_and_kept_by_copies,
     versions_are_kept_listed_read_and_restored,
     missing_and_bad_versions_are_told,
+    an_absent_version_is_never_the_current_object,
     a_large_version_copies_by_parts_and_downloads_in_ranges,
     presigned_post_uploads_only_what_its_policy_allows,
 );

@@ -275,6 +275,85 @@ pub async fn missing_and_bad_versions_are_told(f: Fixture) {
     drop_bucket(s, &b).await;
 }
 
+/// A version id that is not there is never taken for the current object: engines
+/// drop the id on a bucket that was never versioned (both SeaweedFS and moto
+/// deleted the live object; SeaweedFS read it back), so deleting it fails and
+/// the object stays, reading or copying it fails; on a versioned bucket deleting a
+/// missing version fails too, while a delete marker still goes by its id.
+pub async fn an_absent_version_is_never_the_current_object(f: Fixture) {
+    let Some(b) = versioned(&f).await else {
+        return;
+    };
+    let s = &f.storage;
+    let plain = unique("stor-unver");
+    s.create_bucket(&plain).await.unwrap();
+    s.upload_bytes(plain.as_str(), "k", "keep", UploadOptions::default())
+        .await
+        .unwrap();
+    // A well-formed id from another bucket, and one no engine gives.
+    s.upload_bytes(b.as_str(), "k", "v1", UploadOptions::default())
+        .await
+        .unwrap();
+    let other = s.info(b.as_str(), "k").await.unwrap().version_id.unwrap();
+    for ghost in [other.as_str(), "nosuch"] {
+        let e = s
+            .delete_version(plain.as_str(), "k", ghost)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::KeyNotFound, "{ghost}: {e}");
+        assert!(e.to_string().contains(ghost), "{e}");
+        assert!(s.exists(plain.as_str(), "k").await.unwrap(), "{ghost}");
+        // Not found, or (moto) an id the engine refuses: either way named.
+        let told = |e: stor::Error| {
+            assert!(
+                matches!(e.kind(), ErrorKind::KeyNotFound | ErrorKind::InvalidInput),
+                "{ghost}: {e}"
+            );
+            assert!(e.to_string().contains(ghost), "{e}");
+        };
+        told(
+            s.info_version(plain.as_str(), "k", ghost)
+                .await
+                .unwrap_err(),
+        );
+        let o = DownloadOptions {
+            version_id: Some(ghost.into()),
+            ..Default::default()
+        };
+        told(s.download_stream(plain.as_str(), "k", o).await.unwrap_err());
+        let copy = CopyOptions::default().version(ghost);
+        told(
+            s.copy_object(plain.as_str(), "k", plain.as_str(), "k2", copy)
+                .await
+                .unwrap_err(),
+        );
+        assert!(!s.exists(plain.as_str(), "k2").await.unwrap());
+    }
+    let kept = s.download_bytes(plain.as_str(), "k").await.unwrap();
+    assert_eq!(&kept.data[..], b"keep");
+    // Versioned: a missing id fails and deletes nothing; a marker goes by its id.
+    let e = s
+        .delete_version(b.as_str(), "k", "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::KeyNotFound, "{e}");
+    s.delete(b.as_str(), "k").await.unwrap();
+    let marker = all_versions(s, &b, "k")
+        .await
+        .into_iter()
+        .find(|v| v.delete_marker)
+        .expect("a delete leaves a marker");
+    let id = marker.info.version_id.unwrap();
+    s.delete_version(b.as_str(), "k", &id).await.unwrap();
+    assert!(
+        s.exists(b.as_str(), "k").await.unwrap(),
+        "the marker is gone"
+    );
+    s.delete(plain.as_str(), "k").await.unwrap();
+    s.delete_bucket(&plain).await.unwrap();
+    drop_bucket(s, &b).await;
+}
+
 /// A version over the multipart threshold copies by parts (UploadPartCopy of that
 /// version, not of the current object) and downloads in parallel ranges.
 pub async fn a_large_version_copies_by_parts_and_downloads_in_ranges(f: Fixture) {
