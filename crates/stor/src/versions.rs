@@ -20,6 +20,8 @@
 //! # let _ = v1; Ok(()) }
 //! ```
 
+use std::collections::HashSet;
+
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
@@ -265,20 +267,33 @@ impl Storage {
         let core = self.core();
         core.op("purge", bucket, prefix)
             .run(none, |b| async move {
+                // Each deleted page starts the listing over: paging on past
+                // versions just deleted ends early on moto (the markers name
+                // versions that are gone). What was sent is skipped, so what
+                // failed to go does not come round again; done when a listing
+                // has nothing new.
                 let mut out = Vec::new();
-                let mut opts = ListOptions::default().prefix(prefix);
+                let mut sent = HashSet::new();
                 loop {
-                    let page = versions_page(core, Some(&b), opts.clone()).await?;
-                    let batch: Vec<(String, String)> = page
-                        .versions
-                        .iter()
-                        .filter_map(|v| Some((v.info.key.clone(), v.info.version_id.clone()?)))
-                        .collect();
-                    out.extend(delete_batches(core, &b, &batch).await?);
-                    match page.next_continuation_token {
-                        Some(t) => opts.continuation_token = Some(t),
-                        None => return Ok(out),
+                    let mut opts = ListOptions::default().prefix(prefix);
+                    let batch = loop {
+                        let page = versions_page(core, Some(&b), opts.clone()).await?;
+                        let new: Vec<(String, String)> = page
+                            .versions
+                            .into_iter()
+                            .filter_map(|v| Some((v.info.key, v.info.version_id?)))
+                            .filter(|kv| !sent.contains(kv))
+                            .collect();
+                        match page.next_continuation_token {
+                            Some(t) if new.is_empty() => opts.continuation_token = Some(t),
+                            _ => break new,
+                        }
+                    };
+                    if batch.is_empty() {
+                        return Ok(out);
                     }
+                    sent.extend(batch.iter().cloned());
+                    out.extend(delete_batches(core, &b, &batch).await?);
                 }
             })
             .await
