@@ -3938,6 +3938,39 @@ fn versions_from_the_command_line() {
     e.ok(&["rb", &root]);
 }
 
+/// Copies and moves between stores keep the source's tags, as copies within a
+/// store do: local → S3, S3 → local (mv: the source is gone, its tags must not
+/// be), and `cp -r` across. They were dropped (metadata was kept).
+#[test]
+fn copies_and_moves_between_stores_keep_tags() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    let s3 = format!("s3://{b}");
+    e.ok(&["mb", &s3]);
+    e.ok(&["mb", "local://xtags"]);
+    std::fs::write(e.path("f"), b"data").unwrap();
+    let tags = |u: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&e.ok(&["stat", "--json", u])).unwrap();
+        v["tags"].clone()
+    };
+    let want = serde_json::json!({"env": "prod \u{fc}", "team": "data"});
+    let tagged = ["--tag", "team=data", "--tag", "env=prod \u{fc}"];
+    e.ok(&[&["cp"][..], &tagged, &["f", "local://xtags/t1"]].concat());
+    e.ok(&["cp", "local://xtags/t1", &format!("{s3}/fromlocal")]);
+    assert_eq!(tags(&format!("{s3}/fromlocal")), want);
+    e.ok(&[&["cp"][..], &tagged, &["f", &format!("{s3}/t5")]].concat());
+    e.ok(&["mv", &format!("{s3}/t5"), "local://xtags/froms3"]);
+    assert_eq!(tags("local://xtags/froms3"), want);
+    for k in ["a", "b"] {
+        e.ok(&[&["cp"][..], &tagged, &["f", &format!("{s3}/rdir/{k}")]].concat());
+    }
+    e.ok(&["cp", "-r", &format!("{s3}/rdir/"), "local://xtags/rdir/"]);
+    assert_eq!(tags("local://xtags/rdir/a"), want);
+    assert_eq!(tags("local://xtags/rdir/b"), want);
+    e.ok(&["rm", "-r", &format!("{s3}/")]);
+    e.ok(&["rb", &s3]);
+}
+
 /// `rm -r --all-versions` over more than a page of versions (10 keys x 110) removes
 /// them all on moto, which ends a version listing early when its markers name
 /// versions just deleted (the purge left 96 and said it was done).
