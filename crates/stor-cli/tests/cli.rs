@@ -3778,6 +3778,25 @@ fn no_clobber_skips_what_exists_and_if_match_replaces_only_that_version() {
     assert!(stderr(&out).contains("skipped upload:"), "{}", stderr(&out));
     assert_eq!(e.ok(&["cat", "local://cond/d/x"]), "first");
     assert_eq!(e.ok(&["cat", "local://cond/d/y"]), "y");
+    // Skips are not failures in the summary (text or JSON); they were counted as both.
+    let out = e.run(&["cp", "-r", "-n", "d", "local://cond/d/"]);
+    assert!(
+        stderr(&out).contains("0 objects") && stderr(&out).contains("0 failures, 2 skipped"),
+        "{}",
+        stderr(&out)
+    );
+    let out = e.ok(&["cp", "-r", "-n", "--json", "d", "local://cond/d/"]);
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let summary = &last["summary"];
+    assert_eq!(
+        (
+            &summary["objects"],
+            &summary["failures"],
+            &summary["skipped"]
+        ),
+        (&0.into(), &0.into(), &2.into()),
+        "{out}"
+    );
     // Object to object.
     let out = e.run(&["cp", "-n", "local://cond/new", "local://cond/k"]);
     assert_eq!(code(&out), 0);
