@@ -3990,6 +3990,28 @@ fn copies_and_moves_between_stores_keep_tags() {
     e.ok(&["rb", &s3]);
 }
 
+/// The key-name probe leaves nothing behind in a versioned bucket: its plain
+/// deletes only added delete markers, so each upload of a key with `?` left a
+/// version and a marker under a fresh `.stor-probe-…/`.
+#[test]
+fn the_key_probe_leaves_no_versions_in_a_versioned_bucket() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    let root = format!("s3://{b}");
+    e.ok(&["mb", &root]);
+    e.ok(&["versioning", &root, "enable"]);
+    let out = e.run_stdin(&["cp", "-", &format!("{root}/t/q?x")], b"x");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listed = e.ok(&["ls", "-r", "--all-versions", &format!("{root}/t/")]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.contains("q?x") && !listed.contains("stor-probe"),
+        "{listed}"
+    );
+    e.ok(&["rm", "-r", "--all-versions", "-q", &root]);
+    e.ok(&["rb", &root]);
+}
+
 /// `rm -r --all-versions` over more than a page of versions (10 keys x 110) removes
 /// them all on moto, which ends a version listing early when its markers name
 /// versions just deleted (the purge left 96 and said it was done).
