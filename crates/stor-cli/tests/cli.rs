@@ -4012,6 +4012,36 @@ fn the_key_probe_leaves_no_versions_in_a_versioned_bucket() {
     e.ok(&["rb", &root]);
 }
 
+/// `rm --version-id` with a version that is not there deletes nothing and fails
+/// (exit 1), on a bucket never versioned (the engines dropped the id and deleted
+/// the live object, exit 0) and on a versioned one (it said "delete", exit 0);
+/// `cat`/`stat --version-id` do not answer with the current object.
+#[test]
+fn a_version_that_is_not_there_is_never_the_live_object() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    let k = format!("s3://{b}/bogusver");
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let out = e.run_stdin(&["cp", "-", &k], b"keep");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ghost = "67129e71fe0a8a0b4d1794fb43cc9d7d";
+    for id in ["nosuch", ghost] {
+        let out = e.run(&["rm", "--version-id", id, &k]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(stderr(&out).contains(id), "{}", stderr(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("delete:"));
+        assert_eq!(e.ok(&["cat", &k]), "keep");
+    }
+    assert_eq!(code(&e.run(&["cat", "--version-id", ghost, &k])), 1);
+    assert_eq!(code(&e.run(&["stat", "--version-id", ghost, &k])), 1);
+    e.ok(&["versioning", &format!("s3://{b}"), "enable"]);
+    let out = e.run(&["rm", "--version-id", ghost, &k]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(e.ok(&["cat", &k]), "keep");
+    e.ok(&["rm", "-r", "--all-versions", "-q", &format!("s3://{b}")]);
+    e.ok(&["rb", &format!("s3://{b}")]);
+}
+
 /// `rm -r --all-versions` over more than a page of versions (10 keys x 110) removes
 /// them all on moto, which ends a version listing early when its markers name
 /// versions just deleted (the purge left 96 and said it was done).
