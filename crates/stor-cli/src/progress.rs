@@ -20,6 +20,9 @@ pub struct Ui {
     start: Instant,
     files_total: u64,
     files_done: AtomicU64,
+    /// Of `files_done`, those left out (`--no-clobber`): neither objects nor
+    /// failures.
+    skips: AtomicU64,
     bytes: AtomicU64,
     failures: AtomicU64,
     deleted: AtomicU64,
@@ -86,6 +89,7 @@ impl Ui {
             start: Instant::now(),
             files_total,
             files_done: AtomicU64::new(0),
+            skips: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             deleted: AtomicU64::new(0),
@@ -142,6 +146,16 @@ impl Ui {
         }
     }
 
+    /// One file or object left out (`--no-clobber` found it taken): it moves the
+    /// bar on and counts as neither an object nor a failure.
+    pub fn skipped(&self) {
+        self.skips.fetch_add(1, Ordering::Relaxed);
+        let n = self.files_done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{n}/{} files", self.files_total));
+        }
+    }
+
     /// One object or file deleted (`sync --delete`), for the summary.
     pub fn deleted(&self) {
         self.deleted.fetch_add(1, Ordering::Relaxed);
@@ -169,7 +183,9 @@ impl Ui {
         }
         let failures = self.failures.load(Ordering::Relaxed);
         let s = Summary {
-            objects: self.files_done.load(Ordering::Relaxed) - failures,
+            objects: self.files_done.load(Ordering::Relaxed)
+                - failures
+                - self.skips.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             seconds: self.start.elapsed().as_secs_f64(),
             retries,

@@ -3931,6 +3931,25 @@ fn no_clobber_skips_what_exists_and_if_match_replaces_only_that_version() {
     assert!(stderr(&out).contains("skipped upload:"), "{}", stderr(&out));
     assert_eq!(e.ok(&["cat", "local://cond/d/x"]), "first");
     assert_eq!(e.ok(&["cat", "local://cond/d/y"]), "y");
+    // Skips are not failures in the summary (text or JSON); they were counted as both.
+    let out = e.run(&["cp", "-r", "-n", "d", "local://cond/d/"]);
+    assert!(
+        stderr(&out).contains("0 objects") && stderr(&out).contains("0 failures, 2 skipped"),
+        "{}",
+        stderr(&out)
+    );
+    let out = e.ok(&["cp", "-r", "-n", "--json", "d", "local://cond/d/"]);
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let summary = &last["summary"];
+    assert_eq!(
+        (
+            &summary["objects"],
+            &summary["failures"],
+            &summary["skipped"]
+        ),
+        (&0.into(), &0.into(), &2.into()),
+        "{out}"
+    );
     // Object to object.
     let out = e.run(&["cp", "-n", "local://cond/new", "local://cond/k"]);
     assert_eq!(code(&out), 0);
@@ -4088,6 +4107,120 @@ fn versions_from_the_command_line() {
     let out = e.ok(&["rm", "-r", "--all-versions", &root]);
     assert_eq!(out.matches("delete:").count(), 3, "{out}");
     assert!(e.ok(&["ls", "--all-versions", &root]).trim().is_empty());
+    e.ok(&["rb", &root]);
+}
+
+/// Copies and moves between stores keep the source's tags, as copies within a
+/// store do: local → S3, S3 → local (mv: the source is gone, its tags must not
+/// be), and `cp -r` across. They were dropped (metadata was kept).
+#[test]
+fn copies_and_moves_between_stores_keep_tags() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    let s3 = format!("s3://{b}");
+    e.ok(&["mb", &s3]);
+    e.ok(&["mb", "local://xtags"]);
+    std::fs::write(e.path("f"), b"data").unwrap();
+    let tags = |u: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&e.ok(&["stat", "--json", u])).unwrap();
+        v["tags"].clone()
+    };
+    let want = serde_json::json!({"env": "prod \u{fc}", "team": "data"});
+    let tagged = ["--tag", "team=data", "--tag", "env=prod \u{fc}"];
+    e.ok(&[&["cp"][..], &tagged, &["f", "local://xtags/t1"]].concat());
+    e.ok(&["cp", "local://xtags/t1", &format!("{s3}/fromlocal")]);
+    assert_eq!(tags(&format!("{s3}/fromlocal")), want);
+    e.ok(&[&["cp"][..], &tagged, &["f", &format!("{s3}/t5")]].concat());
+    e.ok(&["mv", &format!("{s3}/t5"), "local://xtags/froms3"]);
+    assert_eq!(tags("local://xtags/froms3"), want);
+    for k in ["a", "b"] {
+        e.ok(&[&["cp"][..], &tagged, &["f", &format!("{s3}/rdir/{k}")]].concat());
+    }
+    e.ok(&["cp", "-r", &format!("{s3}/rdir/"), "local://xtags/rdir/"]);
+    assert_eq!(tags("local://xtags/rdir/a"), want);
+    assert_eq!(tags("local://xtags/rdir/b"), want);
+    e.ok(&["rm", "-r", &format!("{s3}/")]);
+    e.ok(&["rb", &s3]);
+}
+
+/// The key-name probe leaves nothing behind in a versioned bucket: its plain
+/// deletes only added delete markers, so each upload of a key with `?` left a
+/// version and a marker under a fresh `.stor-probe-…/`.
+#[test]
+fn the_key_probe_leaves_no_versions_in_a_versioned_bucket() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    let root = format!("s3://{b}");
+    e.ok(&["mb", &root]);
+    e.ok(&["versioning", &root, "enable"]);
+    let out = e.run_stdin(&["cp", "-", &format!("{root}/t/q?x")], b"x");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listed = e.ok(&["ls", "-r", "--all-versions", &format!("{root}/t/")]);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.contains("q?x") && !listed.contains("stor-probe"),
+        "{listed}"
+    );
+    e.ok(&["rm", "-r", "--all-versions", "-q", &root]);
+    e.ok(&["rb", &root]);
+}
+
+/// `rm --version-id` with a version that is not there deletes nothing and fails
+/// (exit 1), on a bucket never versioned (the engines dropped the id and deleted
+/// the live object, exit 0) and on a versioned one (it said "delete", exit 0);
+/// `cat`/`stat --version-id` do not answer with the current object.
+#[test]
+fn a_version_that_is_not_there_is_never_the_live_object() {
+    let Some(e) = Env::with_s3() else { return };
+    let b = bucket();
+    let k = format!("s3://{b}/bogusver");
+    e.ok(&["mb", &format!("s3://{b}")]);
+    let out = e.run_stdin(&["cp", "-", &k], b"keep");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ghost = "67129e71fe0a8a0b4d1794fb43cc9d7d";
+    for id in ["nosuch", ghost] {
+        let out = e.run(&["rm", "--version-id", id, &k]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(stderr(&out).contains(id), "{}", stderr(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("delete:"));
+        assert_eq!(e.ok(&["cat", &k]), "keep");
+    }
+    assert_eq!(code(&e.run(&["cat", "--version-id", ghost, &k])), 1);
+    assert_eq!(code(&e.run(&["stat", "--version-id", ghost, &k])), 1);
+    e.ok(&["versioning", &format!("s3://{b}"), "enable"]);
+    let out = e.run(&["rm", "--version-id", ghost, &k]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(e.ok(&["cat", &k]), "keep");
+    e.ok(&["rm", "-r", "--all-versions", "-q", &format!("s3://{b}")]);
+    e.ok(&["rb", &format!("s3://{b}")]);
+}
+
+/// `rm -r --all-versions` over more than a page of versions (10 keys x 110) removes
+/// them all on moto, which ends a version listing early when its markers name
+/// versions just deleted (the purge left 96 and said it was done).
+#[test]
+fn a_purge_of_more_than_a_page_of_versions_removes_them_all() {
+    let Some(e) = Env::with_moto() else { return };
+    let b = bucket();
+    let root = format!("s3://{b}");
+    e.ok(&["mb", &root]);
+    e.ok(&["versioning", &root, "enable"]);
+    for k in 0..10 {
+        // One presigned PUT, sent 110 times: 110 versions without 110 processes.
+        let url = e.ok(&["presign", "--method", "put", &format!("{root}/d/k{k}")]);
+        for i in 0..110 {
+            ureq::put(url.trim()).send_string(&i.to_string()).unwrap();
+        }
+    }
+    let out = e.run_stdin(&["cp", "-", &format!("{root}/keep")], b"x");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let listed = |p: &str| e.ok(&["ls", "-r", "--all-versions", p]).lines().count();
+    assert_eq!(listed(&format!("{root}/d/")), 1100);
+    let out = e.run(&["rm", "-r", "--all-versions", "-q", &format!("{root}/d")]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(listed(&format!("{root}/d/")), 0);
+    assert_eq!(listed(&root), 1, "only keep is left");
+    e.ok(&["rm", "-r", "--all-versions", "-q", &root]);
     e.ok(&["rb", &root]);
 }
 

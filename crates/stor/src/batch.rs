@@ -745,13 +745,20 @@ impl Storage {
                             result: Ok(r),
                         };
                     }
+                    // A create-only write that found the key taken is a skip, and
+                    // finished: a re-run must skip it again, not take the batch for
+                    // interrupted and report the others as uploaded by it.
+                    let create_only =
+                        upload.condition == Some(crate::types::WriteCondition::IfAbsent);
                     let result = run(item.clone(), upload, progress).await;
+                    let taken = create_only
+                        && matches!(&result, Err(e) if e.kind() == ErrorKind::AlreadyExists);
                     match (&result, &journal) {
                         (Ok(r), Some(j)) => j.done(&item, r),
-                        (Err(_), Some(j)) => j.failed.store(true, Ordering::SeqCst),
+                        (Err(_), Some(j)) if !taken => j.failed.store(true, Ordering::SeqCst),
                         _ => {}
                     }
-                    if result.is_err() {
+                    if result.is_err() && !taken {
                         failed.store(true, Ordering::SeqCst);
                     }
                     BatchOutcome { item, result }

@@ -54,6 +54,26 @@ impl Storage {
             .await
     }
 
+    /// The tags of one version of an object (empty when it has none).
+    pub async fn version_tags<'b>(
+        &self,
+        bucket: impl Into<BucketArg<'b>>,
+        key: &str,
+        version_id: &str,
+    ) -> Result<BTreeMap<String, String>> {
+        let core = self.core();
+        core.op("tags", bucket.into(), key)
+            .run(none, |b| async move {
+                validate_key(key)?;
+                crate::versions::validate_version_id(version_id)?;
+                let t = tagging_of(&*core.backend)?;
+                let v = Some(version_id);
+                let (tags, _) = core.request(|_| t.get_tags(&b, key, v)).await?;
+                Ok(tags)
+            })
+            .await
+    }
+
     /// Replaces an object's tags with `tags` (S3's rules: at most 10, see
     /// [`validate_tags`](crate::validate_tags)).
     pub async fn put_tags<'b>(

@@ -20,6 +20,8 @@
 //! # let _ = v1; Ok(()) }
 //! ```
 
+use std::collections::HashSet;
+
 use futures::{StreamExt, TryStreamExt};
 
 use crate::backend::versions_of;
@@ -122,8 +124,10 @@ impl Storage {
             .await
     }
 
-    /// Removes one version (or delete marker) for good. Removing one that is not
-    /// there succeeds, as in S3.
+    /// Removes one version (or delete marker) for good. A version that is not
+    /// there is [`ErrorKind::KeyNotFound`] and nothing is deleted: engines drop
+    /// the version id on a bucket that was never versioned and would delete the
+    /// current object instead, so the version is looked up first.
     pub async fn delete_version<'b>(
         &self,
         bucket: impl Into<BucketArg<'b>>,
@@ -136,6 +140,15 @@ impl Storage {
                 validate_key(key)?;
                 crate::validate::validate_version_id(version_id)?;
                 let v = versions_of(&*core.backend)?;
+                if !version_exists(core, &b, key, version_id).await? {
+                    return Err(Error::new(
+                        ErrorKind::KeyNotFound,
+                        format!(
+                            "{key} has no version {version_id} (nothing was deleted); \
+                             `stor ls --all-versions` lists the versions there are"
+                        ),
+                    ));
+                }
                 let one = [(key.to_owned(), version_id.to_owned())];
                 let (res, _) = core.request(|_| v.delete_versions(&b, &one)).await?;
                 match res.into_iter().find_map(|r| r.error) {
@@ -175,20 +188,33 @@ impl Storage {
         let core = self.core();
         core.op("purge", bucket, prefix)
             .run(none, |b| async move {
+                // Each deleted page starts the listing over: paging on past
+                // versions just deleted ends early on moto (the markers name
+                // versions that are gone). What was sent is skipped, so what
+                // failed to go does not come round again; done when a listing
+                // has nothing new.
                 let mut out = Vec::new();
-                let mut opts = ListOptions::default().prefix(prefix);
+                let mut sent = HashSet::new();
                 loop {
-                    let page = versions_page(core, Some(&b), opts.clone()).await?;
-                    let batch: Vec<(String, String)> = page
-                        .versions
-                        .iter()
-                        .filter_map(|v| Some((v.info.key.clone(), v.info.version_id.clone()?)))
-                        .collect();
-                    out.extend(delete_batches(core, &b, &batch).await?);
-                    match page.next_continuation_token {
-                        Some(t) => opts.continuation_token = Some(t),
-                        None => return Ok(out),
+                    let mut opts = ListOptions::default().prefix(prefix);
+                    let batch = loop {
+                        let page = versions_page(core, Some(&b), opts.clone()).await?;
+                        let new: Vec<(String, String)> = page
+                            .versions
+                            .into_iter()
+                            .filter_map(|v| Some((v.info.key, v.info.version_id?)))
+                            .filter(|kv| !sent.contains(kv))
+                            .collect();
+                        match page.next_continuation_token {
+                            Some(t) if new.is_empty() => opts.continuation_token = Some(t),
+                            _ => break new,
+                        }
+                    };
+                    if batch.is_empty() {
+                        return Ok(out);
                     }
+                    sent.extend(batch.iter().cloned());
+                    out.extend(delete_batches(core, &b, &batch).await?);
                 }
             })
             .await
@@ -205,6 +231,36 @@ impl Storage {
         let bucket = bucket.into();
         let opts = CopyOptions::default().version(version_id);
         self.copy_object(bucket, key, bucket, key, opts).await
+    }
+}
+
+/// Whether `key` has the version (or delete marker) `version_id`. A HEAD of the
+/// version answers for versions (the engine checks the id it gives back); delete
+/// markers answer no HEAD, so on any refusal the key's versions are listed.
+async fn version_exists(core: &Core, bucket: &str, key: &str, version_id: &str) -> Result<bool> {
+    let v = versions_of(&*core.backend)?;
+    match core
+        .request(|_| v.head_version(bucket, key, version_id))
+        .await
+    {
+        Ok(_) => return Ok(true),
+        Err(e) if e.kind() == ErrorKind::BucketNotFound => return Err(e),
+        Err(_) => {}
+    }
+    let mut opts = ListOptions::default().prefix(key);
+    loop {
+        let page = versions_page(core, Some(bucket), opts.clone()).await?;
+        if page
+            .versions
+            .iter()
+            .any(|o| o.info.key == key && o.info.version_id.as_deref() == Some(version_id))
+        {
+            return Ok(true);
+        }
+        match page.next_continuation_token {
+            Some(t) => opts.continuation_token = Some(t),
+            None => return Ok(false),
+        }
     }
 }
 

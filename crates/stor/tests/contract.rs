@@ -53,6 +53,9 @@ contract!(
     tags_are_set_read_replaced_and_kept_by_copies,
     versions_are_kept_listed_read_and_restored,
     missing_and_bad_versions_are_told,
+    an_absent_version_is_never_the_current_object,
+    a_purge_of_more_than_a_page_removes_every_version,
+    versions_and_markers_of_one_second_keep_their_order,
     a_large_version_copies_by_parts_and_downloads_in_ranges,
     presigned_post_uploads_only_what_its_policy_allows,
 );

@@ -267,7 +267,7 @@ async fn run_batch(
     };
     while let Some(o) = outcomes.next().await {
         if taken(&o.result) {
-            ui.finished(None);
+            ui.skipped();
             let why = "the destination exists (--no-clobber)";
             if json {
                 let line = serde_json::json!({

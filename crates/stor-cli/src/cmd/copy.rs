@@ -1,6 +1,8 @@
 //! Object to object (`cp`, `mv`): server-side within one store, streamed between
 //! stores; and the upload flags those copies take.
 
+use std::collections::BTreeMap;
+
 use anyhow::{anyhow, bail, Result};
 use futures::{StreamExt, TryStreamExt};
 use stor::{
@@ -321,8 +323,34 @@ pub fn clobber_avoided(ctx: &Ctx, opts: &UploadOptions, e: &anyhow::Error, what:
     taken
 }
 
-/// Copies between two stores by streaming: headers and metadata come along unless
-/// replaced; the destination's size is checked against the source's. With `out`,
+/// The source's tags (of its version), for its copy in another store, as a copy
+/// within a store keeps them. A destination store without tags is refused when
+/// there are tags to carry (a move would lose them with its source).
+async fn carried_tags(
+    from: &Storage,
+    sb: &str,
+    sk: &str,
+    version: Option<&str>,
+    to: &Storage,
+) -> Result<BTreeMap<String, String>> {
+    if !from.capabilities().tags {
+        return Ok(BTreeMap::new());
+    }
+    let tags = match version {
+        Some(v) => from.version_tags(sb, sk, v).await?,
+        None => from.tags(sb, sk).await?,
+    };
+    if !tags.is_empty() && !to.capabilities().tags {
+        bail!(
+            "the source has tags and the destination store keeps none; \
+             nothing was copied (give --tag to copy it without them)"
+        );
+    }
+    Ok(tags)
+}
+
+/// Copies between two stores by streaming: headers, metadata and tags come along
+/// unless replaced; the destination's size is checked against the source's. With `out`,
 /// a progress bar counts the bytes read from the source.
 /// `ends`: the source key and version, the destination key and its condition.
 async fn stream_copy(
@@ -341,6 +369,7 @@ async fn stream_copy(
     };
     let obj = from.download_stream(sb, sk, read).await?;
     let info: ObjectInfo = obj.info.clone();
+    let replaced = replace.is_some();
     let mut opts = replace.unwrap_or_else(|| UploadOptions {
         content_type: info.content_type.clone(),
         metadata: info.metadata.clone(),
@@ -349,6 +378,9 @@ async fn stream_copy(
         content_encoding: info.content_encoding.clone(),
         ..Default::default()
     });
+    if !replaced {
+        opts.tags = carried_tags(from, sb, sk, version, to).await?;
+    }
     opts.condition = condition;
     let body = obj.into_async_read();
     let r = match out.map(|out| Ui::one(out, Some(info.size))) {

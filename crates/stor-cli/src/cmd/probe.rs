@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use futures::{StreamExt, TryStreamExt};
-use stor::{ListOptions, Storage, UploadOptions};
+use stor::{ListOptions, Storage, UploadOptions, Versioning};
 
 /// Characters every engine keeps as sent (AWS's "safe characters" for keys).
 fn safe(c: char) -> bool {
@@ -350,13 +350,29 @@ async fn clean_up(store: &Storage, bucket: &str, root: &str, keys: Vec<String>) 
     let keys: BTreeSet<String> = keys.into_iter().collect();
     let mut dirs: Vec<String> = dirs.into_iter().collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+    let warn = || {
+        eprintln!(
+            "stor: warning: could not remove every probe object under {root}; delete \
+             them by hand"
+        )
+    };
     for batch in [keys.into_iter().collect::<Vec<_>>(), dirs] {
         match store.delete_many(bucket, &batch).await {
             Ok(r) if r.iter().all(|r| r.error.is_none()) => {}
-            Ok(_) | Err(_) => eprintln!(
-                "stor: warning: could not remove every probe object under {root}; delete \
-                 them by hand"
-            ),
+            Ok(_) | Err(_) => warn(),
+        }
+    }
+    // In a versioned bucket those deletes only add delete markers: every probe
+    // would leave its objects behind as versions. They go by version id.
+    let versioned = store.capabilities().versioning
+        && matches!(
+            store.versioning(bucket).await,
+            Ok(Versioning::Enabled | Versioning::Suspended)
+        );
+    if versioned {
+        match store.delete_all_versions(bucket, root).await {
+            Ok(r) if r.iter().all(|d| d.is_deleted()) => {}
+            Ok(_) | Err(_) => warn(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! `stor rm URL`: one object, a tree (`-r`) or what a wildcard matches, deleted
 //! in batches.
 
+use std::collections::HashSet;
+
 use anyhow::{anyhow, Result};
 use futures::{StreamExt, TryStreamExt};
 use stor::{ListOptions, Scheme, Storage};
@@ -150,30 +152,40 @@ async fn rm_versions(
         key.to_owned()
     };
     let exact = (!a.recursive).then_some(key);
-    let mut listed = store.list_versions_stream(bucket, ListOptions::default().prefix(prefix));
-    let mut batch = Vec::new();
+    // Deleting from a listing while paging through it ends early on moto: the
+    // next page's markers name versions that are gone, and it lists nothing
+    // after them. So after each deleted page the listing starts over, skipping
+    // what was already sent (what failed stays listed); done when a listing has
+    // nothing new. A dry run deletes nothing and pages straight through.
+    let fresh = || store.list_versions_stream(bucket, ListOptions::default().prefix(&prefix));
+    let mut listed = fresh();
+    let mut sent = HashSet::new();
     let mut n = 0u64;
     loop {
-        let next = listed.try_next().await?;
-        if let Some(v) = &next {
+        let mut batch = Vec::new();
+        let mut ended = false;
+        while batch.len() < stor::DELETE_BATCH {
+            let Some(v) = listed.try_next().await? else {
+                ended = true;
+                break;
+            };
             if exact.is_some_and(|k| v.info.key != k) {
                 continue;
             }
-            if let Some(id) = &v.info.version_id {
-                batch.push((v.info.key.clone(), id.clone()));
+            if let Some(id) = v.info.version_id {
+                let kv = (v.info.key, id);
+                if sent.insert(kv.clone()) {
+                    batch.push(kv);
+                }
             }
-        }
-        if batch.len() < stor::DELETE_BATCH && next.is_some() {
-            continue;
         }
         n += batch.len() as u64;
-        let chunk = std::mem::take(&mut batch);
         if a.dry_run {
-            for (k, v) in &chunk {
+            for (k, v) in &batch {
                 ctx.out.say(&format!("(dryrun) delete: {}", shown(k, v)));
             }
-        } else if !chunk.is_empty() {
-            for d in store.delete_versions(bucket, &chunk).await? {
+        } else if !batch.is_empty() {
+            for d in store.delete_versions(bucket, &batch).await? {
                 match &d.error {
                     None => ctx
                         .out
@@ -183,8 +195,10 @@ async fn rm_versions(
                         .fail(&format!("delete {}", shown(&d.key, &d.version_id)), e),
                 }
             }
+            listed = fresh();
+            continue;
         }
-        if next.is_none() {
+        if ended {
             break;
         }
     }

@@ -226,7 +226,9 @@ pub struct Capabilities {
     /// checks atomically with the write: single PUTs, multipart completions and
     /// copies.
     pub conditional_writes: bool,
-    /// Objects carry tags ([`Backend::tagging`]), set on upload and kept by copies.
+    /// Objects carry tags ([`Backend::tagging`]), set on upload and kept by copies
+    /// (also from another store: `stor cp`/`mv` carry them; into a store without
+    /// tags, a tagged source is refused rather than copied without them).
     pub tags: bool,
     /// [`Backend::presign_post`] makes browser form uploads (a POST policy).
     pub presign_post: bool,

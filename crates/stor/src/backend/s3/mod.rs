@@ -365,7 +365,7 @@ impl S3Backend {
         } else {
             req.send().await
         }
-        .map_err(sdk_err)?;
+        .map_err(|e| version_refused(sdk_err(e), key, version_id))?;
         let checksum = if self.native && range.is_none() {
             full_object_checksum(
                 out.checksum_type(),
@@ -388,6 +388,7 @@ impl S3Backend {
         let mut info = ObjectInfo::new(bucket, key, size);
         info.etag = out.e_tag().map(unquote);
         info.version_id = out.version_id().map(str::to_owned);
+        check_version(key, version_id, info.version_id.as_deref())?;
         info.last_modified = to_time(out.last_modified());
         info.content_type = out.content_type().map(str::to_owned);
         info.metadata = decode_metadata(out.metadata());
@@ -441,13 +442,14 @@ impl S3Backend {
                 if e.status() == Some(404) && !self.bucket_exists(bucket).await.unwrap_or(true) {
                     return Err(e.with_kind(ErrorKind::BucketNotFound));
                 }
-                return Err(e);
+                return Err(version_refused(e, key, version_id));
             }
         };
         let mut info =
             ObjectInfo::new(bucket, key, out.content_length().unwrap_or(0).max(0) as u64);
         info.etag = out.e_tag().map(unquote);
         info.version_id = out.version_id().map(str::to_owned);
+        check_version(key, version_id, info.version_id.as_deref())?;
         info.last_modified = to_time(out.last_modified());
         info.content_type = out.content_type().map(str::to_owned);
         info.metadata = decode_metadata(out.metadata());
@@ -461,6 +463,40 @@ impl S3Backend {
         info.content_encoding = out.content_encoding().map(str::to_owned);
         Ok(info)
     }
+}
+
+/// Says which version a refused read of one version named: a delete marker
+/// answers 405 (AWS, moto), an id the engine cannot place 400 (moto) or 404.
+fn version_refused(e: Error, key: &str, version: Option<&str>) -> Error {
+    let Some(v) = version else { return e };
+    match e.status() {
+        Some(405) => e
+            .with_kind(ErrorKind::KeyNotFound)
+            .prefixed(&format!("version {v} of {key} is a delete marker")),
+        Some(400 | 404) => e.prefixed(&format!("{key} has no version {v}")),
+        _ => e,
+    }
+}
+
+/// Checks that an answer is of the version asked for: engines ignore the version id
+/// on a bucket that was never versioned (SeaweedFS) and answer with the current
+/// object. An unversioned object is version `null` (no version id in the answer).
+fn check_version(key: &str, asked: Option<&str>, got: Option<&str>) -> Result<()> {
+    let Some(asked) = asked else { return Ok(()) };
+    if got == Some(asked) || (asked == "null" && got.is_none()) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::KeyNotFound,
+        format!(
+            "{key} has no version {asked} (the store answered with {}); \
+             `stor ls --all-versions` lists the versions there are",
+            match got {
+                Some(v) => format!("version {v}"),
+                None => "the current, unversioned object".into(),
+            }
+        ),
+    ))
 }
 
 #[async_trait]

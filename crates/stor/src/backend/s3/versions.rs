@@ -20,6 +20,46 @@ fn decode_token(t: &str) -> Result<(String, String)> {
     })
 }
 
+/// Which entries of a ListObjectVersions answer are delete markers, in the
+/// answer's order. The SDK hands versions and markers as two lists; the server's
+/// order is the true one (newest first per key), and times cannot rebuild it:
+/// SeaweedFS gives them to the second, so a marker and a version written in one
+/// second tie.
+#[derive(Debug, Default, Clone)]
+struct EntryOrder(std::sync::Arc<std::sync::Mutex<Option<Vec<bool>>>>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for EntryOrder {
+    fn name(&self) -> &'static str {
+        "StorVersionOrder"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(body) = ctx.response().body().bytes() {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry_kinds(body));
+        }
+        Ok(())
+    }
+}
+
+/// `<Version>` (false) and `<DeleteMarker>` (true) elements in document order.
+/// Keys cannot fake one: they travel URL-encoded (`<` is `%3C`).
+fn entry_kinds(xml: &[u8]) -> Vec<bool> {
+    let mut out = Vec::new();
+    for (i, _) in xml.iter().enumerate().filter(|(_, &c)| c == b'<') {
+        if xml[i..].starts_with(b"<Version>") {
+            out.push(false);
+        } else if xml[i..].starts_with(b"<DeleteMarker>") {
+            out.push(true);
+        }
+    }
+    out
+}
+
 #[async_trait]
 impl Versions for S3Backend {
     async fn set_versioning(&self, bucket: &str, enabled: bool) -> Result<()> {
@@ -71,9 +111,16 @@ impl Versions for S3Backend {
         } else if let Some(s) = &req.start_after {
             r = r.key_marker(s);
         }
-        let out = r.send().await.map_err(sdk_err)?;
+        let order = EntryOrder::default();
+        let out = r
+            .customize()
+            .interceptor(order.clone())
+            .send()
+            .await
+            .map_err(sdk_err)?;
         let encoded = out.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
         let mut versions = Vec::new();
+        let mut markers = Vec::new();
         for v in out.versions() {
             let mut info = ObjectInfo::new(
                 bucket,
@@ -94,15 +141,34 @@ impl Versions for S3Backend {
             let mut info = ObjectInfo::new(bucket, &listed_key(encoded, m.key())?, 0);
             info.last_modified = to_time(m.last_modified());
             info.version_id = m.version_id().map(str::to_owned);
-            versions.push(ObjectVersion {
+            markers.push(ObjectVersion {
                 info,
                 is_latest: m.is_latest() == Some(true),
                 delete_marker: true,
             });
         }
-        // The SDK hands versions and markers as two lists; S3's order is keys in
-        // byte order, newest first per key. (Stable: same-time entries keep the
-        // server's order.)
+        // The server's order where the answer's body shows it (the SDK splits it
+        // into two lists), then keys in byte order, the latest first, newest
+        // first by time; stable, so entries of one second keep the server's
+        // order (right on SeaweedFS; moto lists every version before every
+        // marker and gives whole seconds, so there a tie stays ambiguous).
+        let kinds = order.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut versions = match kinds.filter(|k| {
+            k.iter().filter(|m| **m).count() == markers.len()
+                && k.len() == versions.len() + markers.len()
+        }) {
+            Some(kinds) => {
+                let (mut vs, mut ms) = (versions.into_iter(), markers.into_iter());
+                kinds
+                    .iter()
+                    .filter_map(|&m| if m { ms.next() } else { vs.next() })
+                    .collect()
+            }
+            None => {
+                versions.extend(markers);
+                versions
+            }
+        };
         versions.sort_by(|a, b| {
             a.info
                 .key
@@ -222,6 +288,13 @@ impl Versions for S3Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entry_kinds_follow_the_document() {
+        let xml = b"<R><Version><Key>a%3CVersion%3E</Key><VersionId>1</VersionId></Version>\
+            <DeleteMarker><Key>a</Key></DeleteMarker><Version><Key>a</Key></Version></R>";
+        assert_eq!(entry_kinds(xml), [false, true, false]);
+    }
 
     #[test]
     fn tokens_carry_any_key_and_version() {
