@@ -638,6 +638,17 @@ impl Storage {
         opts: PresignPostOptions,
     ) -> Result<PresignedPost> {
         let core = self.core();
+        if !core.caps.presign_post {
+            // Said before the key is checked by this store's name rules: the form
+            // could not be signed here whatever the key.
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "the {} store has no browser form uploads; presigned POST needs an s3:// URL",
+                    core.scheme()
+                ),
+            ));
+        }
         let shown = match &key {
             PostKey::Exact(k) | PostKey::StartsWith(k) => k.clone(),
         };

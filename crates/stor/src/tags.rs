@@ -65,7 +65,7 @@ impl Storage {
         core.op("tags", bucket.into(), key)
             .run(none, |b| async move {
                 validate_key(key)?;
-                crate::versions::validate_version_id(version_id)?;
+                crate::validate::validate_version_id(version_id)?;
                 let t = tagging_of(&*core.backend)?;
                 let v = Some(version_id);
                 let (tags, _) = core.request(|_| t.get_tags(&b, key, v)).await?;
