@@ -228,7 +228,7 @@ for line in sys.stdin:
     phase, op, secs, rc = line.split()
     rows[(phase, op)].append((float(secs), int(rc)))
 order = {"before": 0, "down": 1, "restarted": 2}
-print(f"{\"phase\":10} {\"op\":14} {\"count\":>5} {\"fail\":>4} {\"p50 s\":>7} {\"max s\":>7}")
+print("%-10s %-14s %5s %4s %7s %7s" % ("phase", "op", "count", "fail", "p50 s", "max s"))
 for (phase, op), xs in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1])):
     ts = sorted(t for t, _ in xs)
     fails = sum(1 for _, rc in xs if rc != 0)
