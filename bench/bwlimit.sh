@@ -30,7 +30,9 @@ MIB=$((1 << 20))
 head -c $((100 * MIB)) /dev/urandom >"$WORK/big.bin"
 mkdir -p "$WORK/many"
 for i in $(seq -w 1 100); do head -c $MIB /dev/urandom >"$WORK/many/f$i"; done
-"$BIN" -q mb s3://bwlimit
+# A bucket of its own per run, so a rerun on the same server starts clean.
+BK="bwlimit-$(date +%s)"
+"$BIN" -q mb "s3://$BK"
 "$BIN" -q mb local://bwlimit
 
 printf '%-34s %-13s %9s %8s %10s %8s\n' case limit MiB seconds "MiB/s" "vs limit"
@@ -47,17 +49,17 @@ measure() { # label limit_mib bytes command...
 }
 big=$((100 * MIB))
 LIMIT_ARG=20MiB
-measure "upload 100 MiB, one file"      20 $big "$BIN" -q --bwlimit 20MiB cp "$WORK/big.bin" s3://bwlimit/big.bin
-measure "download 100 MiB, one object"  20 $big "$BIN" -q --bwlimit 20MiB cp s3://bwlimit/big.bin "$WORK/big.out"
+measure "upload 100 MiB, one file"      20 $big "$BIN" -q --bwlimit 20MiB cp "$WORK/big.bin" s3://$BK/big.bin
+measure "download 100 MiB, one object"  20 $big "$BIN" -q --bwlimit 20MiB cp s3://$BK/big.bin "$WORK/big.out"
 rm -f "$WORK/big.out"
-measure "upload 100 x 1 MiB, 10 at once" 20 $big "$BIN" -q --bwlimit 20MiB cp -r "$WORK/many" s3://bwlimit/many/
-measure "download 100 x 1 MiB"          20 $big "$BIN" -q --bwlimit 20MiB cp -r s3://bwlimit/many/ "$WORK/many.out"
+measure "upload 100 x 1 MiB, 10 at once" 20 $big "$BIN" -q --bwlimit 20MiB cp -r "$WORK/many" s3://$BK/many/
+measure "download 100 x 1 MiB"          20 $big "$BIN" -q --bwlimit 20MiB cp -r s3://$BK/many/ "$WORK/many.out"
 rm -rf "$WORK/many.out"
 LIMIT_ARG=8MiB:40MiB
 head -c $((40 * MIB)) /dev/urandom >"$WORK/mid.bin"
-measure "upload 40 MiB at 8 (8:40)"      8 $((40 * MIB)) "$BIN" -q --bwlimit 8MiB:40MiB cp "$WORK/mid.bin" s3://bwlimit/mid.bin
+measure "upload 40 MiB at 8 (8:40)"      8 $((40 * MIB)) "$BIN" -q --bwlimit 8MiB:40MiB cp "$WORK/mid.bin" s3://$BK/mid.bin
 LIMIT_ARG=8MiB:40MiB
-measure "download 100 MiB at 40 (8:40)" 40 $big "$BIN" -q --bwlimit 8MiB:40MiB cp s3://bwlimit/big.bin "$WORK/big.out"
+measure "download 100 MiB at 40 (8:40)" 40 $big "$BIN" -q --bwlimit 8MiB:40MiB cp s3://$BK/big.bin "$WORK/big.out"
 rm -f "$WORK/big.out"
 LIMIT_ARG=20MiB
 measure "local store: upload 100 MiB"   20 $big "$BIN" -q --bwlimit 20MiB cp "$WORK/big.bin" local://bwlimit/big.bin
