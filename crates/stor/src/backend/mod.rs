@@ -178,6 +178,18 @@ pub struct CopySource<'a> {
     pub version_id: Option<&'a str>,
 }
 
+impl<'a> CopySource<'a> {
+    /// The current object under `key`: what [`Backend::copy_object`] copies, so
+    /// stores that implement [`Backend::copy_object_with`] answer it through that.
+    pub fn current(bucket: &'a str, key: &'a str) -> Self {
+        CopySource {
+            bucket,
+            key,
+            version_id: None,
+        }
+    }
+}
+
 /// A multipart upload that was started and not completed or aborted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingUpload {

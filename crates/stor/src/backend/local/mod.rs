@@ -751,11 +751,7 @@ impl Backend for LocalBackend {
         dst_key: &str,
         replace: Option<&UploadOptions>,
     ) -> Result<Option<String>> {
-        let src = CopySource {
-            bucket: src_bucket,
-            key: src_key,
-            version_id: None,
-        };
+        let src = CopySource::current(src_bucket, src_key);
         self.copy_object_with(&src, dst_bucket, dst_key, replace, None)
             .await
     }
