@@ -5,7 +5,7 @@
 # them), a filer and the S3 gateway — six separate `weed` processes on 127.0.0.1 —
 # then runs a mixed workload for RUN_SECONDS: three `stor` CLI processes in loops
 # (multipart uploads, parallel-range downloads, trees up and down, listings,
-# server-side copies, cat) and the library (crates/stor/examples/cluster_load.rs:
+# server-side copies, cat) and the library (examples/cluster_load.rs:
 # small and multipart uploads, whole and ranged downloads, listings, copies by
 # parts, create-only writes). KILL_AT seconds in, one volume server is SIGKILLed;
 # RESTART_AT seconds in it is started again on its old directory.
@@ -33,7 +33,7 @@ say() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 [ -x "$WEED" ] || die "no $WEED: run scripts/with-servers.sh true once to install the test servers"
 if [ -z "${STOR_BIN:-}" ] || [ -z "${LOAD_BIN:-}" ]; then
-  (cd "$ROOT" && cargo build -q -p stor-cli && cargo build -q -p stor --example cluster_load)
+  (cd "$ROOT" && cargo build -q -p stor-cli && cargo build -q --example cluster_load)
 fi
 STOR="${STOR_BIN:-$TARGET/debug/stor}"
 LOAD="${LOAD_BIN:-$TARGET/debug/examples/cluster_load}"
@@ -213,7 +213,7 @@ say "workload done in $(echo "$(date +%s.%N) - $START" | bc | cut -c1-5) s"
 
 # ------------------------------------------------------------------ checks and report
 echo
-echo "== library (crates/stor/examples/cluster_load.rs)"
+echo "== library (examples/cluster_load.rs)"
 cat "$W/library.json"
 lib_failures=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["failures"])' "$W/library.json")
 echo

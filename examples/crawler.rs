@@ -9,11 +9,11 @@
 //! Runs on the embedded local store with no AWS at all:
 //!
 //! ```text
-//! cargo run -p stor --example crawler
+//! cargo run --example crawler
 //! ```
 //!
 //! Point it at S3 or any S3-compatible engine with a config file in the original
-//! format: `STOR_CONFIG=storage.json cargo run -p stor --example crawler`.
+//! format: `STOR_CONFIG=storage.json cargo run --example crawler`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -5,10 +5,10 @@
 //! Presigned URLs need an S3 endpoint (AWS or any S3-compatible engine):
 //!
 //! ```text
-//! STOR_CONFIG=storage.json cargo run -p stor --example presign_web
+//! STOR_CONFIG=storage.json cargo run --example presign_web
 //! # or, with the test servers:
 //! scripts/with-servers.sh sh -c 'STOR_EXAMPLE_ENDPOINT=$STOR_TEST_SEAWEEDFS \
-//!     cargo run -p stor --example presign_web'
+//!     cargo run --example presign_web'
 //! ```
 //!
 //! The "browser" here is a plain HTTP client (ureq), doing what `fetch(url,
