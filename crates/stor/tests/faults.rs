@@ -349,6 +349,55 @@ async fn ok_with_error_body_is_never_success() {
     assert_eq!(pending_uploads(&r).await, 0, "aborted");
 }
 
+/// A failed multipart upload's abort that meets server errors is retried until it
+/// lands: an abort given up at the first 500 would leave the upload (and its
+/// parts' storage) behind. Its retries are its own, even with `max_retries = 1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_meeting_server_errors_is_retried_until_no_upload_is_left() {
+    let Some(r) = rig(|c| c.max_retries = 1).await else {
+        return;
+    };
+    let b = r.bucket.as_str();
+    let data = payload(11 * MIB, 6);
+    // The completion fails for good; then the abort gets a 500, a 503 and a
+    // proxy's 502 page, none of them forwarded.
+    r.proxy.add(
+        Rule::new(
+            "POST",
+            "/abort-me?uploadId=",
+            Fault::Error(400, "InvalidPart"),
+        )
+        .times(10),
+    );
+    r.proxy.add(Rule::new(
+        "DELETE",
+        "/abort-me?uploadId=",
+        Fault::Error(500, "InternalError"),
+    ));
+    r.proxy.add(Rule::new(
+        "DELETE",
+        "/abort-me?uploadId=",
+        Fault::Error(503, "SlowDown"),
+    ));
+    r.proxy.add(Rule::new(
+        "DELETE",
+        "/abort-me?uploadId=",
+        Fault::Html(502, "<html><body><h1>502 Bad Gateway</h1></body></html>"),
+    ));
+    let e =
+        r.s.upload_bytes(b, "abort-me", data, UploadOptions::default())
+            .await
+            .unwrap_err();
+    assert_eq!(e.code(), Some("InvalidPart"), "{e}");
+    assert_eq!(
+        r.proxy.count("DELETE", "/abort-me?uploadId="),
+        4,
+        "three failed aborts, then the one that landed"
+    );
+    assert!(!r.direct.exists(b, "abort-me").await.unwrap());
+    assert_eq!(pending_uploads(&r).await, 0, "no upload left behind");
+}
+
 /// The other ranges of a large download start once the first response's headers
 /// are in, not after its whole body: the proxy holds the first body after 1 MiB
 /// until it has seen the other two GETs (12 MiB in 5 MiB parts), and lets go

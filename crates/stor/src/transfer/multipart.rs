@@ -16,6 +16,7 @@ use crate::backend::{Backend, CompletedPart, Multipart, PartCopySource, Replay};
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
+use crate::retry::RetryPolicy;
 use crate::types::{ByteRange, ObjectInfo, Progress, UploadOptions, WriteCondition};
 
 /// What a part is made of: bytes sent, or a range of another object copied
@@ -345,8 +346,29 @@ impl AbortGuard {
     }
 }
 
+/// Attempts an abort gets, whatever `max_retries` says: an upload left behind keeps
+/// its parts' storage (and its bill) until a cleanup finds it.
+const ABORT_ATTEMPTS: u32 = 5;
+
+/// Aborts an upload, retrying errors that can heal (a 500, a reset connection,
+/// throttling) with the client's backoff. It goes around the retry layer's budget
+/// and endpoint gate on purpose: those exist to stop a client from piling retries
+/// on a sick server, and an abort is the last request of a failed transfer, which
+/// should land even when the budget is spent.
 async fn abort(be: &dyn Backend, bucket: &str, key: &str, id: &str) -> Result<()> {
-    multipart_of(be)?.abort_multipart(bucket, key, id).await
+    let policy = RetryPolicy::new(ABORT_ATTEMPTS);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match multipart_of(be)?.abort_multipart(bucket, key, id).await {
+            Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
+                let delay = policy.delay(attempt, e.kind(), rand::random::<f64>());
+                tracing::debug!(attempt, "retrying the abort after: {e}");
+                tokio::time::sleep(delay).await;
+            }
+            r => return r,
+        }
+    }
 }
 
 impl Drop for AbortGuard {
