@@ -335,16 +335,10 @@ impl Storage {
                             "download_file_with takes no range or if_match (use download_stream)",
                         ));
                     }
-                    let version = opts.version_id.as_deref();
-                    if let Some(v) = version {
+                    if let Some(v) = opts.version_id.as_deref() {
                         crate::validate::validate_version_id(v)?;
                     }
-                    let progress = opts.progress.as_ref();
-                    let fresh = opts.no_resume;
-                    transfer::download_to_file(
-                        core, &b, key, version, target, progress, size, fresh,
-                    )
-                    .await
+                    transfer::download_to_file(core, &b, key, target, &opts, size).await
                 },
             )
             .await
@@ -550,19 +544,8 @@ impl Storage {
         dst_key: &str,
         opts: CopyOptions,
     ) -> Result<TransferResult> {
-        let core = &*self.core;
-        let dst_bucket = dst_bucket.into();
-        core.op("copy", src_bucket.into(), src_key)
-            .long()
-            .run(none, |sb| async move {
-                let db = core.bucket(dst_bucket)?;
-                check_copy(core, &sb, src_key, &db, dst_key, &opts)?;
-                let r = transfer::copy(core, &sb, src_key, &db, dst_key, &opts).await?;
-                let metadata = user_metadata(&opts);
-                let from = Some((sb.as_str(), src_key));
-                core.announce(WriteKind::Copy, &db, dst_key, Some(&r), metadata, from);
-                Ok(r)
-            })
+        let (sb, db) = (src_bucket.into(), dst_bucket.into());
+        self.server_side(WriteKind::Copy, sb, src_key, db, dst_key, opts)
             .await
     }
 
@@ -602,13 +585,29 @@ impl Storage {
         dst_key: &str,
         opts: CopyOptions,
     ) -> Result<TransferResult> {
+        let (sb, db) = (src_bucket.into(), dst_bucket.into());
+        self.server_side(WriteKind::Move, sb, src_key, db, dst_key, opts)
+            .await
+    }
+
+    /// A copy or a move inside this store: checked before any I/O, run as one
+    /// operation, announced to subscribers once it is done.
+    async fn server_side(
+        &self,
+        kind: WriteKind,
+        src_bucket: BucketArg<'_>,
+        src_key: &str,
+        dst_bucket: BucketArg<'_>,
+        dst_key: &str,
+        opts: CopyOptions,
+    ) -> Result<TransferResult> {
         let core = &*self.core;
-        let dst_bucket = dst_bucket.into();
-        core.op("move", src_bucket.into(), src_key)
+        let moving = kind == WriteKind::Move;
+        core.op(if moving { "move" } else { "copy" }, src_bucket, src_key)
             .long()
             .run(none, |sb| async move {
                 let db = core.bucket(dst_bucket)?;
-                if sb == db && src_key == dst_key && opts.replace.is_none() {
+                if moving && sb == db && src_key == dst_key && opts.replace.is_none() {
                     return Err(Error::invalid(format!(
                         "cannot move {}://{sb}/{src_key} onto itself (give new headers or \
                          metadata to replace them in place)",
@@ -616,10 +615,14 @@ impl Storage {
                     )));
                 }
                 check_copy(core, &sb, src_key, &db, dst_key, &opts)?;
-                let r = transfer::move_object(core, &sb, src_key, &db, dst_key, &opts).await?;
+                let r = if moving {
+                    transfer::move_object(core, &sb, src_key, &db, dst_key, &opts).await?
+                } else {
+                    transfer::copy(core, &sb, src_key, &db, dst_key, &opts).await?
+                };
                 let metadata = user_metadata(&opts);
                 let from = Some((sb.as_str(), src_key));
-                core.announce(WriteKind::Move, &db, dst_key, Some(&r), metadata, from);
+                core.announce(kind, &db, dst_key, Some(&r), metadata, from);
                 Ok(r)
             })
             .await

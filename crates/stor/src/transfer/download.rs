@@ -469,18 +469,21 @@ pub(crate) struct FileTarget<'a> {
     pub sweeps: &'a Sweeps,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Downloads `key` into `target`. From `opts` it takes the version, the progress
+/// callback and `no_resume` (the façade refuses a range or `if_match` here);
+/// `size_hint` is the size a listing told, if any.
 pub(crate) async fn download_to_file(
     core: &Core,
     bucket: &str,
     key: &str,
-    version: Option<&str>,
     target: FileTarget<'_>,
-    progress: Option<&Progress>,
+    opts: &DownloadOptions,
     size_hint: Option<u64>,
-    no_resume: bool,
 ) -> Result<TransferResult> {
     let start = Instant::now();
+    let version = opts.version_id.as_deref();
+    let progress = opts.progress.as_ref();
+    let no_resume = opts.no_resume;
     let path = target.path;
     let result = |info: ObjectInfo, got: Fetched| TransferResult {
         bucket: bucket.to_owned(),
