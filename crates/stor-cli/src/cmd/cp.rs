@@ -56,30 +56,20 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
             if a.recursive {
                 batch::upload_dir(ctx, store, *scheme, p, bucket, key, &opts, &batch).await?;
             } else {
-                if p.is_dir() {
-                    return Err(usage(format!(
-                        "{} is a directory; add --recursive",
-                        p.display()
-                    )));
-                }
-                let k = key_under(key, &file_name(p)?);
+                let k = file_key(p, key, "upload")?;
                 let to = Upload {
                     store,
                     scheme: *scheme,
                     bucket,
                     key: &k,
                 };
-                let report = Report::new(ctx, &[store]);
-                let text = format!("upload: {} to {}", p.display(), to.url());
-                let obj = file_object("upload", &p.display().to_string(), &k);
-                if a.dry_run {
-                    report.planned(&text, obj);
+                let shown = p.display().to_string();
+                let Some(one) = OneUpload::plan(ctx, to, &shown, "upload", a.dry_run).await? else {
                     return Ok(ctx.status());
-                }
-                to.check("uploaded").await?;
-                let r = to.file(ctx, p, opts.clone()).await;
-                let what = format!("upload {}", p.display());
-                done_unless_taken(ctx, &opts, &what, &report, &text, obj, r)?;
+                };
+                let r = one.to.file(ctx, p, opts.clone()).await;
+                let what = format!("upload {shown}");
+                done_unless_taken(ctx, &opts, &what, &one.report, &one.text, one.obj, r)?;
             }
         }
         (
@@ -102,16 +92,11 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
                 bucket,
                 key,
             };
-            let report = Report::new(ctx, &[store]);
-            let text = format!("upload: - to {}", to.url());
-            let obj = file_object("upload", "-", key);
-            if a.dry_run {
-                report.planned(&text, obj);
+            let Some(one) = OneUpload::plan(ctx, to, "-", "upload", a.dry_run).await? else {
                 return Ok(ctx.status());
-            }
-            to.check("uploaded").await?;
+            };
             let r = transfer::upload_stdin(&ctx.out, store, bucket, key, opts.clone()).await;
-            done_unless_taken(ctx, &opts, "upload -", &report, &text, obj, r)?;
+            done_unless_taken(ctx, &opts, "upload -", &one.report, &one.text, one.obj, r)?;
         }
         (
             Location::Object {
@@ -228,10 +213,23 @@ pub async fn cp(ctx: &Ctx, a: &CpArgs) -> Result<Exit> {
 }
 
 /// The last part of a path, to name its object.
-pub fn file_name(p: &Path) -> Result<String> {
+fn file_name(p: &Path) -> Result<String> {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| usage(format!("{} names no file", p.display())))
+}
+
+/// The key a file `p` is uploaded to: `key`, or the file's name below it when it
+/// ends in `/`. A directory needs `--recursive` (`verb`: what that does to its
+/// files).
+pub fn file_key(p: &Path, key: &str, verb: &str) -> Result<String> {
+    if p.is_dir() {
+        return Err(usage(format!(
+            "{} is a directory; add --recursive to {verb} the files below it",
+            p.display()
+        )));
+    }
+    Ok(key_under(key, &file_name(p)?))
 }
 
 /// The file a download of `key` writes: `path` itself, or the key's last part
@@ -315,6 +313,44 @@ fn write_condition(a: &CpArgs, src: &Location, dst: &Location) -> Result<Option<
         Some(etag) => Some(WriteCondition::IfMatch(etag.clone())),
         None => Some(WriteCondition::IfAbsent),
     })
+}
+
+/// One file (or stdin) to one object, as `cp` and `mv` run it: where it goes, and
+/// the line and JSON object that report it.
+pub struct OneUpload<'a> {
+    pub to: Upload<'a>,
+    pub report: Report<'a>,
+    pub text: String,
+    pub obj: serde_json::Value,
+}
+
+impl<'a> OneUpload<'a> {
+    /// `source` (a path as shown, or `-`) to `to` by `op` ("upload", "move"): with
+    /// `dry_run` it is said and `None` returned; else the engine is checked to keep
+    /// the key as sent before anything is read.
+    pub async fn plan(
+        ctx: &'a Ctx,
+        to: Upload<'a>,
+        source: &str,
+        op: &str,
+        dry_run: bool,
+    ) -> Result<Option<OneUpload<'a>>> {
+        let report = Report::new(ctx, &[to.store]);
+        let text = format!("{op}: {source} to {}", to.url());
+        let obj = file_object(op, source, to.key);
+        if dry_run {
+            report.planned(&text, obj);
+            return Ok(None);
+        }
+        let done = if op == "move" { "moved" } else { "uploaded" };
+        to.check(done).await?;
+        Ok(Some(OneUpload {
+            to,
+            report,
+            text,
+            obj,
+        }))
+    }
 }
 
 /// One object a file or stdin is uploaded to.

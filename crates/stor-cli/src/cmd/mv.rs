@@ -7,7 +7,7 @@ use stor::Location;
 
 use super::batch::{self, Batch};
 use super::copy::{copy_objects, upload_opts, Copying};
-use super::cp::{file_name, one_done, target_of, Upload};
+use super::cp::{file_key, one_done, target_of, OneUpload, Upload};
 use super::report::{file_object, Report};
 use super::source::{self, FileState};
 use super::transfer;
@@ -15,7 +15,7 @@ use crate::args::MvArgs;
 use crate::context::Ctx;
 use crate::exit::{usage, Exit};
 use crate::filter::{resolve, Filter, Selection};
-use crate::urls::{key_under, parse, tree_prefix, url};
+use crate::urls::{parse, tree_prefix, url};
 
 pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
     let src = parse(&a.src)?;
@@ -54,37 +54,27 @@ pub async fn mv(ctx: &Ctx, a: &MvArgs) -> Result<Exit> {
                 batch::upload_dir(ctx, store, *scheme, p, bucket, key, &opts, &batch).await?;
                 return Ok(ctx.status());
             }
-            if p.is_dir() {
-                return Err(usage(format!(
-                    "{} is a directory; add --recursive to move the files below it",
-                    p.display()
-                )));
-            }
-            let k = key_under(key, &file_name(p)?);
+            let k = file_key(p, key, "move")?;
             let to = Upload {
                 store,
                 scheme: *scheme,
                 bucket,
                 key: &k,
             };
-            let report = Report::new(ctx, &[store]);
-            let text = format!("move: {} to {}", p.display(), to.url());
-            let obj = file_object("move", &p.display().to_string(), &k);
-            if a.dry_run {
-                report.planned(&text, obj);
+            let shown = p.display().to_string();
+            let Some(one) = OneUpload::plan(ctx, to, &shown, "move", a.dry_run).await? else {
                 return Ok(ctx.status());
-            }
-            to.check("moved").await?;
-            let before = FileState::of(p).map_err(|e| usage(format!("{}: {e}", p.display())))?;
+            };
+            let before = FileState::of(p).map_err(|e| usage(format!("{shown}: {e}")))?;
             let r = async {
-                let r = to.file(ctx, p, opts).await?;
+                let r = one.to.file(ctx, p, opts).await?;
                 // The upload is confirmed: now the file goes, if it did not change
                 // after the upload last read it.
                 source::remove_file_if_unchanged(p, &before)?;
                 Ok::<_, anyhow::Error>(r)
             }
             .await;
-            one_done(&report, &text, obj, r)?;
+            one_done(&one.report, &one.text, one.obj, r)?;
         }
         (
             Location::Object {
