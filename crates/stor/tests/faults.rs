@@ -371,17 +371,17 @@ async fn an_abort_meeting_server_errors_is_retried_until_no_upload_is_left() {
     );
     r.proxy.add(Rule::new(
         "DELETE",
-        "/abort-me?uploadId=",
+        "/abort-me uploadId=",
         Fault::Error(500, "InternalError"),
     ));
     r.proxy.add(Rule::new(
         "DELETE",
-        "/abort-me?uploadId=",
+        "/abort-me uploadId=",
         Fault::Error(503, "SlowDown"),
     ));
     r.proxy.add(Rule::new(
         "DELETE",
-        "/abort-me?uploadId=",
+        "/abort-me uploadId=",
         Fault::Html(502, "<html><body><h1>502 Bad Gateway</h1></body></html>"),
     ));
     let e =
@@ -390,7 +390,7 @@ async fn an_abort_meeting_server_errors_is_retried_until_no_upload_is_left() {
             .unwrap_err();
     assert_eq!(e.code(), Some("InvalidPart"), "{e}");
     assert_eq!(
-        r.proxy.count("DELETE", "/abort-me?uploadId="),
+        r.proxy.count("DELETE", "/abort-me uploadId="),
         4,
         "three failed aborts, then the one that landed"
     );
