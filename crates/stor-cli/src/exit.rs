@@ -12,7 +12,7 @@ pub enum Exit {
     Failed,
     /// Bad usage or bad input: refused before anything was done for it.
     Usage,
-    /// Ctrl-C: transfers in flight were cancelled and cleaned up.
+    /// Ctrl-C, SIGTERM or SIGHUP: transfers in flight were cancelled and cleaned up.
     Interrupted,
 }
 

@@ -38,16 +38,16 @@ fn main() -> ExitCode {
     rt.block_on(run(&cli, &out)).into()
 }
 
-/// Runs the command to its end, or until Ctrl-C — or, for a command that only
-/// reads, until its stdout is lost (see `output.rs`).
+/// Runs the command to its end, or until Ctrl-C, SIGTERM or SIGHUP — or, for a
+/// command that only reads, until its stdout is lost (see `output.rs`).
 async fn run(cli: &Cli, out: &Arc<Output>) -> Exit {
     let quits = out.on_close() == OnClose::Quit;
     tokio::select! {
         biased;
-        _ = tokio::signal::ctrl_c() => {
+        signal = stopped() => {
             // The command's future is dropped here: temp files are removed and
             // multipart uploads aborted; wait for those aborts to reach the server.
-            eprintln!("stor: interrupted; cleaning up");
+            eprintln!("stor: {signal}; cleaning up");
             stor::transfer::wait_for_pending_aborts(Duration::from_secs(10)).await;
             say_kept();
             Exit::Interrupted
@@ -72,7 +72,28 @@ async fn run(cli: &Cli, out: &Arc<Output>) -> Exit {
     }
 }
 
-/// After Ctrl-C: what was kept for resuming (journaled uploads and downloads) and
+/// The first of Ctrl-C (SIGINT), SIGTERM (`kill`, `timeout`, `docker stop`,
+/// systemd) and SIGHUP (a closed terminal), said as the user would: each stops a
+/// command the same way, cleaning up what it had in flight. A handler that cannot
+/// be installed leaves that signal's default (the process ends at once).
+async fn stopped() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    async fn on(kind: SignalKind) {
+        match signal(kind) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = on(SignalKind::terminate()) => "terminated (SIGTERM)",
+        _ = on(SignalKind::hangup()) => "hung up (SIGHUP)",
+    }
+}
+
+/// After a stop by signal: what was kept for resuming (journaled uploads and downloads) and
 /// how to go on or throw it away.
 fn say_kept() {
     let kept = stor::transfer::kept_for_resume();

@@ -1779,6 +1779,17 @@ fn exit_codes_for_bad_input_and_empty_matches() {
             2,
             "no such file",
         ),
+        // A dry run refuses what the real run would.
+        (
+            &["cp", "--dry-run", "no-such-file", "local://codes/k2"][..],
+            2,
+            "no such file",
+        ),
+        (
+            &["mv", "--dry-run", "no-such-file", "local://codes/k2"][..],
+            2,
+            "no such file",
+        ),
         (&["cp", "local://codes/k", ""], 2, "empty"),
         (
             &["mv", "local://codes/k", "local://codes/k"],
@@ -4737,6 +4748,66 @@ fn s3_upload_interrupted_by_ctrl_c_says_how_to_resume_and_resumes() {
     );
     e.ok(&["cp", &dst, "back.bin", "--no-resume"]);
     assert!(std::fs::read(e.path("back.bin")).unwrap() == data);
+}
+
+/// SIGTERM (kill, timeout, docker stop, systemd) and SIGHUP stop a transfer the way
+/// Ctrl-C does: an upload nothing keeps for resuming (`--no-resume`) is aborted,
+/// not left on the server; exit 130, saying which signal.
+#[test]
+fn s3_upload_stopped_by_sigterm_or_sighup_leaves_no_upload_behind() {
+    let Some(e) = Env::with_s3() else { return };
+    let relay = Relay::new(e.s3.as_deref().unwrap(), true);
+    let b = bucket();
+    e.ok(&["mb", &format!("s3://{b}")]);
+    std::fs::write(e.path("big.bin"), noise(OBJECT as usize, 11)).unwrap();
+    for (signal, said) in [
+        ("-TERM", "terminated (SIGTERM)"),
+        ("-HUP", "hung up (SIGHUP)"),
+    ] {
+        relay.reset();
+        let dst = format!("s3://{b}/stopped{signal}.bin");
+        let args = ["cp", "big.bin", &dst, "--no-resume", "--bwlimit", "4MiB"];
+        let child = e.via(&relay, &args).spawn().unwrap();
+        // Parts are on their way (more than one part's worth sent).
+        let mut waited = 0;
+        while relay.up() < PART + MIB {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            waited += 1;
+            assert!(waited < 60_000, "stor never reached one part");
+        }
+        let kill = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 130, "{signal}: {out:?}");
+        assert!(stderr(&out).contains(said), "{signal}: {}", stderr(&out));
+        let listed = e
+            .via(
+                &relay,
+                &[
+                    "cleanup",
+                    &format!("s3://{b}"),
+                    "--older-than",
+                    "0s",
+                    "--dry-run",
+                ],
+            )
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        assert!(
+            !listed.contains("abort:"),
+            "{signal} left an upload: {listed}"
+        );
+        assert!(
+            !listed.contains("discard:"),
+            "{signal}: nothing was to be kept: {listed}"
+        );
+        let ls = e.ok(&["ls", &format!("s3://{b}/")]);
+        assert!(!ls.contains("stopped"), "{signal}: {ls}");
+    }
 }
 
 #[test]

@@ -223,7 +223,14 @@ fn file_name(p: &Path) -> Result<String> {
 /// ends in `/`. A directory needs `--recursive` (`verb`: what that does to its
 /// files).
 pub fn file_key(p: &Path, key: &str, verb: &str) -> Result<String> {
-    if p.is_dir() {
+    // Said before anything else, so a --dry-run refuses what the real run would.
+    let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            usage(format!("{}: no such file or directory", p.display()))
+        }
+        _ => usage(format!("{}: {e}", p.display())),
+    })?;
+    if meta.is_dir() {
         return Err(usage(format!(
             "{} is a directory; add --recursive to {verb} the files below it",
             p.display()
